@@ -1,0 +1,93 @@
+"""Input validation shared by every public metric.
+
+Shape problems are static, so they raise ``ValueError`` both eagerly and at trace
+time inside ``jit``/``vmap``. Value problems (NaN/Inf, zero rows, too few unmasked
+rows, labels out of range) can only be seen on concrete arrays: they raise eagerly
+and are skipped under tracing, where they surface as NaN outputs that
+``jax.experimental.checkify.checkify(fn, errors=checkify.float_checks)`` reports.
+"""
+
+from __future__ import annotations
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+
+def is_concrete(*arrays) -> bool:
+  """True when no argument is a tracer (eager call), so values can be checked."""
+  return not any(isinstance(a, jax.core.Tracer) for a in arrays if a is not None)
+
+
+def as_mask(mask, n: int, name: str = "mask") -> jax.Array:
+  """Returns an (n,) bool mask (all True when ``mask`` is None)."""
+  if mask is None:
+    return jnp.ones((n,), bool)
+  mask = jnp.asarray(mask)
+  if mask.shape != (n,):
+    raise ValueError(f"{name} must have shape ({n},), got {mask.shape}.")
+  if mask.dtype != bool:
+    raise ValueError(f"{name} must be boolean, got dtype {mask.dtype}.")
+  return mask
+
+
+def features(z, name: str, *, min_rows: int = 2) -> jax.Array:
+  """Checks the static shape of an (n, d) feature matrix and returns it as an array."""
+  z = jnp.asarray(z)
+  if z.ndim != 2:
+    raise ValueError(f"{name} must be 2-D (n, d), got shape {z.shape}.")
+  if z.shape[0] < min_rows:
+    raise ValueError(f"{name} needs at least {min_rows} rows, got {z.shape[0]}.")
+  if z.shape[1] < 1:
+    raise ValueError(f"{name} needs at least one column, got shape {z.shape}.")
+  if not jnp.issubdtype(z.dtype, jnp.floating):
+    z = z.astype(jnp.result_type(float))
+  return z
+
+
+def same_rows(**named: jax.Array) -> int:
+  """Checks that all arrays share their leading dimension; returns it."""
+  sizes = {k: v.shape[0] for k, v in named.items()}
+  if len(set(sizes.values())) != 1:
+    raise ValueError(f"arguments must have the same number of rows, got {sizes}.")
+  return next(iter(sizes.values()))
+
+
+def finite(x: jax.Array, name: str) -> None:
+  """Eagerly raises if ``x`` holds NaN or Inf."""
+  if is_concrete(x) and not bool(jnp.all(jnp.isfinite(x))):
+    raise ValueError(f"{name} contains NaN or Inf.")
+
+
+def rows_nonzero(z: jax.Array, mask: jax.Array, name: str) -> None:
+  """Eagerly raises if an unmasked row of ``z`` is all zeros (no direction)."""
+  if is_concrete(z, mask):
+    zero = np.asarray(jnp.all(z == 0, axis=1) & mask)
+    if zero.any():
+      raise ValueError(
+          f"{name} has all-zero rows at {np.flatnonzero(zero)[:10].tolist()}; "
+          "they cannot be normalised (mask them out)."
+      )
+
+
+def enough_rows(mask: jax.Array, name: str = "mask", minimum: int = 2) -> None:
+  """Eagerly raises if fewer than ``minimum`` rows are unmasked."""
+  if is_concrete(mask):
+    count = int(jnp.sum(mask))
+    if count < minimum:
+      raise ValueError(f"{name} keeps {count} rows; at least {minimum} are needed.")
+
+
+def feature_inputs(mask, **named) -> tuple[list[jax.Array], jax.Array]:
+  """Validates feature matrices sharing n rows and their mask.
+
+  Returns the arrays (in argument order) and the (n,) bool mask.
+  """
+  arrays = {k: features(v, k) for k, v in named.items()}
+  n = same_rows(**arrays)
+  mask = as_mask(mask, n)
+  for k, v in arrays.items():
+    finite(v, k)
+    rows_nonzero(v, mask, k)
+  enough_rows(mask)
+  return list(arrays.values()), mask
