@@ -1,14 +1,29 @@
 """ncjax: neural collapse and matrix-information metrics in JAX."""
 
+from ncjax.collapse import (
+    cdnv,
+    class_stats,
+    collapse_metrics,
+    collapse_metrics_from_stats,
+    effective_rank,
+    nc1,
+    nc2,
+    nc3,
+    nc4,
+    vci,
+)
 from ncjax.info import (
     entropies,
     gram_entropy,
     hdr,
+    hdr_from_entropies,
     joint_entropy,
     matrix_entropy,
     mir,
+    mir_from_entropies,
     mutual_information,
 )
 from ncjax.kernels import cosine_gram, hadamard_features, normalize_rows, trace_normalize
+from ncjax.stats import ClassStats
 
 __version__ = "0.1.0"

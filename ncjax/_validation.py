@@ -87,7 +87,29 @@ def feature_inputs(mask, **named) -> tuple[list[jax.Array], jax.Array]:
   n = same_rows(**arrays)
   mask = as_mask(mask, n)
   for k, v in arrays.items():
-    finite(v, k)
+    finite(jnp.where(mask[:, None], v, 0.0), k)  # padding may hold anything
     rows_nonzero(v, mask, k)
   enough_rows(mask)
   return list(arrays.values()), mask
+
+
+def labels(y, n: int, num_classes: int, name: str = "labels") -> jax.Array:
+  """Checks (n,) integer labels; eagerly also that they lie in [0, num_classes)."""
+  y = jnp.asarray(y)
+  if y.shape != (n,):
+    raise ValueError(f"{name} must have shape ({n},) to match the features, got {y.shape}.")
+  if not jnp.issubdtype(y.dtype, jnp.integer):
+    raise ValueError(f"{name} must be integers, got dtype {y.dtype}.")
+  if is_concrete(y) and n and not (0 <= int(y.min()) and int(y.max()) < num_classes):
+    raise ValueError(
+        f"{name} must lie in [0, {num_classes}), got range [{int(y.min())}, {int(y.max())}]."
+    )
+  return y
+
+
+def classes_present(counts: jax.Array, minimum: int = 2) -> None:
+  """Eagerly raises if fewer than ``minimum`` classes have samples."""
+  if is_concrete(counts):
+    present = int(jnp.sum(counts > 0))
+    if present < minimum:
+      raise ValueError(f"{present} class(es) present; at least {minimum} are needed.")

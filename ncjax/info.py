@@ -138,8 +138,7 @@ def mir(z1: jax.Array, z2: jax.Array, *, mask: jax.Array | None = None) -> jax.A
   Returns:
     Scalar in [0, 1]; 1 when the two Gram matrices carry the same information.
   """
-  h1, h2, h12 = entropies(z1, z2, mask=mask)
-  return (h1 + h2 - h12) / jnp.minimum(h1, h2)
+  return mir_from_entropies(*entropies(z1, z2, mask=mask))
 
 
 def hdr(z1: jax.Array, z2: jax.Array, *, mask: jax.Array | None = None) -> jax.Array:
@@ -151,5 +150,14 @@ def hdr(z1: jax.Array, z2: jax.Array, *, mask: jax.Array | None = None) -> jax.A
   Returns:
     Scalar in [0, 1]; 0 when both Grams have the same entropy.
   """
-  h1, h2 = map(spectral.factor_entropy, _normalized_pair(z1, z2, mask))
+  return hdr_from_entropies(*map(spectral.factor_entropy, _normalized_pair(z1, z2, mask)))
+
+
+def mir_from_entropies(h1: jax.Array, h2: jax.Array, h12: jax.Array) -> jax.Array:
+  """MIR (h1 + h2 - h12) / min(h1, h2) from the two entropies and the joint entropy."""
+  return (h1 + h2 - h12) / jnp.minimum(h1, h2)
+
+
+def hdr_from_entropies(h1: jax.Array, h2: jax.Array) -> jax.Array:
+  """HDR |h1 - h2| / max(h1, h2) from two entropies."""
   return jnp.abs(h1 - h2) / jnp.maximum(h1, h2)

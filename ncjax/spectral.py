@@ -84,3 +84,28 @@ def factor_entropy(f: jax.Array) -> jax.Array:
   ft = jnp.swapaxes(f, -1, -2)
   k = matmul(ft, f) if m < n else matmul(f, ft)
   return psd_entropy(k)
+
+
+def default_rtol(size: int, dtype) -> float:
+  """Relative eigenvalue cut-off ``size * eps(dtype)`` (NumPy's matrix_rank rule)."""
+  return size * float(jnp.finfo(dtype).eps)
+
+
+def kept(w: jax.Array, rtol: float | None = None, *, scale: jax.Array | None = None):
+  """(..., n) bool: eigenvalues above ``rtol * scale`` (the numerical support).
+
+  Args:
+    w: (..., n) eigenvalues >= 0 of a PSD matrix.
+    rtol: relative cut-off; default :func:`default_rtol` for n and w's dtype.
+    scale: (...) reference magnitude; default max(w). Pass the norm of a dominating
+      matrix to judge a small matrix as numerically zero.
+  """
+  rtol = default_rtol(w.shape[-1], w.dtype) if rtol is None else rtol
+  scale = jnp.max(w, axis=-1) if scale is None else scale
+  return w > rtol * jnp.asarray(scale)[..., None]
+
+
+def pinv_eigenvalues(w: jax.Array, rtol: float | None = None) -> jax.Array:
+  """1/w on the numerical support (:func:`kept`), 0 elsewhere: the spectrum of K^+."""
+  keep = kept(w, rtol)
+  return jnp.where(keep, 1.0 / jnp.where(keep, w, 1.0), 0.0)

@@ -45,3 +45,84 @@ def simplex_etf(num_classes, dim, seed=0):
   basis, _ = np.linalg.qr(np.random.default_rng(seed).normal(size=(dim, c)))
   m = centred @ basis.T  # (C, dim), rows span a (C-1)-dim subspace
   return m / np.linalg.norm(m, axis=1, keepdims=True)
+
+
+# --- neural collapse, float64, written the way the PyTorch reference code does it ---
+
+def class_moments(h, y, num_classes):
+  """Present classes' means (Cp, d), counts, global mean, Sigma_W, Papyan's Sigma_B, and
+  the weighted Sigma_B, from all samples at once."""
+  h = np.asarray(h, np.float64)
+  present = [c for c in range(num_classes) if np.any(y == c)]
+  means = np.stack([h[y == c].mean(0) for c in present])
+  counts = np.array([np.sum(y == c) for c in present], np.float64)
+  mu_g = h.mean(0)
+  centred = h - means[np.searchsorted(present, y)]
+  sigma_w = centred.T @ centred / len(h)
+  m = means - mu_g
+  sigma_b = m.T @ m / len(present)
+  sigma_b_w = (m * (counts / len(h))[:, None]).T @ m
+  return dict(present=present, means=means, counts=counts, mu_g=mu_g, m=m,
+              sigma_w=sigma_w, sigma_b=sigma_b, sigma_b_w=sigma_b_w)
+
+
+def nc1(h, y, num_classes):
+  s = class_moments(h, y, num_classes)
+  return np.trace(s["sigma_w"] @ np.linalg.pinv(s["sigma_b"], hermitian=True)) / len(s["present"])
+
+
+def cdnv(h, y, num_classes):
+  s = class_moments(h, y, num_classes)
+  h = np.asarray(h, np.float64)
+  var = [np.mean(np.sum((h[y == c] - mu) ** 2, 1)) for c, mu in zip(s["present"], s["means"])]
+  vals = [(var[i] + var[j]) / (2 * np.sum((s["means"][i] - s["means"][j]) ** 2))
+          for i in range(len(var)) for j in range(i + 1, len(var))]
+  return np.mean(vals)
+
+
+def vci(h, y, num_classes):
+  s = class_moments(h, y, num_classes)
+  h = np.asarray(h, np.float64)
+  sigma_t = np.cov(h.T, bias=True)
+  return 1 - np.trace(np.linalg.pinv(sigma_t, hermitian=True) @ s["sigma_b_w"]) / \
+      np.linalg.matrix_rank(s["sigma_b_w"], hermitian=True)
+
+
+def _cosines_off_diagonal(x):
+  xn = x / np.linalg.norm(x, axis=1, keepdims=True)
+  cos = xn @ xn.T
+  return cos[~np.eye(len(x), dtype=bool)]
+
+
+def nc2(h, y, num_classes, head):
+  s = class_moments(h, y, num_classes)
+  out = {}
+  for name, x in (("means", s["m"]), ("head", np.asarray(head, np.float64)[s["present"]])):
+    norms = np.linalg.norm(x, axis=1)
+    cos = _cosines_off_diagonal(x)
+    out[f"equinorm_{name}"] = norms.std() / norms.mean()
+    out[f"equiangular_{name}"] = cos.std()
+    out[f"maxangle_{name}"] = np.mean(np.abs(cos + 1 / (len(x) - 1)))
+  return out
+
+
+def nc3(h, y, num_classes, head):
+  s = class_moments(h, y, num_classes)
+  w = np.asarray(head, np.float64)[s["present"]]
+  return np.sum((w / np.linalg.norm(w) - s["m"] / np.linalg.norm(s["m"])) ** 2)
+
+
+def nc4(h, y, num_classes, head, bias):
+  s = class_moments(h, y, num_classes)
+  h = np.asarray(h, np.float64)
+  network = np.argmax(h @ np.asarray(head, np.float64).T + bias, 1)
+  dist = ((h[:, None, :] - s["means"][None]) ** 2).sum(-1)
+  nearest = np.asarray(s["present"])[np.argmin(dist, 1)]
+  return np.mean(network != nearest)
+
+
+def effective_rank(h):
+  sv = np.linalg.svd(np.asarray(h, np.float64), compute_uv=False)
+  p = sv / sv.sum()
+  p = p[p > 0]
+  return np.exp(-(p * np.log(p)).sum())

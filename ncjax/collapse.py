@@ -1,0 +1,279 @@
+"""Neural-collapse metrics: NC1-NC4 (Papyan, Han, Donoho 2020), CDNV (Galanti et al.
+2022), VCI (Liu & Xu 2023) and effective rank (RankMe), plus one jittable dict of all.
+
+Metrics of the class statistics take either a :class:`ClassStats` (e.g. streamed over a
+dataset) or ``features, labels, num_classes=...``. Classes absent from the data drop
+out; C in a formula means the number of classes present. Pseudo-inverses and ranks
+keep eigenvalues above ``size * eps * max`` (``ncjax.spectral.kept``).
+"""
+
+from __future__ import annotations
+
+import jax
+import jax.numpy as jnp
+
+from ncjax import _validation as check
+from ncjax import info, kernels, spectral
+from ncjax.kernels import matmul
+from ncjax.stats import ClassStats
+
+
+def class_stats(
+    features: jax.Array,
+    labels: jax.Array,
+    num_classes: int,
+    *,
+    mask: jax.Array | None = None,
+) -> ClassStats:
+  """Validated :meth:`ClassStats.from_batch`.
+
+  Args:
+    features: (n, d) float; labels: (n,) int in [0, num_classes);
+    num_classes: static C; mask: optional (n,) bool, False rows ignored.
+  """
+  features = check.features(features, "features", min_rows=1)
+  labels = check.labels(labels, features.shape[0], num_classes)
+  mask = check.as_mask(mask, features.shape[0])
+  check.finite(jnp.where(mask[:, None], features, 0.0), "features")
+  return ClassStats.from_batch(features, labels, num_classes, mask)
+
+
+def _stats(x, labels, num_classes, mask) -> ClassStats:
+  if not isinstance(x, ClassStats):
+    if labels is None or num_classes is None:
+      raise ValueError("pass a ClassStats, or features with labels and num_classes.")
+    x = class_stats(x, labels, num_classes, mask=mask)
+  check.classes_present(x.counts)
+  return x
+
+
+def nc1(x, labels=None, *, num_classes: int | None = None, mask=None) -> jax.Array:
+  """NC1 = tr(Sigma_W Sigma_B^+) / C, Sigma_B = sum_c M_c M_c^T / C (unweighted).
+
+  Computed in the C x C space: tr(Sigma_W (M^T M)^+) = tr(L^+ M Sigma_W M^T L^+) with
+  L = M M^T, so only a C x C eigendecomposition is needed.
+
+  Args:
+    x: ClassStats, or (n, d) features with (n,) labels and num_classes.
+  Returns:
+    Scalar >= 0; 0 at within-class collapse.
+  """
+  s = _stats(x, labels, num_classes, mask)
+  m = s.centred_means
+  lam, u = spectral.psd_eigh(matmul(m, m.T))
+  a = matmul(matmul(m, s.sigma_w), m.T)
+  return jnp.sum(jnp.einsum("ci,cd,di->i", u, a, u) * spectral.pinv_eigenvalues(lam) ** 2)
+
+
+def _present_pairs(present: jax.Array, upper: bool) -> jax.Array:
+  pairs = present[:, None] & present[None, :]
+  c = present.shape[0]
+  return pairs & (jnp.triu(jnp.ones((c, c), bool), 1) if upper else ~jnp.eye(c, dtype=bool))
+
+
+def cdnv(x, labels=None, *, num_classes: int | None = None, mask=None) -> jax.Array:
+  """Class-distance normalised variance: mean over pairs c < c' of
+  (v_c + v_c') / (2 ||mu_c - mu_c'||^2), v_c the mean squared distance to mu_c.
+
+  Args:
+    x: ClassStats, or (n, d) features with (n,) labels and num_classes.
+  Returns:
+    Scalar >= 0.
+  """
+  s = _stats(x, labels, num_classes, mask)
+  m = s.centred_means  # distances from centred means: no cancellation of an offset
+  g = matmul(m, m.T)
+  sq = jnp.diag(g)[:, None] + jnp.diag(g)[None, :] - 2 * g
+  v = s.class_variances
+  pairs = _present_pairs(s.present, upper=True)
+  ratio = (v[:, None] + v[None, :]) / (2 * jnp.where(pairs, sq, 1.0))
+  return jnp.sum(jnp.where(pairs, ratio, 0.0)) / jnp.sum(pairs)
+
+
+def vci(x, labels=None, *, num_classes: int | None = None, mask=None) -> jax.Array:
+  """Variability Collapse Index 1 - tr(Sigma_T^+ Sigma_B) / rank(Sigma_B) (Liu & Xu 2023).
+
+  Sigma_B is class-frequency weighted, so Sigma_T = Sigma_W + Sigma_B. Invariant under
+  invertible linear maps of the features. Raises eagerly when rank(Sigma_B) = 0
+  (all class means equal); NaN under jit.
+
+  Args:
+    x: ClassStats, or (n, d) features with (n,) labels and num_classes.
+  Returns:
+    Scalar in [0, 1]; 0 at full variability collapse.
+  """
+  s = _stats(x, labels, num_classes, mask)
+  mw = s.centred_means * jnp.sqrt(s.counts / s.total)[:, None]  # Sigma_B = mw^T mw
+  lam, v = spectral.psd_eigh(s.sigma_t)
+  explained = jnp.sum(jnp.sum(matmul(mw, v) ** 2, axis=0) * spectral.pinv_eigenvalues(lam))
+  # rank Sigma_B, judged against ||Sigma_T|| with Sigma_T's cut-off (Sigma_B <= Sigma_T).
+  rtol = spectral.default_rtol(lam.shape[-1], lam.dtype)
+  rank_b = jnp.sum(spectral.kept(spectral.psd_eigvalsh(matmul(mw, mw.T)), rtol, scale=lam[-1]))
+  if check.is_concrete(rank_b) and int(rank_b) == 0:
+    raise ValueError("VCI is 0/0: all class means are equal (rank Sigma_B = 0).")
+  return 1.0 - explained / rank_b
+
+
+def _equinorm(x: jax.Array, keep: jax.Array) -> jax.Array:
+  norms = jnp.linalg.norm(x, axis=1)
+  mean = jnp.sum(jnp.where(keep, norms, 0.0)) / jnp.sum(keep)
+  var = jnp.sum(jnp.where(keep, (norms - mean) ** 2, 0.0)) / jnp.sum(keep)
+  return jnp.sqrt(var) / mean
+
+
+def _angles(x: jax.Array, keep: jax.Array) -> tuple[jax.Array, jax.Array]:
+  cos = kernels.cosine_gram(x, keep)
+  off = _present_pairs(keep, upper=False)
+  count = jnp.sum(off)
+  mean = jnp.sum(jnp.where(off, cos, 0.0)) / count
+  std = jnp.sqrt(jnp.sum(jnp.where(off, (cos - mean) ** 2, 0.0)) / count)
+  max_angle = jnp.sum(jnp.where(off, jnp.abs(cos + 1.0 / (jnp.sum(keep) - 1)), 0.0)) / count
+  return std, max_angle
+
+
+def nc2(
+    x, labels=None, *, num_classes: int | None = None, mask=None, head: jax.Array | None = None
+) -> dict[str, jax.Array]:
+  """NC2: equinorm (std/mean of norms), equiangularity (std of off-diagonal cosines) and
+  max-angle (mean |cos + 1/(C-1)|) of the centred class means, and of the head rows.
+
+  Args:
+    x: ClassStats, or (n, d) features with (n,) labels and num_classes.
+    head: optional (C, d) classifier weights W (rows w_c).
+  Returns:
+    Dict with keys ``equinorm_means, equiangular_means, maxangle_means`` (and ``_head``);
+    all 0 for a simplex ETF.
+  """
+  s = _stats(x, labels, num_classes, mask)
+  head = None if head is None else _head(head, *s.means.shape)
+  out = {}
+  for name, rows in (("means", s.centred_means), ("head", head)):
+    if rows is not None:
+      out[f"equinorm_{name}"] = _equinorm(rows, s.present)
+      out[f"equiangular_{name}"], out[f"maxangle_{name}"] = _angles(rows, s.present)
+  return out
+
+
+def _head(head, num_classes: int, dim: int) -> jax.Array:
+  head = jnp.asarray(head)
+  if head.shape != (num_classes, dim):
+    raise ValueError(f"head must have shape ({num_classes}, {dim}) (C, d), got {head.shape}.")
+  return head
+
+
+def nc3(x, head: jax.Array, labels=None, *, num_classes: int | None = None, mask=None):
+  """NC3 self-duality || W/||W||_F - M/||M||_F ||_F^2 over the classes present.
+
+  Args:
+    x: ClassStats, or (n, d) features with (n,) labels and num_classes.
+    head: (C, d) classifier weights.
+  Returns:
+    Scalar in [0, 4]; 0 when W is a positive multiple of M.
+  """
+  s = _stats(x, labels, num_classes, mask)
+  w = jnp.where(s.present[:, None], _head(head, *s.means.shape), 0.0)
+  m = s.centred_means
+  return jnp.sum((w / jnp.linalg.norm(w) - m / jnp.linalg.norm(m)) ** 2)
+
+
+def nc4(
+    features: jax.Array,
+    stats: ClassStats,
+    head: jax.Array,
+    bias: jax.Array | None = None,
+    *,
+    mask: jax.Array | None = None,
+) -> jax.Array:
+  """NC4: fraction of samples where argmax(W h + b) differs from the nearest class mean.
+
+  Args:
+    features: (n, d); stats: ClassStats giving the class means (e.g. of the train set);
+    head: (C, d); bias: optional (C,), zero if None; mask: optional (n,) bool.
+  Returns:
+    Scalar in [0, 1].
+  """
+  features = check.features(features, "features", min_rows=1)
+  n, d = features.shape
+  head = _head(head, stats.num_classes, d)
+  bias = jnp.zeros((stats.num_classes,), features.dtype) if bias is None else bias
+  mask = check.as_mask(mask, n)
+  network = jnp.argmax(matmul(features, head.T) + bias, axis=1)
+  m = stats.centred_means  # ||h - mu_c||^2 = ||(h - mu_G) - M_c||^2: no offset cancellation
+  dist = jnp.sum(m**2, axis=1) - 2 * matmul(features - stats.global_mean, m.T)
+  nearest = jnp.argmin(jnp.where(stats.present, dist, jnp.inf), axis=1)
+  return jnp.sum((network != nearest) & mask) / jnp.sum(mask)
+
+
+def effective_rank(features: jax.Array, *, mask: jax.Array | None = None) -> jax.Array:
+  """RankMe effective rank exp(H(p)), p = singular values of the features / their sum.
+
+  No epsilon is added: zero singular values contribute exactly 0 (RankMe's
+  p + 1e-7 changes the value by less than d * 2e-6).
+
+  Args:
+    features: (n, d) raw (uncentred) features; mask: optional (n,) bool.
+  Returns:
+    Scalar in [1, min(n, d)].
+  """
+  (z,), mask = check.feature_inputs(mask, features=features)
+  z = jnp.where(mask[:, None], z, 0.0)
+  lam = spectral.psd_eigvalsh(matmul(z.T, z))
+  positive = lam > 0
+  sigma = jnp.where(positive, jnp.sqrt(jnp.where(positive, lam, 1.0)), 0.0)
+  return jnp.exp(spectral.spectrum_entropy(sigma))
+
+
+def collapse_metrics_from_stats(
+    stats: ClassStats, head: jax.Array | None = None
+) -> dict[str, jax.Array]:
+  """All metrics computable from class statistics (everything but NC4 and effective rank).
+
+  Returns:
+    Dict with keys ``nc/nc1, nc/cdnv, nc/vci, nc/equinorm_means, ...`` and
+    ``info/entropy_means``; with a head also ``nc/nc3``, the head NC2 terms and
+    ``info/entropy_head, info/mi, info/mir, info/hdr`` between head rows and centred means.
+  """
+  check.classes_present(stats.counts)
+  out = {"nc/nc1": nc1(stats), "nc/cdnv": cdnv(stats), "nc/vci": vci(stats)}
+  out |= {f"nc/{k}": v for k, v in nc2(stats, head=head).items()}
+  m, present = stats.centred_means, stats.present
+  if head is None:
+    out["info/entropy_means"] = info.matrix_entropy(m, mask=present)
+    return out
+  out["nc/nc3"] = nc3(stats, head)
+  h_head, h_means, h_joint = info.entropies(head, m, mask=present)
+  out |= {
+      "info/entropy_head": h_head,
+      "info/entropy_means": h_means,
+      "info/mi": h_head + h_means - h_joint,
+      "info/mir": info.mir_from_entropies(h_head, h_means, h_joint),
+      "info/hdr": info.hdr_from_entropies(h_head, h_means),
+  }
+  return out
+
+
+def collapse_metrics(
+    features: jax.Array,
+    labels: jax.Array,
+    num_classes: int,
+    head: jax.Array | None = None,
+    bias: jax.Array | None = None,
+    mask: jax.Array | None = None,
+) -> dict[str, jax.Array]:
+  """Every collapse and information metric of one set of features, in one jittable call.
+
+  Jit with ``jax.jit(collapse_metrics, static_argnames="num_classes")``.
+
+  Args:
+    features: (n, d); labels: (n,) int; num_classes: static C;
+    head: optional (C, d); bias: optional (C,); mask: optional (n,) bool.
+  Returns:
+    :func:`collapse_metrics_from_stats` plus ``nc/effective_rank`` and, with a head,
+    ``nc/nc4``.
+  """
+  stats = class_stats(features, labels, num_classes, mask=mask)
+  out = collapse_metrics_from_stats(stats, head)
+  out["nc/effective_rank"] = effective_rank(features, mask=mask)
+  if head is not None:
+    out["nc/nc4"] = nc4(features, stats, head, bias, mask=mask)
+  return out
