@@ -111,7 +111,7 @@ def vci(x, labels=None, *, num_classes: int | None = None, mask=None) -> jax.Arr
   rank_b = jnp.sum(spectral.kept(spectral.psd_eigvalsh(matmul(mw, mw.T)), rtol, scale=lam[-1]))
   if check.is_concrete(rank_b) and int(rank_b) == 0:
     raise ValueError("VCI is 0/0: all class means are equal (rank Sigma_B = 0).")
-  return 1.0 - explained / rank_b
+  return jnp.where(rank_b > 0, 1.0 - explained / jnp.maximum(rank_b, 1), jnp.nan)
 
 
 def _equinorm(x: jax.Array, keep: jax.Array) -> jax.Array:
