@@ -19,6 +19,14 @@ def is_concrete(*arrays) -> bool:
   return not any(isinstance(a, jax.core.Tracer) for a in arrays if a is not None)
 
 
+def _values(*arrays) -> list[np.ndarray] | None:
+  """NumPy copies of the arrays when all are concrete, else None (traced: no checks).
+
+  NumPy, not jnp: inside a trace even concrete constants would become tracers.
+  """
+  return [np.asarray(a) for a in arrays] if is_concrete(*arrays) else None
+
+
 def as_mask(mask, n: int, name: str = "mask") -> jax.Array:
   """Returns an (n,) bool mask (all True when ``mask`` is None)."""
   if mask is None:
@@ -53,16 +61,21 @@ def same_rows(**named: jax.Array) -> int:
   return next(iter(sizes.values()))
 
 
-def finite(x: jax.Array, name: str) -> None:
-  """Eagerly raises if ``x`` holds NaN or Inf."""
-  if is_concrete(x) and not bool(jnp.all(jnp.isfinite(x))):
-    raise ValueError(f"{name} contains NaN or Inf.")
+def finite(x: jax.Array, name: str, mask: jax.Array | None = None) -> None:
+  """Eagerly raises if ``x`` holds NaN or Inf (in unmasked rows, if ``mask`` is given)."""
+  values = _values(x, mask)
+  if values is not None:
+    x, mask = values
+    rows = x if mask.ndim == 0 else x[mask]
+    if not np.all(np.isfinite(rows)):
+      raise ValueError(f"{name} contains NaN or Inf.")
 
 
 def rows_nonzero(z: jax.Array, mask: jax.Array, name: str) -> None:
   """Eagerly raises if an unmasked row of ``z`` is all zeros (no direction)."""
-  if is_concrete(z, mask):
-    zero = np.asarray(jnp.all(z == 0, axis=1) & mask)
+  values = _values(z, mask)
+  if values is not None:
+    zero = np.all(values[0] == 0, axis=1) & values[1]
     if zero.any():
       raise ValueError(
           f"{name} has all-zero rows at {np.flatnonzero(zero)[:10].tolist()}; "
@@ -72,10 +85,9 @@ def rows_nonzero(z: jax.Array, mask: jax.Array, name: str) -> None:
 
 def enough_rows(mask: jax.Array, name: str = "mask", minimum: int = 2) -> None:
   """Eagerly raises if fewer than ``minimum`` rows are unmasked."""
-  if is_concrete(mask):
-    count = int(jnp.sum(mask))
-    if count < minimum:
-      raise ValueError(f"{name} keeps {count} rows; at least {minimum} are needed.")
+  values = _values(mask)
+  if values is not None and int(values[0].sum()) < minimum:
+    raise ValueError(f"{name} keeps {int(values[0].sum())} rows; at least {minimum} are needed.")
 
 
 def feature_inputs(mask, **named) -> tuple[list[jax.Array], jax.Array]:
@@ -87,7 +99,7 @@ def feature_inputs(mask, **named) -> tuple[list[jax.Array], jax.Array]:
   n = same_rows(**arrays)
   mask = as_mask(mask, n)
   for k, v in arrays.items():
-    finite(jnp.where(mask[:, None], v, 0.0), k)  # padding may hold anything
+    finite(v, k, mask)  # padding may hold anything
     rows_nonzero(v, mask, k)
   enough_rows(mask)
   return list(arrays.values()), mask
@@ -100,16 +112,18 @@ def labels(y, n: int, num_classes: int, name: str = "labels") -> jax.Array:
     raise ValueError(f"{name} must have shape ({n},) to match the features, got {y.shape}.")
   if not jnp.issubdtype(y.dtype, jnp.integer):
     raise ValueError(f"{name} must be integers, got dtype {y.dtype}.")
-  if is_concrete(y) and n and not (0 <= int(y.min()) and int(y.max()) < num_classes):
+  values = _values(y)
+  if values is not None and n and not (0 <= values[0].min() and values[0].max() < num_classes):
     raise ValueError(
-        f"{name} must lie in [0, {num_classes}), got range [{int(y.min())}, {int(y.max())}]."
+        f"{name} must lie in [0, {num_classes}), got range [{values[0].min()}, {values[0].max()}]."
     )
   return y
 
 
 def classes_present(counts: jax.Array, minimum: int = 2) -> None:
   """Eagerly raises if fewer than ``minimum`` classes have samples."""
-  if is_concrete(counts):
-    present = int(jnp.sum(counts > 0))
+  values = _values(counts)
+  if values is not None:
+    present = int(np.sum(values[0] > 0))
     if present < minimum:
       raise ValueError(f"{present} class(es) present; at least {minimum} are needed.")

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 
 from ncjax import _validation as check
 from ncjax import info, kernels, spectral
@@ -34,7 +35,7 @@ def class_stats(
   features = check.features(features, "features", min_rows=1)
   labels = check.labels(labels, features.shape[0], num_classes)
   mask = check.as_mask(mask, features.shape[0])
-  check.finite(jnp.where(mask[:, None], features, 0.0), "features")
+  check.finite(features, "features", mask)
   return ClassStats.from_batch(features, labels, num_classes, mask)
 
 
@@ -109,7 +110,7 @@ def vci(x, labels=None, *, num_classes: int | None = None, mask=None) -> jax.Arr
   # rank Sigma_B, judged against ||Sigma_T|| with Sigma_T's cut-off (Sigma_B <= Sigma_T).
   rtol = spectral.default_rtol(lam.shape[-1], lam.dtype)
   rank_b = jnp.sum(spectral.kept(spectral.psd_eigvalsh(matmul(mw, mw.T)), rtol, scale=lam[-1]))
-  if check.is_concrete(rank_b) and int(rank_b) == 0:
+  if check.is_concrete(rank_b) and int(np.asarray(rank_b)) == 0:
     raise ValueError("VCI is 0/0: all class means are equal (rank Sigma_B = 0).")
   return jnp.where(rank_b > 0, 1.0 - explained / jnp.maximum(rank_b, 1), jnp.nan)
 

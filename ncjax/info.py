@@ -36,7 +36,7 @@ def gram_entropy(
   if k.shape[0] != k.shape[1]:
     raise ValueError(f"k must be square (n, n), got shape {k.shape}.")
   mask = check.as_mask(mask, k.shape[0])
-  check.finite(k, "k")
+  check.finite(k, "k", mask)
   check.enough_rows(mask)
   keep = mask[:, None] & mask[None, :]
   return _normalized_by(spectral.psd_entropy(jnp.where(keep, k, 0.0)), mask, normalized)

@@ -1,0 +1,1 @@
+"""After-the-fact analysis: plots of logged trajectories."""
