@@ -63,10 +63,9 @@ def same_rows(**named: jax.Array) -> int:
 
 def finite(x: jax.Array, name: str, mask: jax.Array | None = None) -> None:
   """Eagerly raises if ``x`` holds NaN or Inf (in unmasked rows, if ``mask`` is given)."""
-  values = _values(x, mask)
+  values = _values(x) if mask is None else _values(x, mask)
   if values is not None:
-    x, mask = values
-    rows = x if mask.ndim == 0 else x[mask]
+    rows = values[0] if mask is None else values[0][values[1]]
     if not np.all(np.isfinite(rows)):
       raise ValueError(f"{name} contains NaN or Inf.")
 
