@@ -1,5 +1,10 @@
 """ncjax: neural collapse and matrix-information metrics in JAX."""
 
+from ncjax import _xla_cpu
+
+_xla_cpu.disable_concurrency_optimized_scheduler()  # before JAX starts its backend
+
+
 from ncjax.collapse import (
     cdnv,
     class_stats,

@@ -1,16 +1,28 @@
-"""PNG plots of logged metric trajectories."""
+"""PNG plots of logged metric trajectories (one seed, or the median and range of several)."""
 
 from __future__ import annotations
 
 import matplotlib
+import numpy as np
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 
 
 def grokking_step(records: list[dict], threshold: float = 0.95) -> int | None:
-  """First logged step whose test accuracy reaches ``threshold``."""
-  return next((r["step"] for r in records if r["test/accuracy"] >= threshold), None)
+  """First logged step whose (median over seeds) test accuracy reaches ``threshold``."""
+  return next((r["step"] for r in records if np.median(r["test/accuracy"]) >= threshold), None)
+
+
+def _band(ax, steps, values, label, **style):
+  """A line, plus a min-max band across seeds when values are (T, S)."""
+  values = np.asarray(values, float)
+  if values.ndim == 1:
+    ax.plot(steps, values, label=label, **style)
+    return
+  line, = ax.plot(steps, np.median(values, 1), label=f"{label} (median of {values.shape[1]})",
+                  **style)
+  ax.fill_between(steps, values.min(1), values.max(1), color=line.get_color(), alpha=0.2)
 
 
 def curves(records: list[dict], path: str, title: str = "") -> None:
@@ -18,10 +30,10 @@ def curves(records: list[dict], path: str, title: str = "") -> None:
   steps = [max(r["step"], 1) for r in records]
   fig, (top, bottom) = plt.subplots(2, 1, figsize=(7, 6), sharex=True)
   for key in ("train/accuracy", "test/accuracy"):
-    top.plot(steps, [r[key] for r in records], label=key)
+    _band(top, steps, [r[key] for r in records], key)
   for key in ("collapse/mir", "collapse/hdr", "sample/mir", "sample/hdr"):
-    bottom.plot(steps, [r[key] for r in records], label=key,
-                linestyle="-" if key.startswith("collapse") else ":")
+    _band(bottom, steps, [r[key] for r in records], key,
+          linestyle="-" if key.startswith("collapse") else ":")
   grok = grokking_step(records)
   for ax in (top, bottom):
     ax.set_xscale("log")

@@ -8,6 +8,7 @@ def base_config() -> ml_collections.ConfigDict:
   c = ml_collections.ConfigDict()
   c.name = ""
   c.seed = 0
+  c.num_seeds = 1  # S > 1 trains seeds seed..seed+S-1 as one vmapped state
   # Task: all pairs (a, b) mod p, labelled (a op b) mod p.
   c.modulus = 97
   c.operation = "add"  # add | sub | mul | div | x2xyy2

@@ -13,10 +13,9 @@ import numpy as np
 import tqdm
 
 from ncjax.analysis import plots
-from ncjax.data import modular_arithmetic
 from ncjax.models import make_model
 from ncjax.train import checkpoints
-from ncjax.train.steps import create_state, make_metrics_fn, make_train_step
+from ncjax.train.steps import create_states, make_metrics_fn, make_train_step, seed_splits
 
 
 class NonFiniteLoss(RuntimeError):
@@ -33,15 +32,23 @@ def _read_log(path: str, before: int) -> list[dict]:
 
 
 def _check_losses(pending: list, first_step: int, mngr) -> None:
-  """Raises NonFiniteLoss naming the first step whose loss is not finite."""
+  """Raises NonFiniteLoss naming the first step (and seed) whose loss is not finite."""
   if not pending:
     return
-  losses = np.asarray(jax.device_get(jnp.stack(pending)))
-  bad = np.flatnonzero(~np.isfinite(losses))
+  losses = np.asarray(jax.device_get(jnp.stack(pending)))  # (steps, S)
+  bad = np.argwhere(~np.isfinite(losses))
   if bad.size:
+    step, seed = bad[0]
     raise NonFiniteLoss(
-        f"training loss is {losses[bad[0]]} at step {first_step + bad[0]}; stopping. "
-        f"The last good checkpoint is step {mngr.latest_step()}.")
+        f"training loss is {losses[step, seed]} at step {first_step + step} (seed index "
+        f"{seed}); stopping. The last good checkpoint is step {mngr.latest_step()}.")
+
+
+def _record(step: int, metrics: dict, num_seeds: int) -> dict:
+  """A JSON record: scalars for one seed, lists of per-seed values for several."""
+  values = jax.device_get(metrics)
+  per_seed = lambda v: float(v[0]) if num_seeds == 1 else [float(x) for x in v]
+  return {"step": step, **{k: per_seed(v) for k, v in values.items()}}
 
 
 class _StopRequest:
@@ -70,10 +77,10 @@ def train(config: ml_collections.ConfigDict, workdir: str) -> list[dict]:
   os.makedirs(workdir, exist_ok=True)
   with open(os.path.join(workdir, "config.json"), "w") as f:
     f.write(config.to_json_best_effort(indent=2))
-  train_split, test_split = modular_arithmetic(
-      config.modulus, config.operation, config.train_fraction, config.seed)
+  train_split, test_split = jax.device_put(seed_splits(config))
+  seeds = jnp.arange(config.num_seeds) + config.seed
   model = make_model(config)
-  state = create_state(config, model, jax.random.key(config.seed))
+  state = create_states(config, model)
   mngr = checkpoints.manager(workdir, config.steps, config.snapshots, config.checkpoint_every,
                              config.keep_checkpoints)
   start = mngr.latest_step() or 0
@@ -84,9 +91,8 @@ def train(config: ml_collections.ConfigDict, workdir: str) -> list[dict]:
   with open(log_path, "w") as f:
     f.writelines(json.dumps(r) + "\n" for r in records)
 
-  step_fn = make_train_step(train_split, config.batch_size, config.seed)
-  metrics_fn = make_metrics_fn(model.apply, train_split, test_split, config.modulus,
-                               config.sample_size)
+  step_fn = make_train_step(config.batch_size)
+  metrics_fn = make_metrics_fn(model.apply, config.modulus, config.sample_size)
   pending, pending_from = [], start
   bar = tqdm.tqdm(total=config.steps, initial=start, desc="train", dynamic_ncols=True,
                   disable=None)
@@ -98,14 +104,14 @@ def train(config: ml_collections.ConfigDict, workdir: str) -> list[dict]:
         if stop.requested or saving or step % config.metrics_every == 0:
           _check_losses(pending, pending_from, mngr)
           pending, pending_from = [], step
-          record = {"step": step, **jax.device_get(metrics_fn(state.params))}
-          record = {k: (v if k == "step" else float(v)) for k, v in record.items()}
+          record = _record(step, metrics_fn(state.params, train_split, test_split),
+                           config.num_seeds)
           records.append(record)
           log.write(json.dumps(record) + "\n")
           log.flush()
-          bar.set_postfix({k.split("/")[0][:2] + "/" + k.split("/")[1][:3]: f"{record[k]:.3f}"
-                           for k in ("train/accuracy", "test/accuracy", "collapse/mir",
-                                     "collapse/hdr")})
+          bar.set_postfix({k.split("/")[0][:2] + "/" + k.split("/")[1][:3]:
+                           f"{np.median(record[k]):.3f}" for k in
+                           ("train/accuracy", "test/accuracy", "collapse/mir", "collapse/hdr")})
           if saving or stop.requested:
             checkpoints.save(mngr, step, state, record, force=stop.requested or last)
           if stop.requested:
@@ -113,7 +119,7 @@ def train(config: ml_collections.ConfigDict, workdir: str) -> list[dict]:
             raise KeyboardInterrupt(f"interrupted: saved step {step} in {workdir}")
         if last:
           break
-        state, loss = step_fn(state)
+        state, loss = step_fn(state, train_split, seeds)
         pending.append(loss)
         bar.update(1)
   finally:
