@@ -48,3 +48,23 @@ def curves(records: list[dict], path: str, title: str = "") -> None:
   fig.tight_layout()
   fig.savefig(path, dpi=120)
   plt.close(fig)
+
+
+def grid(records: list[dict], path: str, title: str = "", columns: int = 4) -> None:
+  """One small panel per logged key against step (log axis); median and band for seeds."""
+  keys = [k for k in records[0] if k != "step"]
+  rows = -(-len(keys) // columns)
+  fig, axes = plt.subplots(rows, columns, figsize=(3.2 * columns, 2.4 * rows), sharex=True,
+                           squeeze=False)
+  steps = [max(r["step"], 1) for r in records]
+  for ax, key in zip(axes.flat, keys):
+    _band(ax, steps, [r[key] for r in records], key)
+    ax.set_title(key, fontsize=9)
+    ax.set_xscale("log")
+    ax.grid(alpha=0.3)
+  for ax in axes.flat[len(keys):]:
+    ax.set_visible(False)
+  fig.suptitle(title)
+  fig.tight_layout()
+  fig.savefig(path, dpi=100)
+  plt.close(fig)

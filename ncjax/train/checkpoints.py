@@ -52,5 +52,21 @@ def restore_state(mngr: ocp.CheckpointManager, step: int, like):
       state=ocp.args.StandardRestore(abstract)))["state"]
 
 
+def restore_all_params(workdir: str, like) -> tuple[list[int], list]:
+  """Every step saved under ``workdir/checkpoints`` and its parameters as host arrays.
+
+  ``like`` is a TrainState (or its ``jax.eval_shape``) giving the abstract restore
+  target; one snapshot is on device at a time.
+  """
+  mngr = ocp.CheckpointManager(os.path.abspath(os.path.join(workdir, "checkpoints")))
+  try:
+    steps = list(mngr.all_steps())
+    if not steps:
+      raise FileNotFoundError(f"no checkpoints under {workdir}/checkpoints")
+    return steps, [jax.device_get(restore_state(mngr, s, like).params) for s in steps]
+  finally:
+    mngr.close()
+
+
 def restore_metrics(mngr: ocp.CheckpointManager, step: int) -> dict:
   return mngr.restore(step, args=ocp.args.Composite(metrics=ocp.args.JsonRestore()))["metrics"]

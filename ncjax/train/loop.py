@@ -44,7 +44,7 @@ def _check_losses(pending: list, first_step: int, mngr) -> None:
         f"{seed}); stopping. The last good checkpoint is step {mngr.latest_step()}.")
 
 
-def _record(step: int, metrics: dict, num_seeds: int) -> dict:
+def json_record(step: int, metrics: dict, num_seeds: int) -> dict:
   """A JSON record: scalars for one seed, lists of per-seed values for several."""
   values = jax.device_get(metrics)
   per_seed = lambda v: float(v[0]) if num_seeds == 1 else [float(x) for x in v]
@@ -104,7 +104,7 @@ def train(config: ml_collections.ConfigDict, workdir: str) -> list[dict]:
         if stop.requested or saving or step % config.metrics_every == 0:
           _check_losses(pending, pending_from, mngr)
           pending, pending_from = [], step
-          record = _record(step, metrics_fn(state.params, train_split, test_split),
+          record = json_record(step, metrics_fn(state.params, train_split, test_split),
                            config.num_seeds)
           records.append(record)
           log.write(json.dumps(record) + "\n")
