@@ -7,14 +7,12 @@ cost of ncjax's on-device metrics call relative to a train step.
   python -m benchmarks.train_step
 """
 
-import jax
 import numpy as np
 import torch
 
 from benchmarks.timing import best_of, table
-from ncjax.data import modular_arithmetic
 from ncjax.models import make_model
-from ncjax.train import create_state, make_metrics_fn, make_train_step
+from ncjax.train import create_states, make_metrics_fn, make_train_step, seed_splits
 from ncjax.train.config import base_config
 
 P, D_MODEL, HEADS, MLP = 113, 128, 4, 512
@@ -44,25 +42,25 @@ def main():
   config = base_config()
   config.modulus, config.train_fraction, config.model = P, 0.3, "transformer"
   config.model_kwargs = {"d_model": D_MODEL, "num_heads": HEADS, "mlp_dim": MLP}
-  train, test = modular_arithmetic(P, "add", 0.3, seed=0)
+  train, test = seed_splits(config)  # one seed: (1, n, ...)
   model = make_model(config)
-  state = create_state(config, model, jax.random.key(0))
-  step = make_train_step(train, None, seed=0)
-  metrics = make_metrics_fn(model.apply, train, test, P, sample_size=512)
+  state = create_states(config, model)
+  step = make_train_step(batch_size=None)
+  metrics = make_metrics_fn(model.apply, P, sample_size=512)
+  seeds = np.zeros(1, np.int32)
 
   def run_steps(k):
     nonlocal state
     for _ in range(k):
-      state, loss = step(state)
+      state, loss = step(state, train, seeds)
     return loss
 
   t_ours = best_of(run_steps, 20, repeats=3) / 20
-  t_metrics = best_of(lambda: metrics(state.params), repeats=3)
+  t_metrics = best_of(lambda: metrics(state.params, train, test), repeats=3)
 
   net = TorchTransformer()
   opt = torch.optim.AdamW(net.parameters(), lr=1e-3, betas=(0.9, 0.98), weight_decay=1.0)
-  x, y = torch.from_numpy(train.inputs.astype(np.int64)), torch.from_numpy(
-      train.labels.astype(np.int64))
+  x, y = (torch.from_numpy(a[0].astype(np.int64)) for a in train)
 
   def torch_steps(k):
     for _ in range(k):
@@ -72,7 +70,7 @@ def main():
       opt.step()
 
   t_torch = best_of(torch_steps, 10, repeats=3) / 10
-  print(f"one-layer transformer, p={P}, {len(train.labels)} pairs full batch, AdamW; "
+  print(f"one-layer transformer, p={P}, {train.labels.shape[1]} pairs full batch, AdamW; "
         f"torch {torch.__version__} with {torch.get_num_threads()} threads")
   print(table(["ncjax step ms", "torch step ms", "torch / ncjax", "metrics call ms",
                "metrics every 100 steps"],

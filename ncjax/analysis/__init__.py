@@ -1,1 +1,3 @@
-"""After-the-fact analysis: plots of logged trajectories."""
+"""After-the-fact analysis: metrics over parameter snapshots, and plots of trajectories."""
+
+from ncjax.analysis.trajectory import evaluate, metric_function, stack, trajectory_metrics

@@ -1,0 +1,150 @@
+"""Metrics over a trajectory of 100 snapshots of the default grokking model, and vmapped
+seeds vs sequential runs.
+
+Trajectory, side by side: (a) ncjax analyze's chunked vmap (``analysis.evaluate``) of the
+logged metrics; (b) a Python loop of per-snapshot jitted calls of the same function; (c) a
+user of the authors' PyTorch code: load each snapshot into the model, forward pass, class
+means, and every matrix entropy by a dense n x n eigvalsh (head vs means, C = 97 rows;
+features vs w_y on the same 512 samples). (a) and (b) compute every collapse metric too.
+
+Seeds: steps/s of 8 seeds as one vmapped TrainState vs 8 single-seed states stepped one
+after another, full batch and batch 512.
+
+  pip install torch==2.13.0   # benchmark only
+  python -m benchmarks.trajectory
+"""
+
+import functools
+
+import jax
+import numpy as np
+import torch
+
+from benchmarks.timing import best_of, table
+from experiments.grokking import get_config
+from ncjax.analysis.trajectory import evaluate
+from ncjax.models import make_model
+from ncjax.train import create_states, make_train_step, metrics, seed_splits
+
+SNAPSHOTS, CHUNK, SEEDS = 100, 16, 8
+
+
+def snapshots(config, model, train):
+  """Parameters after each of the first SNAPSHOTS steps (host arrays, seed axis dropped)."""
+  state, step = create_states(config, model), make_train_step(None)
+  out = []
+  for _ in range(SNAPSHOTS):
+    state, _ = step(state, train, np.zeros(1, np.int32))
+    out.append(jax.tree.map(lambda x: np.asarray(x[0]), state.params))
+  return out
+
+
+def torch_entropy(z):
+  """Matrix entropy by the dense route: eigvalsh of the n x n trace-normalised Gram."""
+  zn = torch.nn.functional.normalize(z, dim=1)
+  return entropy_of(zn @ zn.T)
+
+
+def entropy_of(k):
+  lam = torch.linalg.eigvalsh(k / torch.trace(k)).clamp(min=0)
+  return -(torch.special.xlogy(lam, lam)).sum()
+
+
+def torch_info(z1, z2):
+  """MIR and HDR from three dense n x n eigendecompositions."""
+  z1n, z2n = (torch.nn.functional.normalize(z, dim=1) for z in (z1, z2))
+  h1, h2 = entropy_of(z1n @ z1n.T), entropy_of(z2n @ z2n.T)
+  h12 = entropy_of((z1n @ z1n.T) * (z2n @ z2n.T))
+  return (h1 + h2 - h12) / torch.minimum(h1, h2), (h1 - h2).abs() / torch.maximum(h1, h2)
+
+
+def torch_snapshot_metrics(params, train, test, num_classes, sample_size):
+  """What the PyTorch user computes for one snapshot (same model, same quantities)."""
+  embed = torch.from_numpy(params["Embed_0"]["embedding"])
+  dense = {k: torch.from_numpy(v) for k, v in params["Dense_0"].items()}
+  head = {k: torch.from_numpy(v) for k, v in params["head"].items()}
+  out = {}
+  with torch.no_grad():
+    for name, (x, y) in (("train", train), ("test", test)):
+      x, y = torch.from_numpy(x[0].astype(np.int64)), torch.from_numpy(y[0].astype(np.int64))
+      h = embed[x[:, :2]].reshape(len(x), -1) @ dense["kernel"] + dense["bias"]
+      features = torch.relu(h)
+      logits = features @ head["kernel"] + head["bias"]
+      out[f"{name}/loss"] = torch.nn.functional.cross_entropy(logits, y)
+      out[f"{name}/accuracy"] = (logits.argmax(1) == y).float().mean()
+      if name == "train":
+        z, labels = features, y
+    w = head["kernel"].T
+    means = torch.zeros(num_classes, z.shape[1]).index_add_(0, labels, z)
+    means = means / torch.bincount(labels, minlength=num_classes)[:, None]
+    out["collapse/mir"], out["collapse/hdr"] = torch_info(w, means - z.mean(0))
+    out["sample/mir"], out["sample/hdr"] = torch_info(z[:sample_size], w[labels[:sample_size]])
+  return out
+
+
+def trajectory(config):
+  model = make_model(config)
+  train, test = seed_splits(config)
+  params = snapshots(config, model, train)
+  at0 = lambda s: jax.tree.map(lambda x: x[0], s)
+  fn = functools.partial(metrics, model.apply, train=at0(train), test=at0(test),
+                         num_classes=config.modulus, sample_size=config.sample_size)
+  jitted = jax.jit(fn)
+  t_a = best_of(lambda: evaluate(fn, params, CHUNK, progress=False), repeats=2)
+  t_b = best_of(lambda: [jax.device_get(jitted(p)) for p in params], repeats=2)
+  t_c = best_of(lambda: [torch_snapshot_metrics(p, train, test, config.modulus,
+                                                config.sample_size) for p in params],
+                repeats=2)
+  # The same numbers, checked on the last snapshot.
+  ours, theirs = jax.device_get(jitted(params[-1])), torch_snapshot_metrics(
+      params[-1], train, test, config.modulus, config.sample_size)
+  gap = max(abs(float(theirs[k]) - float(ours[k])) / abs(float(ours[k])) for k in theirs)
+  chunk = jax.tree.map(lambda *xs: np.stack(xs), *params[:CHUNK])
+  memory = jax.jit(jax.vmap(fn)).lower(chunk).compile().memory_analysis()
+  print(f"{SNAPSHOTS} snapshots of {config.name}; chunk {CHUNK}; "
+        f"max relative gap torch vs ncjax on the last snapshot {gap:.1e}; "
+        f"device memory per chunk (temp) {memory.temp_size_in_bytes / 2**20:.0f} MiB")
+  print(table(["(a) ncjax vmapped chunks s", "(b) loop of jitted calls s",
+               "(c) torch dense eigvalsh s", "(c) / (a)", "(b) / (a)"],
+              [[f"{t_a:.2f}", f"{t_b:.2f}", f"{t_c:.2f}", f"{t_c / t_a:.1f}x",
+                f"{t_b / t_a:.2f}x"]]))
+
+
+def seeds(config, batch_size, steps=20):
+  """Seconds per step of SEEDS seeds: one vmapped state vs SEEDS states one after another."""
+  model = make_model(config)
+  step = make_train_step(batch_size)
+
+  def run(num_seeds, repeat):
+    c = config.copy_and_resolve_references()
+    c.num_seeds = num_seeds
+    train, _ = jax.device_put(seed_splits(c))
+    states = [create_states(c, model) for _ in range(repeat)]
+    ids = jax.numpy.arange(num_seeds)
+
+    def go():
+      nonlocal states
+      for _ in range(steps):
+        states = [step(s, train, ids)[0] for s in states]
+      return states
+    return best_of(go, repeats=3) / steps
+
+  together, apart = run(SEEDS, 1), run(1, SEEDS)
+  return together, apart
+
+
+def main():
+  torch.set_num_threads(2)
+  config = get_config()
+  trajectory(config)
+  rows = []
+  for batch_size in (None, 512):
+    together, apart = seeds(config, batch_size)
+    rows.append([batch_size or "full (4,704)", f"{SEEDS / together:.1f}",
+                 f"{SEEDS / apart:.1f}", f"{apart / together:.2f}x"])
+  print(table([f"batch", f"{SEEDS} vmapped seeds: seed-steps/s",
+               f"{SEEDS} sequential: seed-steps/s", "speed-up"], rows))
+
+
+if __name__ == "__main__":
+  main()
