@@ -62,14 +62,27 @@ def matrix_entropy(
   return _normalized_by(h, mask, normalized)
 
 
+# Largest n x (d1 d2) Kronecker feature block formed at once (elements); beyond it the
+# moment matrix is accumulated over row chunks of this size.
+KRON_BLOCK = 1 << 24
+
+
 def _joint(zn1: jax.Array, zn2: jax.Array) -> jax.Array:
-  """Entropy of G1 o G2 from normalised rows, without forming the larger matrix."""
+  """Entropy of G1 o G2 from normalised rows, without forming the larger matrix.
+
+  The (d1 d2) x (d1 d2) moment of the Kronecker features when d1 d2 < n (chunked over
+  rows when the feature block would exceed KRON_BLOCK elements), else the n x n Gram.
+  Pass ``zn2 is zn1`` for the joint of a Gram with itself (symmetric features).
+  """
   n, d1 = zn1.shape
   d2 = zn2.shape[1]
-  if d1 * d2 < n:
+  if d1 * d2 >= n:
+    gram = lambda zn: kernels.matmul(zn, zn.T)
+    return spectral.psd_entropy(gram(zn1) * gram(zn2))
+  if n * d1 * d2 <= KRON_BLOCK and zn2 is not zn1:
     return spectral.factor_entropy(kernels.hadamard_features(zn1, zn2))
-  gram = lambda zn: kernels.matmul(zn, zn.T)
-  return spectral.psd_entropy(gram(zn1) * gram(zn2))
+  chunk = max(1, min(n, KRON_BLOCK // (d1 * d2)))
+  return spectral.psd_entropy(kernels.hadamard_moment(zn1, zn2, chunk))
 
 
 def joint_entropy(
@@ -96,8 +109,11 @@ def joint_entropy(
 
 
 def _normalized_pair(z1, z2, mask) -> tuple[jax.Array, jax.Array]:
+  """Both normalised; the same object twice when ``z2 is z1`` (see :func:`_joint`)."""
+  same = z2 is z1
   (z1, z2), mask = check.feature_inputs(mask, z1=z1, z2=z2)
-  return kernels.normalize_rows(z1, mask), kernels.normalize_rows(z2, mask)
+  zn1 = kernels.normalize_rows(z1, mask)
+  return zn1, (zn1 if same else kernels.normalize_rows(z2, mask))
 
 
 def entropies(

@@ -10,6 +10,7 @@ import functools
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 
 matmul = functools.partial(jnp.matmul, precision=jax.lax.Precision.HIGHEST)
 
@@ -58,3 +59,45 @@ def hadamard_features(z1: jax.Array, z2: jax.Array) -> jax.Array:
   """
   n = z1.shape[0]
   return (z1[:, :, None] * z2[:, None, :]).reshape(n, -1)
+
+
+def symmetric_kron_features(z: jax.Array) -> jax.Array:
+  """Features whose Gram is (Z Z^T) o (Z Z^T), with d(d+1)/2 columns instead of d^2.
+
+  Row i holds z_ia z_ib for a <= b, off-diagonal pairs scaled by sqrt(2).
+
+  Args:
+    z: (n, d).
+  Returns:
+    (n, d (d + 1) / 2).
+  """
+  a, b = np.triu_indices(z.shape[1])
+  return z[:, a] * z[:, b] * np.where(a == b, 1.0, np.sqrt(2.0)).astype(z.dtype)
+
+
+def hadamard_moment(z1: jax.Array, z2: jax.Array, chunk_size: int) -> jax.Array:
+  """F^T F for the Kronecker features F of (z1, z2), accumulated over row chunks.
+
+  F F^T = (Z1 Z1^T) o (Z2 Z2^T), so F^T F has its nonzero spectrum. When ``z2 is z1`` the
+  symmetric features (d(d+1)/2 columns) are used. Memory O(chunk_size * m + m^2), m the
+  number of feature columns, whatever n is; zero rows (masked) contribute nothing.
+
+  Args:
+    z1: (n, d1); z2: (n, d2); chunk_size: rows per chunk (n is zero-padded to a multiple).
+  Returns:
+    (m, m) PSD moment matrix, m = d1 * d2, or d1 (d1 + 1) / 2 when ``z2 is z1``.
+  """
+  features = symmetric_kron_features if z2 is z1 else lambda z: hadamard_features(*z)
+  pair = z1 if z2 is z1 else (z1, z2)
+  n = z1.shape[0]
+  pad = -n % chunk_size
+  chunks = jax.tree.map(
+      lambda z: jnp.pad(z, ((0, pad), (0, 0))).reshape(-1, chunk_size, z.shape[1]), pair)
+
+  def add(moment, chunk):
+    f = features(chunk)
+    return moment + matmul(f.T, f), None
+
+  first = features(jax.tree.map(lambda c: c[0], chunks))  # the carry starts from data, so
+  rest = jax.tree.map(lambda c: c[1:], chunks)  # it is device-varying under shard_map too
+  return jax.lax.scan(add, matmul(first.T, first), rest)[0]

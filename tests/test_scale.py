@@ -1,0 +1,113 @@
+"""Large-n routes: the chunked Kronecker moment, and metrics over an 8-device mesh."""
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+import chex
+
+import ncjax
+from ncjax import sharding
+from ncjax import info
+from tests import reference as ref
+from tests.test_info import features
+
+
+def structured(n, d=16, rank=4, seed=0):
+  """Low-rank features plus noise, as trained networks produce."""
+  rng = np.random.default_rng(seed)
+  return rng.normal(size=(n, rank)) @ rng.normal(size=(rank, d)) + 0.1 * rng.normal(size=(n, d))
+
+
+@pytest.mark.parametrize("same", [False, True])
+def test_chunked_moment_equals_dense_at_n_2048(monkeypatch, same):
+  z1 = structured(2048, 8, seed=1)
+  z2 = z1 if same else structured(2048, 6, seed=2)
+  want = ref.joint_entropy(z1, z2)  # dense 2048 x 2048, float64
+  monkeypatch.setattr(info, "KRON_BLOCK", 48 * 100)  # chunks of 100 rows (last one padded)
+  z1_32 = jnp.float32(z1)
+  got = jax.jit(ncjax.joint_entropy)(z1_32, z1_32 if same else jnp.float32(z2))
+  np.testing.assert_allclose(got, want, rtol=1e-5)
+
+
+def test_chunked_moment_with_mask(monkeypatch):
+  z1, z2 = structured(500, 5, seed=3), structured(500, 4, seed=4)
+  mask = np.arange(500) % 7 != 0
+  monkeypatch.setattr(info, "KRON_BLOCK", 20 * 64)
+  got = ncjax.mutual_information(jnp.float32(z1), jnp.float32(z2), mask=mask)
+  want = ref.mutual_information(z1[mask], z2[mask])
+  np.testing.assert_allclose(got, want, rtol=1e-4)
+
+
+def test_chunked_moment_memory_does_not_grow_with_n():
+  """Beyond a few O(n d) copies of the inputs (normalised, padded), nothing grows with n:
+  the n x d^2 Kronecker block (800 MB at n = 2e5) is never formed."""
+  def temp_bytes(n):
+    z1, z2 = (jax.ShapeDtypeStruct((n, 32), jnp.float32) for _ in range(2))
+    return jax.jit(ncjax.joint_entropy).lower(z1, z2).compile().memory_analysis()
+  small, large = temp_bytes(20_000), temp_bytes(200_000)
+  input_bytes = 180_000 * 2 * 32 * 4
+  assert large.temp_size_in_bytes - small.temp_size_in_bytes <= 3 * input_bytes
+
+
+def test_symmetric_route_is_used_for_a_gram_with_itself():
+  z = jnp.float32(features("random", 3000, 12))
+  hlo = jax.jit(lambda z: ncjax.joint_entropy(z, z)).lower(z).as_text()
+  assert "78x78" in hlo.replace(",", "x") or "78,78" in hlo  # 12 * 13 / 2 = 78 columns
+  np.testing.assert_allclose(ncjax.joint_entropy(z, z), ncjax.joint_entropy(z, z + 0.0),
+                             rtol=1e-5)
+
+
+@pytest.fixture(scope="module")
+def mesh():
+  assert jax.device_count() == 8, "tests/conftest.py fakes 8 CPU devices"
+  return sharding.sample_mesh()
+
+
+@pytest.mark.parametrize("n", [4000, 3997])  # 3997 rows: padded to 4000 and masked
+def test_sample_sharded_metrics_equal_single_device(mesh, n):
+  z1 = np.float32(structured(n, 12, seed=5))
+  # Strongly dependent, so MI (a difference of entropies) is not lost in their round-off.
+  z2 = z1[:, :5] + 0.3 * np.float32(structured(n, 5, rank=2, seed=6))
+  labels = np.arange(n) % 7
+  features = np.float32(structured(n, 16, seed=7)) + 3.0 * np.eye(7, 16)[labels]
+  (s1, s2, sh, sy), mask = sharding.shard_rows(mesh, z1, z2, features, labels)
+  assert s1.sharding.spec[0] == "samples" and s1.shape[0] == 4000
+  # 1e-5 relative; the 2e-6 absolute covers differences of ~1 nat entropies (MI, HDR)
+  # whose float32 round-off (a few 1e-7) does not shrink with the difference.
+  check = lambda got, want: np.testing.assert_allclose(got, want, rtol=1e-5, atol=2e-6)
+  check(sharding.matrix_entropy(s1, mesh, mask=mask), ncjax.matrix_entropy(z1))
+  for name in ("mutual_information", "mir", "hdr"):
+    check(getattr(sharding, name)(s1, s2, mesh, mask=mask), getattr(ncjax, name)(z1, z2))
+  check(sharding.entropies(s1, s2, mesh, mask=mask)[2], ncjax.joint_entropy(z1, z2))
+  stats = sharding.class_stats(sh, sy, 7, mesh, mask=mask)
+  single = ncjax.class_stats(features, labels, 7)
+  check(ncjax.nc1(stats), ncjax.nc1(single))
+  check(ncjax.vci(stats), ncjax.vci(single))
+
+
+def test_sharded_metrics_jit_and_compile_once(mesh):
+  (s1, s2), mask = sharding.shard_rows(mesh, np.float32(structured(800, 6)),
+                                       np.float32(structured(800, 4, seed=1)))
+  fn = jax.jit(chex.assert_max_traces(lambda a, b, m: sharding.mir(a, b, mesh, mask=m), n=1))
+  first = fn(s1, s2, mask)
+  for _ in range(3):
+    np.testing.assert_allclose(fn(s1, s2, mask), first)
+
+
+def test_snapshot_sharded_eigvalsh(mesh):
+  rng = np.random.default_rng(0)
+  x = rng.normal(size=(16, 30, 30)).astype(np.float32)
+  stack = x @ x.transpose(0, 2, 1)
+  got = sharding.eigvalsh(stack, mesh)
+  np.testing.assert_allclose(got, ncjax.spectral.psd_eigvalsh(stack), rtol=1e-4, atol=1e-3)
+  np.testing.assert_allclose(sharding.eigvalsh(stack[:13], mesh), got[:13])  # T = 13: padded
+
+
+def test_sharded_bad_input_names_the_argument(mesh):
+  z = np.float32(structured(64, 4))
+  z[3] = 0.0
+  (s,), mask = sharding.shard_rows(mesh, z)
+  with pytest.raises(ValueError, match="z"):
+    sharding.matrix_entropy(s, mesh, mask=mask)
