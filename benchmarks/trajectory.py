@@ -98,7 +98,8 @@ def trajectory(config):
   # The same numbers, checked on the last snapshot.
   ours, theirs = jax.device_get(jitted(params[-1])), torch_snapshot_metrics(
       params[-1], train, test, config.modulus, config.sample_size)
-  gap = max(abs(float(theirs[k]) - float(ours[k])) / abs(float(ours[k])) for k in theirs)
+  gap = max(abs(float(theirs[k]) - float(ours[k])) / max(abs(float(ours[k])), 1e-3)
+            for k in theirs)
   chunk = jax.tree.map(lambda *xs: np.stack(xs), *params[:CHUNK])
   memory = jax.jit(jax.vmap(fn)).lower(chunk).compile().memory_analysis()
   print(f"{SNAPSHOTS} snapshots of {config.name}; chunk {CHUNK}; "
