@@ -218,7 +218,12 @@ def effective_rank(features: jax.Array, *, mask: jax.Array | None = None) -> jax
   """
   (z,), mask = check.feature_inputs(mask, features=features)
   z = jnp.where(mask[:, None], z, 0.0)
-  lam = spectral.psd_eigvalsh(matmul(z.T, z))
+  return _effective_rank(matmul(z.T, z))
+
+
+def _effective_rank(second_moment: jax.Array) -> jax.Array:
+  """RankMe from the (d, d) uncentred second moment Z^T Z (singular values = sqrt)."""
+  lam = spectral.psd_eigvalsh(second_moment)
   positive = lam > 0
   sigma = jnp.where(positive, jnp.sqrt(jnp.where(positive, lam, 1.0)), 0.0)
   return jnp.exp(spectral.spectrum_entropy(sigma))
@@ -274,7 +279,9 @@ def collapse_metrics(
   """
   stats = class_stats(features, labels, num_classes, mask=mask)
   out = collapse_metrics_from_stats(stats, head)
-  out["nc/effective_rank"] = effective_rank(features, mask=mask)
+  # Z^T Z from the class statistics: sum_c (W_c + n_c mu_c mu_c^T), no second pass over Z.
+  weighted = stats.means * stats.counts[:, None]
+  out["nc/effective_rank"] = _effective_rank(stats.within + matmul(weighted.T, stats.means))
   if head is not None:
     out["nc/nc4"] = nc4(features, stats, head, bias, mask=mask)
   return out
