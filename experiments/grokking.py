@@ -7,6 +7,12 @@ wall time; train accuracy >= 99% at step ~170, test accuracy >= 95% at step ~1,9
 MIR(head, means) ~0.97 through memorisation while HDR falls 0.08 -> 0.04 (steps 60-300);
 through the test-accuracy jump HDR rises to 0.15 and MIR dips to 0.93, then 0.87 at
 step 3,000. See docs/grokking.png.
+
+Five seeds in one program (``--config.num_seeds=5``, one vmapped state; 20 min wall time
+on 2 cores while other jobs shared the CPU): every seed reaches train accuracy >= 99% at
+step 169 and test accuracy >= 95% between steps 1,621 and 1,990. Median MIR 0.977 and
+HDR 0.041 at step 300; at step 2,000 MIR 0.935 (0.910-0.944) and HDR 0.141
+(0.110-0.153); at step 3,000 MIR 0.870 (0.823-0.888). See docs/grokking_seeds.png.
 """
 
 from ncjax.train.config import base_config
