@@ -1,10 +1,14 @@
 """Joint entropy H(G(Z1) o G(Z2)) at large n, d1 = d2 = 64: the exact chunked Kronecker
-moment route (ncjax.joint_entropy picks it when d1 d2 < n) vs the dense n x n route.
+moment route, deflated SLQ (the route ncjax.joint_entropy picks automatically here, since
+d1 d2 = 4096 > info.SLQ_COLUMNS) and the dense n x n route where it fits.
 
-Prints time, XLA temporary memory, and the error of the chunked route against the dense
-route where that fits (float32 both; the dense one in float64 NumPy for the error).
+Prints, per n and route: wall time (one call after compiling), peak memory (XLA's
+arguments + temporaries + output of the compiled call) and the relative error against
+the dense float64 NumPy route when n <= --dense_up_to, else against the exact route
+(float32; itself within 5e-6 of dense float64 at n = 1e4). Features are made on device:
+Z = G (n x 8) R (8 x 64) + 0.1 noise (--kind structured) or Gaussian (--kind isotropic).
 
-  python -m benchmarks.scale [--sizes 10000,100000]
+  python -m benchmarks.scale [--sizes 10000,100000,1000000] [--kind structured]
 """
 
 import argparse
@@ -16,16 +20,18 @@ import numpy as np
 
 import ncjax
 from benchmarks.timing import table
+from ncjax import info
 
 D = 64
 
 
-def features(n, seed):
-  """Low-rank structured features plus noise: Z = G (n x 8) R (8 x 64) + 0.1 noise."""
-  rng = np.random.default_rng(seed)
-  g = rng.normal(size=(n, 8)).astype(np.float32)
-  return g @ rng.normal(size=(8, D)).astype(np.float32) + 0.1 * rng.normal(
-      size=(n, D)).astype(np.float32)
+def features(n, seed, kind):
+  """(n, D) float32 features made on device."""
+  g, r, noise = jax.random.split(jax.random.key(seed), 3)
+  if kind == "isotropic":
+    return jax.random.normal(noise, (n, D))
+  return (jax.random.normal(g, (n, 8)) @ jax.random.normal(r, (8, D))
+          + 0.1 * jax.random.normal(noise, (n, D)))
 
 
 def dense_joint(z1, z2):
@@ -37,30 +43,53 @@ def dense_joint(z1, z2):
   return -np.sum(lam * np.log(lam))
 
 
+def run(fn, *args):
+  """(value, seconds, peak MiB) of one call of jit(fn) after compiling."""
+  compiled = jax.jit(fn).lower(*args).compile()
+  memory = compiled.memory_analysis()
+  peak = (memory.argument_size_in_bytes + memory.temp_size_in_bytes
+          + memory.output_size_in_bytes) / 2**20
+  start = time.perf_counter()
+  value = jax.block_until_ready(compiled(*args))
+  return value, time.perf_counter() - start, peak
+
+
+def exact_joint(z1, z2):
+  """ncjax.joint_entropy forced onto the exact chunked moment route."""
+  columns, info.SLQ_COLUMNS = info.SLQ_COLUMNS, z1.shape[1] * z2.shape[1]
+  try:
+    return ncjax.joint_entropy(z1, z2)  # traced now, under the raised threshold
+  finally:
+    info.SLQ_COLUMNS = columns
+
+
 def main():
   parser = argparse.ArgumentParser()
-  parser.add_argument("--sizes", default="10000,100000")
+  parser.add_argument("--sizes", default="10000,100000,1000000")
   parser.add_argument("--dense_up_to", type=int, default=10000)
+  parser.add_argument("--kind", choices=["structured", "isotropic"], default="structured")
   args = parser.parse_args()
-  joint = jax.jit(ncjax.joint_entropy)
   rows = []
   for n in map(int, args.sizes.split(",")):
-    z1, z2 = jnp.asarray(features(n, 0)), jnp.asarray(features(n, 1))
-    compiled = joint.lower(z1, z2).compile()
-    temp = compiled.memory_analysis().temp_size_in_bytes
-    start = time.perf_counter()
-    value = float(compiled(z1, z2))
-    elapsed = time.perf_counter() - start
-    error = "-"
+    z1, z2 = features(n, 0, args.kind), features(n, 1, args.kind)
+    exact, exact_s, exact_mib = run(exact_joint, z1, z2)
+    (slq, stderr), slq_s, slq_mib = run(ncjax.joint_entropy_slq, z1, z2, jax.random.key(0))
+    auto = float(jax.jit(ncjax.joint_entropy)(z1, z2))
+    assert auto == float(slq), "joint_entropy should take the SLQ route here"
+    reference, against = float(exact), "exact"
     if n <= args.dense_up_to:
       start = time.perf_counter()
-      want = dense_joint(np.asarray(z1), np.asarray(z2))
-      dense_s = time.perf_counter() - start
-      error = f"{abs(value - want) / want:.1e} (dense f64 {dense_s:.0f} s)"
-    rows.append([f"{n:,}", f"{elapsed:.1f}", f"{temp / 2**20:.0f}", f"{value:.4f}", error])
-    print(rows[-1], flush=True)
-  print(f"joint entropy, d1 = d2 = {D}, exact chunked moment route ({D * D} x {D * D})")
-  print(table(["n", "seconds", "XLA temp MiB", "H12 nats", "rel. error vs dense"], rows))
+      reference, against = dense_joint(np.asarray(z1), np.asarray(z2)), "dense f64"
+      rows.append([f"{n:,}", "dense n x n (NumPy f64)", f"{time.perf_counter() - start:.1f}",
+                   f"{n * n * 8 * 2 / 2**20:,.0f} (2 n x n)", f"{reference:.4f}", "-"])
+    error = lambda v: f"{abs(float(v) - reference) / reference:.1e} vs {against}"
+    rows.append([f"{n:,}", "exact chunked moment", f"{exact_s:.1f}", f"{exact_mib:,.0f}",
+                 f"{float(exact):.4f}", error(exact) if against != "exact" else "-"])
+    rows.append([f"{n:,}", "SLQ (auto)", f"{slq_s:.1f}", f"{slq_mib:,.0f}",
+                 f"{float(slq):.4f} +- {float(stderr):.4f}", error(slq)])
+    print(rows[-2:], flush=True)
+  print(f"joint entropy, d1 = d2 = {D}, {args.kind} features")
+  print(table(["n", "route", "seconds", "peak MiB", "H12 nats", "rel. error"], rows))
 
 
 if __name__ == "__main__":

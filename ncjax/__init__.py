@@ -23,6 +23,7 @@ from ncjax.info import (
     hdr,
     hdr_from_entropies,
     joint_entropy,
+    joint_entropy_slq,
     matrix_entropy,
     mir,
     mir_from_entropies,

@@ -101,3 +101,14 @@ def hadamard_moment(z1: jax.Array, z2: jax.Array, chunk_size: int) -> jax.Array:
   first = features(jax.tree.map(lambda c: c[0], chunks))  # the carry starts from data, so
   rest = jax.tree.map(lambda c: c[1:], chunks)  # it is device-varying under shard_map too
   return jax.lax.scan(add, matmul(first.T, first), rest)[0]
+
+
+def hadamard_matvec(zn1: jax.Array, zn2: jax.Array):
+  """v -> (G1 o G2) v for G = Zn Zn^T, without forming either: M = Zn1^T (v * Zn2),
+  out = rowsum((Zn1 M) * Zn2). O(n d1 d2) time, O(n (d1 + d2) + d1 d2) memory."""
+
+  def matvec(v: jax.Array) -> jax.Array:
+    m = matmul(zn1.T, v[:, None] * zn2)
+    return jnp.sum(matmul(zn1, m) * zn2, axis=1)
+
+  return matvec

@@ -111,3 +111,33 @@ def test_sharded_bad_input_names_the_argument(mesh):
   (s,), mask = sharding.shard_rows(mesh, z)
   with pytest.raises(ValueError, match="z"):
     sharding.matrix_entropy(s, mesh, mask=mask)
+
+
+@pytest.mark.parametrize("kind", ["isotropic", "structured"])
+def test_slq_within_2_percent_and_covered_by_its_error(kind):
+  n = 2048
+  if kind == "isotropic":
+    rng = np.random.default_rng(0)
+    z1, z2 = rng.normal(size=(n, 64)), rng.normal(size=(n, 64))
+  else:  # Z = G (n x 8) R (8 x 64) + 0.1 noise
+    z1, z2 = structured(n, 64, rank=8, seed=1), structured(n, 64, rank=8, seed=2)
+  exact = ref.joint_entropy(z1, z2)  # d1 d2 = 4096 >= n: the dense 2048 x 2048 route
+  slq = jax.jit(ncjax.joint_entropy_slq)
+  for seed in range(3):
+    estimate, stderr = slq(jnp.float32(z1), jnp.float32(z2), jax.random.key(seed))
+    error = abs(float(estimate) - exact)
+    assert error <= 0.02 * exact
+    assert error <= 4 * float(stderr) + 1e-3 * exact  # probe error, plus deflation bias
+
+
+def test_joint_entropy_switches_to_slq_for_many_kronecker_columns(monkeypatch):
+  z1, z2 = (jnp.float32(structured(3000, 36, rank=4, seed=s)) for s in (3, 4))
+  lower = lambda: jax.jit(ncjax.joint_entropy).lower(z1, z2)
+  moment = lower()  # 36^2 = 1296 Kronecker columns < SLQ_COLUMNS, < n: exact moment route
+  assert "1296x1296" in moment.as_text()
+  monkeypatch.setattr(info, "SLQ_COLUMNS", 1000)
+  jax.clear_caches()  # the route is chosen at trace time
+  slq = lower()
+  assert "1296x1296" not in slq.as_text()  # SLQ: no moment matrix
+  exact, approx = float(moment.compile()(z1, z2)), float(slq.compile()(z1, z2))
+  assert approx != exact and abs(approx - exact) <= 0.02 * exact
