@@ -12,6 +12,7 @@ Z = G (n x 8) R (8 x 64) + 0.1 noise (--kind structured) or Gaussian (--kind iso
 """
 
 import argparse
+import functools
 import time
 
 import jax
@@ -20,7 +21,6 @@ import numpy as np
 
 import ncjax
 from benchmarks.timing import table
-from ncjax import info
 
 D = 64
 
@@ -54,15 +54,6 @@ def run(fn, *args):
   return value, time.perf_counter() - start, peak
 
 
-def exact_joint(z1, z2):
-  """ncjax.joint_entropy forced onto the exact chunked moment route."""
-  columns, info.SLQ_COLUMNS = info.SLQ_COLUMNS, z1.shape[1] * z2.shape[1]
-  try:
-    return ncjax.joint_entropy(z1, z2)  # traced now, under the raised threshold
-  finally:
-    info.SLQ_COLUMNS = columns
-
-
 def main():
   parser = argparse.ArgumentParser()
   parser.add_argument("--sizes", default="10000,100000,1000000")
@@ -72,7 +63,7 @@ def main():
   rows = []
   for n in map(int, args.sizes.split(",")):
     z1, z2 = features(n, 0, args.kind), features(n, 1, args.kind)
-    exact, exact_s, exact_mib = run(exact_joint, z1, z2)
+    exact, exact_s, exact_mib = run(functools.partial(ncjax.joint_entropy, method="exact"), z1, z2)
     (slq, stderr), slq_s, slq_mib = run(ncjax.joint_entropy_slq, z1, z2, jax.random.key(0))
     auto = float(jax.jit(ncjax.joint_entropy)(z1, z2))
     assert auto == float(slq), "joint_entropy should take the SLQ route here"

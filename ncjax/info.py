@@ -67,25 +67,25 @@ def matrix_entropy(
 KRON_BLOCK = 1 << 24
 # Above this many Kronecker columns (d1 d2), joint entropies with d1 d2 < n use SLQ (fixed
 # key; see :func:`joint_entropy_slq`): the exact moment costs 2 n (d1 d2)^2 flops, SLQ at
-# its defaults 328 Hadamard matvecs of 4 n d1 d2, so SLQ is 2.3x cheaper here and 6x at
-# d1 d2 = 4096. Read at trace time: after changing it, call jax.clear_caches().
+# its defaults 320 Hadamard matvecs of 4 n d1 d2, so SLQ is 2.4x cheaper here and 6.4x at
+# d1 d2 = 4096; below it the exact route is kept (exact, and at most 2.4x dearer). Read at trace time: after changing it, call jax.clear_caches().
 SLQ_COLUMNS = 1536
 
 
-def _joint(zn1: jax.Array, zn2: jax.Array, mask: jax.Array) -> jax.Array:
+def _joint(zn1: jax.Array, zn2: jax.Array, mask: jax.Array, exact: bool = False) -> jax.Array:
   """Entropy of G1 o G2 from normalised rows (zero where masked), never n x n when
   d1 d2 < n.
 
   d1 d2 >= n: the n x n Gram. Else the (d1 d2) x (d1 d2) moment of the Kronecker features
   (chunked over rows beyond KRON_BLOCK elements; symmetric features when ``zn2 is zn1``),
-  or SLQ when d1 d2 > SLQ_COLUMNS.
+  or SLQ when d1 d2 > SLQ_COLUMNS and not ``exact``.
   """
   n, d1 = zn1.shape
   d2 = zn2.shape[1]
   if d1 * d2 >= n:
     gram = lambda zn: kernels.matmul(zn, zn.T)
     return spectral.psd_entropy(gram(zn1) * gram(zn2))
-  if d1 * d2 > SLQ_COLUMNS and zn2 is not zn1:
+  if d1 * d2 > SLQ_COLUMNS and zn2 is not zn1 and not exact:
     return _joint_slq(zn1, zn2, mask, jax.random.key(0))[0]
   if n * d1 * d2 <= KRON_BLOCK and zn2 is not zn1:
     return spectral.factor_entropy(kernels.hadamard_features(zn1, zn2))
@@ -103,7 +103,7 @@ def _joint_slq(zn1, zn2, mask, key, **options) -> tuple[jax.Array, jax.Array]:
 
 def joint_entropy_slq(
     z1: jax.Array, z2: jax.Array, key: jax.Array, *, mask: jax.Array | None = None,
-    rank: int = 64, num_probes: int = 10, order: int = 20,
+    rank: int = 64, power: int = 1, num_probes: int = 8, order: int = 16,
 ) -> tuple[jax.Array, jax.Array]:
   """Joint entropy H(G(z1) o G(z2)) by deflated stochastic Lanczos quadrature (matfree),
   for n and d1 d2 too large for the exact routes; only Hadamard matvecs, O(n (d1 + d2))
@@ -111,11 +111,13 @@ def joint_entropy_slq(
 
   Args:
     z1: (n, d1); z2: (n, d2); key: PRNG key; mask: optional (n,) bool.
-    rank: deflated top-spectrum size; num_probes, order: SLQ probes and Lanczos steps.
+    rank: deflated top-spectrum size; power: subspace iterations on the sketch;
+    num_probes, order: SLQ probes and Lanczos steps. Cost (2 + power) rank +
+    num_probes order Hadamard matvecs of 4 n d1 d2 flops each.
   Returns:
     (estimate in nats, its standard error across probes).
   """
-  return _joint_slq(*_normalized_pair(z1, z2, mask), key, rank=rank,
+  return _joint_slq(*_normalized_pair(z1, z2, mask), key, rank=rank, power=power,
                     num_probes=num_probes, order=order)
 
 
@@ -125,23 +127,28 @@ def joint_entropy(
     *,
     mask: jax.Array | None = None,
     normalized: bool = False,
+    method: str = "auto",
 ) -> jax.Array:
   """Joint matrix entropy H(G(z1), G(z2)) = H(G(z1) o G(z2)).
 
   The Hadamard product is the Gram of the row-wise Kronecker features, so the
   (d1 d2) x (d1 d2) covariance route is used when d1 * d2 < n (chunked over rows at large
   n), and deflated stochastic Lanczos (:func:`joint_entropy_slq`, fixed key) when also
-  d1 * d2 > SLQ_COLUMNS; the route is fixed by the static shapes.
+  d1 * d2 > SLQ_COLUMNS (unless ``method="exact"``); the route is fixed by the static
+  shapes.
 
   Args:
     z1: (n, d1) features; z2: (n, d2) features of the same n samples.
     mask: optional (n,) bool; False marks padded rows.
     normalized: divide by log(number of unmasked rows).
+    method: "auto", or "exact" to never use SLQ (static; costs O(n (d1 d2)^2)).
   Returns:
     Scalar in nats, >= max(H(G(z1)), H(G(z2))).
   """
+  if method not in ("auto", "exact"):
+    raise ValueError(f'method must be "auto" or "exact", got {method!r}.')
   zn1, zn2, mask = _normalized_pair(z1, z2, mask)
-  return _normalized_by(_joint(zn1, zn2, mask), mask, normalized)
+  return _normalized_by(_joint(zn1, zn2, mask, method == "exact"), mask, normalized)
 
 
 def _normalized_pair(z1, z2, mask) -> tuple[jax.Array, jax.Array, jax.Array]:

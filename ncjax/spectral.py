@@ -146,23 +146,30 @@ def _xlogx(x: jax.Array) -> jax.Array:
 
 
 def slq_trace_xlogx(
-    matvec, n: int, trace: jax.Array, key: jax.Array, *, rank: int = 64,
-    num_probes: int = 10, order: int = 20, dtype=jnp.float32,
+    matvec, n: int, trace: jax.Array, key: jax.Array, *, rank: int = 64, power: int = 1,
+    num_probes: int = 8, order: int = 16, dtype=jnp.float32,
 ) -> tuple[jax.Array, jax.Array]:
   """Estimates tr(K log K) of a PSD operator K (n x n) known only through ``matvec``.
 
-  1. Deflation: a randomized range sketch Q (n x rank, from K Omega) captures the top of
-     the spectrum; the eigenvalues of Q^T K Q contribute exactly.
-  2. The rest, P K P with P = I - Q Q^T, by stochastic Lanczos quadrature (matfree's
-     Lanczos, ``order`` steps, no reorthogonalisation) on ``num_probes`` projected
-     Rademacher probes, run one after another (``lax.map``) so memory stays O(n order).
+  1. Deflation: a randomized range sketch Q (n x rank, from K Omega, then ``power``
+     subspace iterations Q <- qr(K Q)) captures the top of the spectrum; the eigenvalues
+     of Q^T K Q contribute exactly. Treating Q^T K Q and P K P (P = I - Q Q^T) separately
+     drops the cross terms, which biases tr(K log K) low (pinching); one subspace
+     iteration cut that bias ~10x on trained grokking features (1.1% -> 0.1% of H).
+     ``rank`` must exceed the number of dominant eigenvalues (~ r1 r2 for features of
+     ranks r1, r2).
+  2. The rest, P K P, by stochastic Lanczos quadrature (matfree's Lanczos, ``order``
+     steps, no reorthogonalisation) on ``num_probes`` projected Rademacher probes, run
+     one after another (``lax.map``) so memory stays O(n (rank + order)).
   3. Control variate: SLQ estimates tr(f(PKP) - c PKP) with c = log of the mean remaining
      eigenvalue, and c tr(PKP) = c (trace - tr Q^T K Q) is added back exactly.
 
-  Cost: 2 rank + num_probes * order matvecs. Error: measured on n = 2048 Hadamard Grams
-  of 64-d features at the defaults, <= 0.3% of the entropy (isotropic) and <= 0.11%
-  (rank-8 structure + noise); the standard error only reflects the probes, not the
-  deflation's bias.
+  Cost: (2 + power) rank + num_probes * order matvecs (320 at the defaults). Error,
+  measured at the defaults on n = 2048 Hadamard Grams (6 keys each) against dense
+  float64: <= 0.10% of the entropy for isotropic 64-d features, <= 0.004% for rank-8
+  structure + noise, <= 0.36% for trained grokking features (512-d features with their
+  head rows), each within 1.7 standard errors. The standard error reflects the probes
+  only; the remaining pinching bias (<= ~0.1%) is not in it.
 
   Args:
     matvec: v (n,) -> K v.  trace: tr K (exact).  key: PRNG key.
@@ -174,6 +181,8 @@ def slq_trace_xlogx(
   sketch = jax.lax.map(lambda k: matvec(jax.random.normal(k, (n,), dtype)),
                        jax.random.split(sketch_key, rank))
   q, _ = jnp.linalg.qr(sketch.T)
+  for _ in range(power):  # subspace iteration: Q^T K (I - Q Q^T) -> 0, less pinching bias
+    q, _ = jnp.linalg.qr(jax.lax.map(matvec, q.T).T)
   top = jax.lax.map(lambda v: matmul(q.T, matvec(v)), q.T)  # Q^T K Q, (rank, rank)
   top_trace = jnp.trace(top)
   rest_trace = trace - top_trace
