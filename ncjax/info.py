@@ -68,7 +68,8 @@ KRON_BLOCK = 1 << 24
 # Above this many Kronecker columns (d1 d2), joint entropies with d1 d2 < n use SLQ (fixed
 # key; see :func:`joint_entropy_slq`): the exact moment costs 2 n (d1 d2)^2 flops, SLQ at
 # its defaults 320 Hadamard matvecs of 4 n d1 d2, so SLQ is 2.4x cheaper here and 6.4x at
-# d1 d2 = 4096; below it the exact route is kept (exact, and at most 2.4x dearer). Read at trace time: after changing it, call jax.clear_caches().
+# d1 d2 = 4096; below it the exact route is kept (exact, and at most 2.4x dearer).
+# Read at trace time: after changing it, call jax.clear_caches().
 SLQ_COLUMNS = 1536
 
 
