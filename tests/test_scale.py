@@ -189,3 +189,8 @@ def test_joint_entropy_switches_to_slq_for_many_kronecker_columns(monkeypatch):
   assert "1296x1296" in forced.as_text()
   with pytest.raises(ValueError, match="method"):
     ncjax.joint_entropy(z1, z2, method="slq")
+  key = jax.random.key(0)
+  with pytest.raises(ValueError, match="num_probes"):
+    ncjax.joint_entropy_slq(z1, z2, key, num_probes=1)
+  with pytest.raises(ValueError, match="rank \\+ order"):
+    ncjax.joint_entropy_slq(z1[:50], z2[:50], key)
