@@ -81,6 +81,8 @@ def test_sample_sharded_metrics_equal_single_device(mesh, n):
   for name in ("mutual_information", "mir", "hdr"):
     check(getattr(sharding, name)(s1, s2, mesh, mask=mask), getattr(ncjax, name)(z1, z2))
   check(sharding.entropies(s1, s2, mesh, mask=mask)[2], ncjax.joint_entropy(z1, z2))
+  # The plain metrics take the sharded arrays too (jit partitions them).
+  check(jax.jit(ncjax.mir)(s1, s2, mask=mask), ncjax.mir(z1, z2))
   stats = sharding.class_stats(sh, sy, 7, mesh, mask=mask)
   single = ncjax.class_stats(features, labels, 7)
   check(ncjax.nc1(stats), ncjax.nc1(single))
