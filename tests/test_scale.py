@@ -89,6 +89,15 @@ def test_sample_sharded_metrics_equal_single_device(mesh, n):
   check(ncjax.vci(stats), ncjax.vci(single))
 
 
+def test_one_device_mesh_equals_single_device():
+  mesh = sharding.sample_mesh(jax.devices()[:1])
+  z1, z2 = np.float32(structured(501, 6, seed=8)), np.float32(structured(501, 4, seed=9))
+  (s1, s2), mask = sharding.shard_rows(mesh, z1, z2)
+  np.testing.assert_allclose(sharding.mir(s1, s2, mesh, mask=mask), ncjax.mir(z1, z2),
+                             rtol=1e-5)
+  np.testing.assert_allclose(sharding.eigvalsh(jnp.eye(3)[None] * 2.0, mesh), [[2.0] * 3])
+
+
 def test_sharded_metrics_jit_and_compile_once(mesh):
   (s1, s2), mask = sharding.shard_rows(mesh, np.float32(structured(800, 6)),
                                        np.float32(structured(800, 4, seed=1)))
