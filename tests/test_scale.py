@@ -185,6 +185,16 @@ def test_slq_at_n_1e5_against_the_exact_moment_route(kind):
   assert_slq_close(z1, z2, exact, mask=mask, seeds=1)
 
 
+def test_slq_compiles_once_across_keys_and_vmaps_over_them():
+  z1, z2 = jnp.float32(structured(600, 30, seed=3)), jnp.float32(structured(600, 30, seed=4))
+  slq = jax.jit(chex.assert_max_traces(ncjax.joint_entropy_slq, n=1))
+  keys = jax.random.split(jax.random.key(0), 3)
+  singles = [slq(z1, z2, k)[0] for k in keys]
+  batched = jax.vmap(ncjax.joint_entropy_slq, in_axes=(None, None, 0))(z1, z2, keys)[0]
+  np.testing.assert_allclose(batched, singles, rtol=1e-4)
+  assert len(set(np.asarray(singles).tolist())) == 3  # the key matters
+
+
 def test_joint_entropy_switches_to_slq_for_many_kronecker_columns(monkeypatch):
   z1, z2 = (jnp.float32(structured(3000, 36, rank=4, seed=s)) for s in (3, 4))
   lower = lambda: jax.jit(ncjax.joint_entropy).lower(z1, z2)
