@@ -118,15 +118,16 @@ def joint_entropy_slq(
   Returns:
     (estimate in nats, its standard error across probes).
   """
-  n = jnp.shape(z1)[0]
+  zn1, zn2, mask = _normalized_pair(z1, z2, mask)
+  n = zn1.shape[0]
   for name, value, low in (("rank", rank, 1), ("power", power, 0), ("num_probes", num_probes, 2),
                            ("order", order, 1)):
     if not isinstance(value, int) or value < low:
       raise ValueError(f"{name} must be an int >= {low} (static under jit), got {value!r}.")
   if rank + order > n:
     raise ValueError(f"rank + order must be <= n = {n} samples, got {rank} + {order}.")
-  return _joint_slq(*_normalized_pair(z1, z2, mask), key, rank=rank, power=power,
-                    num_probes=num_probes, order=order)
+  return _joint_slq(zn1, zn2, mask, key, rank=rank, power=power, num_probes=num_probes,
+                    order=order)
 
 
 def joint_entropy(

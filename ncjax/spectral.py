@@ -170,8 +170,8 @@ def slq_trace_xlogx(
   structure + noise, <= 0.38% for trained grokking features (512-d features with their
   head rows), each within 1.6 standard errors. After deflation the Lanczos quadrature
   converges early (order 10, 12 and 16 agreed to 1e-6 at n = 1e5); the error is the
-  probes'. The standard error reflects the probes
-  only; the remaining pinching bias (<= ~0.1%) is not in it.
+  probes'. The standard error reflects the probes only; the remaining pinching bias
+  (<= ~0.1%) is not in it.
 
   Args:
     matvec: v (n,) -> K v.  trace: tr K (exact).  key: PRNG key.

@@ -143,6 +143,14 @@ def grokking_features(steps=300):
   return np.float64(z), np.float64(wy), np.asarray(jnp.any(z != 0, axis=1))
 
 
+def slq_pair(kind, n, seed):
+  """Two (n, 64) feature matrices: Gaussian, or Z = G (n x 8) R (8 x 64) + 0.1 noise."""
+  if kind == "isotropic":
+    rng = np.random.default_rng(seed)
+    return rng.normal(size=(n, 64)), rng.normal(size=(n, 64))
+  return structured(n, 64, rank=8, seed=seed), structured(n, 64, rank=8, seed=seed + 1)
+
+
 def assert_slq_close(z1, z2, exact, mask=None, seeds=3):
   """Default SLQ within 2% of ``exact`` for several keys, its error covered by 4 standard
   errors plus the pinching bias the standard error does not see (<= 2e-4 relative)."""
@@ -158,14 +166,11 @@ def assert_slq_close(z1, z2, exact, mask=None, seeds=3):
                                   pytest.param("grokking", marks=pytest.mark.slow)])
 def test_slq_within_2_percent_and_covered_by_its_error(kind):
   n = 2048
-  if kind == "isotropic":
-    rng = np.random.default_rng(0)
-    z1, z2 = rng.normal(size=(n, 64)), rng.normal(size=(n, 64))
-  elif kind == "structured":  # Z = G (n x 8) R (8 x 64) + 0.1 noise
-    z1, z2 = structured(n, 64, rank=8, seed=1), structured(n, 64, rank=8, seed=2)
-  else:  # sample features and head rows of a trained grokking MLP (the sample/mir pair)
+  if kind == "grokking":  # sample features and head rows of a trained grokking MLP
     z1, z2, alive = grokking_features()
     z1, z2 = z1[alive][:n], z2[alive][:n]
+  else:
+    z1, z2 = slq_pair(kind, n, seed={"isotropic": 0, "structured": 1}[kind])
   exact = ref.joint_entropy(z1, z2)  # dense n x n, float64
   assert_slq_close(z1, z2, exact)
 
@@ -174,12 +179,8 @@ def test_slq_within_2_percent_and_covered_by_its_error(kind):
 @pytest.mark.parametrize("kind", ["isotropic", "structured"])
 def test_slq_at_n_1e5_against_the_exact_moment_route(kind):
   n = 100_000
-  rng = np.random.default_rng(5)
-  if kind == "isotropic":
-    z1, z2 = rng.normal(size=(n, 64)), rng.normal(size=(n, 64))
-  else:
-    z1, z2 = structured(n, 64, rank=8, seed=5), structured(n, 64, rank=8, seed=6)
-  mask = rng.random(n) > 0.01  # and a mask
+  z1, z2 = slq_pair(kind, n, seed=5)
+  mask = np.random.default_rng(7).random(n) > 0.01  # and a mask
   exact = float(jax.jit(ncjax.joint_entropy, static_argnames="method")(
       jnp.float32(z1), jnp.float32(z2), mask=mask, method="exact"))
   assert_slq_close(z1, z2, exact, mask=mask, seeds=1)
