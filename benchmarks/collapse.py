@@ -36,7 +36,7 @@ def ncjax_stats(h, y):
   """Pass 1: ClassStats over batches, scanned on device."""
   batches = (h.reshape(-1, BATCH, D), y.reshape(-1, BATCH))
   step = lambda s, b: (s.update(*b), None)
-  return jax.lax.scan(step, ncjax.ClassStats.empty(C, D), batches)[0]
+  return jax.lax.scan(step, ncjax.ClassStats.empty(num_classes=C, dim=D), batches)[0]
 
 
 @jax.jit
@@ -44,7 +44,7 @@ def ncjax_metrics(h, y, w, b):
   stats = ncjax_stats(h, y)
   out = ncjax.collapse_metrics_from_stats(stats, w)
   nc4 = jax.lax.map(lambda hb: ncjax.nc4(hb, stats, w, b), h.reshape(-1, BATCH, D))
-  return out | {"nc/nc4": jnp.mean(nc4)}
+  return out | {"nc4": jnp.mean(nc4)}
 
 
 def torch_reference(h, y, w, b):
@@ -68,24 +68,24 @@ def torch_reference(h, y, w, b):
   sw /= N
   m = means - mu_g
   sb = m.T @ m / C
-  out = {"nc/nc1": torch.trace(sw @ torch.linalg.pinv(sb, hermitian=True)) / C}
+  out = {"nc1": torch.trace(sw @ torch.linalg.pinv(sb, hermitian=True)) / C}
   sb_w = (m * (counts.float() / N)[:, None]).T @ m
   st = sw + sb_w
   rank = torch.linalg.matrix_rank(sb_w, hermitian=True)
-  out["nc/vci"] = 1 - torch.trace(torch.linalg.pinv(st, hermitian=True) @ sb_w) / rank
+  out["vci"] = 1 - torch.trace(torch.linalg.pinv(st, hermitian=True) @ sb_w) / rank
   var = var / counts.float()
   dist = torch.cdist(means, means) ** 2
   iu = torch.triu_indices(C, C, 1)
-  out["nc/cdnv"] = ((var[:, None] + var[None, :]) / (2 * dist))[iu[0], iu[1]].mean()
+  out["cdnv"] = ((var[:, None] + var[None, :]) / (2 * dist))[iu[0], iu[1]].mean()
   for name, x in (("means", m), ("head", w)):
     norms = x.norm(dim=1)
-    out[f"nc/equinorm_{name}"] = norms.std(unbiased=False) / norms.mean()
+    out[f"equinorm_{name}"] = norms.std(unbiased=False) / norms.mean()
     xn = x / norms[:, None]
     cos = (xn @ xn.T)[~torch.eye(C, dtype=bool)]
-    out[f"nc/equiangular_{name}"] = cos.std(unbiased=False)
-    out[f"nc/maxangle_{name}"] = (cos + 1 / (C - 1)).abs().mean()
-  out["nc/nc3"] = ((w / w.norm() - m / m.norm()) ** 2).sum()
-  out["nc/nc4"] = torch.tensor(disagree / N)
+    out[f"equiangular_{name}"] = cos.std(unbiased=False)
+    out[f"maxangle_{name}"] = (cos + 1 / (C - 1)).abs().mean()
+  out["nc3"] = ((w / w.norm() - m / m.norm()) ** 2).sum()
+  out["nc4"] = torch.tensor(disagree / N)
   return out
 
 

@@ -1,19 +1,25 @@
 """Train-step throughput of the paper's grokking transformer (p = 113, 30% train = 3,830
 pairs, full batch, AdamW), ncjax's jitted step vs a PyTorch CPU step of the same model as
 the usual reference code writes it (every position through attention and MLP), and the
-cost of ncjax's on-device metrics call relative to a train step.
+cost of ncjax's on-device metrics call relative to a train step. Then one SGD step of a
+WRN-28-2 at batch 64 on synthetic inputs of CIFAR shape (the first paper's setting).
 
   pip install torch==2.13.0   # benchmark only
   python -m benchmarks.train_step
 """
 
+import jax
+import jax.numpy as jnp
 import numpy as np
 import torch
 
 from benchmarks.timing import best_of, table
+from ncjax.data import Batch
+from ncjax.losses import cross_entropy
 from ncjax.models import make_model
-from ncjax.train import create_states, make_metrics_fn, make_train_step, seed_splits
-from ncjax.train.config import base_config
+from ncjax.tasks import make_task
+from ncjax.train.config import base_config, cifar_wrn_config
+from ncjax.train.state import create_states, make_train_step
 
 P, D_MODEL, HEADS, MLP = 113, 128, 4, 512
 
@@ -37,30 +43,47 @@ class TorchTransformer(torch.nn.Module):
     return self.head(x[:, -1])
 
 
+def wrn_step_ms(width: int = 2, batch: int = 64) -> float:
+  """Milliseconds of one jitted SGD step of a WRN-28-``width`` (BatchNorm) at ``batch``."""
+  config = cifar_wrn_config("cifar10", width)
+  model = make_model("wrn", 10, depth=28, width=width)
+  state = create_states(config, model, jnp.zeros((1, 32, 32, 3)))
+  step = make_train_step(lambda logits, b: cross_entropy(logits, b.labels))
+  key = jax.random.key(0)
+  data = Batch(jax.random.normal(key, (1, batch, 32, 32, 3)),
+               jax.random.randint(key, (1, batch), 0, 10), jnp.ones((1, batch), bool))
+
+  def run(k):
+    nonlocal state
+    for _ in range(k):
+      state, loss = step(state, data)
+    return loss
+
+  return best_of(run, 5, repeats=3) / 5 * 1e3
+
+
 def main():
   torch.set_num_threads(2)
   config = base_config()
-  config.modulus, config.train_fraction, config.model = P, 0.3, "transformer"
-  config.model_kwargs = {"d_model": D_MODEL, "num_heads": HEADS, "mlp_dim": MLP}
-  train, test = seed_splits(config)  # one seed: (1, n, ...)
-  model = make_model(config)
-  state = create_states(config, model)
-  step = make_train_step(batch_size=None)
-  metrics = make_metrics_fn(model.apply, P, sample_size=512)
-  seeds = np.zeros(1, np.int32)
+  config.data.modulus, config.data.train_fraction, config.model.name = P, 0.3, "transformer"
+  config.model.kwargs = {"d_model": D_MODEL, "num_heads": HEADS, "mlp_dim": MLP}
+  task = make_task(config)  # one seed: (1, n, ...)
+  state = create_states(config, task.model, task.example_inputs)
+  step = make_train_step(task.loss)
+  train = next(task.train_stream(None))  # full batch
 
   def run_steps(k):
     nonlocal state
     for _ in range(k):
-      state, loss = step(state, train, seeds)
+      state, loss = step(state, train)
     return loss
 
   t_ours = best_of(run_steps, 20, repeats=3) / 20
-  t_metrics = best_of(lambda: metrics(state.params, train, test), repeats=3)
+  t_metrics = best_of(lambda: task.evaluate(state), repeats=3)
 
   net = TorchTransformer()
   opt = torch.optim.AdamW(net.parameters(), lr=1e-3, betas=(0.9, 0.98), weight_decay=1.0)
-  x, y = (torch.from_numpy(a[0].astype(np.int64)) for a in train)
+  x, y = (torch.from_numpy(np.asarray(a[0]).astype(np.int64)) for a in train[:2])
 
   def torch_steps(k):
     for _ in range(k):
@@ -76,6 +99,7 @@ def main():
                "metrics every 100 steps"],
               [[f"{t_ours * 1e3:.1f}", f"{t_torch * 1e3:.1f}", f"{t_torch / t_ours:.2f}x",
                 f"{t_metrics * 1e3:.0f}", f"{t_metrics / (100 * t_ours + t_metrics):.1%}"]]))
+  print(f"WRN-28-2, batch 64, CIFAR-shaped inputs, SGD step: {wrn_step_ms():.0f} ms")
 
 
 if __name__ == "__main__":

@@ -23,23 +23,46 @@ import torch
 
 import ncjax
 from benchmarks.timing import best_of, table
-from experiments.grokking import get_config
 from ncjax.analysis.trajectory import evaluate
-from ncjax.models import head_weights, make_model
-from ncjax.train import create_states, make_train_step, metrics, seed_splits
-from ncjax.train.steps import loss_and_accuracy
+from ncjax.losses import cross_entropy
+from ncjax.models import head_weights
+from ncjax.tasks import make_task
+from ncjax.train.config import base_config
+from ncjax.train.evaluate import keyed
+from ncjax.train.state import create_states, make_train_step
 
 SNAPSHOTS, CHUNK, SEEDS = 100, 16, 8
 
 
-def snapshots(config, model, train):
+def snapshots(task):
   """Parameters after each of the first SNAPSHOTS steps (host arrays, seed axis dropped)."""
-  state, step = create_states(config, model), make_train_step(None)
+  state = create_states(task.config, task.model, task.example_inputs)
+  step, stream = make_train_step(task.loss), task.train_stream(None)
   out = []
   for _ in range(SNAPSHOTS):
-    state, _ = step(state, train, np.zeros(1, np.int32))
+    state, _ = step(state, next(stream))
     out.append(jax.tree.map(lambda x: np.asarray(x[0]), state.params))
   return out
+
+
+def loss_and_accuracy(logits, labels):
+  return cross_entropy(logits, labels), jnp.mean(jnp.argmax(logits, -1) == labels)
+
+
+def metrics(apply_fn, params, train, test, num_classes, sample_size):
+  """Every metric the trainer logs, for one snapshot whose splits fit in one batch."""
+  out = {}
+  w, b = head_weights(params)
+  for name, prefix, (x, y, _) in (("train", "collapse", train), ("test", "test_collapse", test)):
+    logits, features = apply_fn({"params": params}, x)
+    out[f"{name}/loss"], out[f"{name}/accuracy"] = loss_and_accuracy(logits, y)
+    out |= keyed(prefix, ncjax.collapse_metrics(features, y, num_classes=num_classes,
+                                                head=w, bias=b))
+    if name == "train":
+      z, labels = features[:sample_size], y[:sample_size]
+  h1, h2, h12 = ncjax.entropies(z, w[labels], mask=jnp.any(z != 0, axis=1))
+  return out | keyed("sample", {"mir": ncjax.mir_from_entropies(h1, h2, h12),
+                                "hdr": ncjax.hdr_from_entropies(h1, h2)})
 
 
 def torch_entropy(z):
@@ -68,8 +91,8 @@ def torch_snapshot_metrics(params, train, test, num_classes, sample_size):
   head = {k: torch.from_numpy(v) for k, v in params["head"].items()}
   out = {}
   with torch.no_grad():
-    for name, (x, y) in (("train", train), ("test", test)):
-      x, y = torch.from_numpy(x[0].astype(np.int64)), torch.from_numpy(y[0].astype(np.int64))
+    for name, (x, y, _) in (("train", train), ("test", test)):
+      x, y = (torch.from_numpy(np.asarray(a).astype(np.int64)) for a in (x, y))
       h = embed[x[:, :2]].reshape(len(x), -1) @ dense["kernel"] + dense["bias"]
       features = torch.relu(h)
       logits = features @ head["kernel"] + head["bias"]
@@ -88,7 +111,7 @@ def torch_snapshot_metrics(params, train, test, num_classes, sample_size):
 def same_quantities(apply_fn, params, train, test, num_classes, sample_size):
   """ncjax computing only what (c) computes: losses, accuracies, MIR/HDR of both pairs."""
   out = {}
-  for name, (x, y) in (("train", train), ("test", test)):
+  for name, (x, y, _) in (("train", train), ("test", test)):
     logits, features = apply_fn({"params": params}, x)
     out[f"{name}/loss"], out[f"{name}/accuracy"] = loss_and_accuracy(logits, y)
     if name == "train":
@@ -105,24 +128,25 @@ def same_quantities(apply_fn, params, train, test, num_classes, sample_size):
 
 
 def trajectory(config):
-  model = make_model(config)
-  train, test = seed_splits(config)
-  params = snapshots(config, model, train)
-  at0 = lambda s: jax.tree.map(lambda x: x[0], s)
-  fn = functools.partial(metrics, model.apply, train=at0(train), test=at0(test),
-                         num_classes=config.modulus, sample_size=config.sample_size)
+  task = make_task(config)
+  params = snapshots(task)
+  at0 = lambda s: jax.tree.map(lambda x: np.asarray(x[0]), s)
+  train, test = at0(task.train), at0(task.test)
+  classes, model = task.num_classes, task.model
+  fn = functools.partial(metrics, model.apply, train=train, test=test,
+                         num_classes=classes, sample_size=config.sample_size)
   jitted = jax.jit(fn)
-  subset = functools.partial(same_quantities, model.apply, train=at0(train), test=at0(test),
-                             num_classes=config.modulus, sample_size=config.sample_size)
+  subset = functools.partial(same_quantities, model.apply, train=train, test=test,
+                             num_classes=classes, sample_size=config.sample_size)
   t_a = best_of(lambda: evaluate(fn, params, CHUNK, progress=False), repeats=2)
   t_subset = best_of(lambda: evaluate(subset, params, CHUNK, progress=False), repeats=2)
   t_b = best_of(lambda: [jax.device_get(jitted(p)) for p in params], repeats=2)
-  t_c = best_of(lambda: [torch_snapshot_metrics(p, train, test, config.modulus,
+  t_c = best_of(lambda: [torch_snapshot_metrics(p, train, test, classes,
                                                 config.sample_size) for p in params],
                 repeats=2)
   # The same numbers, checked on the last snapshot.
   ours, theirs = jax.device_get(jitted(params[-1])), torch_snapshot_metrics(
-      params[-1], train, test, config.modulus, config.sample_size)
+      params[-1], train, test, classes, config.sample_size)
   gap = max(abs(float(theirs[k]) - float(ours[k])) / max(abs(float(ours[k])), 1e-3)
             for k in theirs)
   chunk = jax.tree.map(lambda *xs: np.stack(xs), *params[:CHUNK])
@@ -139,20 +163,19 @@ def trajectory(config):
 
 def seeds(config, batch_size, steps=20):
   """Seconds per step of SEEDS seeds: one vmapped state vs SEEDS states one after another."""
-  model = make_model(config)
-  step = make_train_step(batch_size)
 
   def run(num_seeds, repeat):
     c = config.copy_and_resolve_references()
-    c.num_seeds = num_seeds
-    train, _ = jax.device_put(seed_splits(c))
-    states = [create_states(c, model) for _ in range(repeat)]
-    ids = jax.numpy.arange(num_seeds)
+    c.num_seeds, c.batch_size = num_seeds, batch_size
+    task = make_task(c)
+    step = make_train_step(task.loss)
+    states = [create_states(c, task.model, task.example_inputs) for _ in range(repeat)]
+    streams = [task.train_stream(None) for _ in range(repeat)]
 
     def go():
       nonlocal states
       for _ in range(steps):
-        states = [step(s, train, ids)[0] for s in states]
+        states = [step(s, next(d))[0] for s, d in zip(states, streams)]
       return states
     return best_of(go, repeats=3) / steps
 
@@ -162,7 +185,8 @@ def seeds(config, batch_size, steps=20):
 
 def main():
   torch.set_num_threads(2)
-  config = get_config()
+  config = base_config()
+  config.name = "a+b mod 97, embedding MLP, 50% train"
   trajectory(config)
   rows = []
   for batch_size in (None, 512):

@@ -18,10 +18,10 @@ from ncjax.train.config import base_config
 def get_config():
   c = base_config()
   c.name = "a+b mod 113, transformer, 30% train (paper)"
-  c.modulus = 113
-  c.train_fraction = 0.3
-  c.model = "transformer"
-  c.model_kwargs = ml_collections.ConfigDict({"d_model": 128, "num_heads": 4, "mlp_dim": 512})
+  c.data.modulus = 113
+  c.data.train_fraction = 0.3
+  c.model.name = "transformer"
+  c.model.kwargs = ml_collections.ConfigDict({"d_model": 128, "num_heads": 4, "mlp_dim": 512})
   c.steps = 40_000
   c.metrics_every = 200
   c.checkpoint_every = 2000

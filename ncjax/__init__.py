@@ -1,9 +1,8 @@
-"""ncjax: neural collapse and matrix-information metrics in JAX."""
+"""ncjax: neural collapse and matrix-information metrics in JAX.
 
-from ncjax import _xla_cpu
-
-_xla_cpu.disable_concurrency_optimized_scheduler()  # before JAX starts its backend
-
+Importing ncjax has no side effects (no XLA flags, no matplotlib backend): the CLI and
+the test conftest set those for their processes.
+"""
 
 from ncjax.collapse import (
     cdnv,
@@ -31,5 +30,6 @@ from ncjax.info import (
 )
 from ncjax.kernels import cosine_gram, hadamard_features, normalize_rows, trace_normalize
 from ncjax.stats import ClassStats
+from ncjax import sharding, spectral
 
 __version__ = "0.1.0"

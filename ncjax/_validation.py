@@ -14,6 +14,10 @@ import jax.numpy as jnp
 import numpy as np
 
 
+class InputTypeError(TypeError, ValueError):
+  """A wrong dtype or type: a TypeError, and a ValueError like every other input error."""
+
+
 def is_concrete(*arrays) -> bool:
   """True when no argument is a tracer (eager call), so values can be checked."""
   return not any(isinstance(a, jax.core.Tracer) for a in arrays if a is not None)
@@ -27,30 +31,75 @@ def _values(*arrays) -> list[np.ndarray] | None:
   return [np.asarray(a) for a in arrays] if is_concrete(*arrays) else None
 
 
+def _array(x, name: str) -> jax.Array:
+  try:
+    return jnp.asarray(x)
+  except TypeError as e:
+    raise InputTypeError(f"{name} must be an array, got {type(x).__name__}.") from e
+
+
 def as_mask(mask, n: int, name: str = "mask") -> jax.Array:
   """Returns an (n,) bool mask (all True when ``mask`` is None)."""
   if mask is None:
     return jnp.ones((n,), bool)
-  mask = jnp.asarray(mask)
+  mask = _array(mask, name)
   if mask.shape != (n,):
     raise ValueError(f"{name} must have shape ({n},), got {mask.shape}.")
   if mask.dtype != bool:
-    raise ValueError(f"{name} must be boolean, got dtype {mask.dtype}.")
+    raise InputTypeError(f"{name} must be boolean (True keeps a row), got dtype {mask.dtype}.")
   return mask
 
 
+def real_floating(x, name: str) -> jax.Array:
+  """``x`` as an array of a real floating dtype; float16/bfloat16 are upcast to float32
+  (the eigen-based metrics need float32's range and precision). Integers, booleans and
+  complex numbers raise TypeError."""
+  x = _array(x, name)
+  if not jnp.issubdtype(x.dtype, jnp.floating):
+    raise InputTypeError(f"{name} must be real floating point, got dtype {x.dtype} "
+                    "(cast with .astype(jnp.float32)).")
+  if jnp.finfo(x.dtype).bits < 32:
+    x = x.astype(jnp.float32)
+  return x
+
+
 def features(z, name: str, *, min_rows: int = 2) -> jax.Array:
-  """Checks the static shape of an (n, d) feature matrix and returns it as an array."""
-  z = jnp.asarray(z)
+  """Checks the static shape and dtype of an (n, d) feature matrix; returns it as an array."""
+  z = real_floating(z, name)
   if z.ndim != 2:
     raise ValueError(f"{name} must be 2-D (n, d), got shape {z.shape}.")
   if z.shape[0] < min_rows:
     raise ValueError(f"{name} needs at least {min_rows} rows, got {z.shape[0]}.")
   if z.shape[1] < 1:
     raise ValueError(f"{name} needs at least one column, got shape {z.shape}.")
-  if not jnp.issubdtype(z.dtype, jnp.floating):
-    z = z.astype(jnp.result_type(float))
   return z
+
+
+def num_classes(c) -> int:
+  """Checks a static class count: a Python (or NumPy) int >= 1."""
+  if isinstance(c, bool) or not isinstance(c, (int, np.integer)) or c < 1:
+    raise ValueError(f"num_classes must be an int >= 1 (static under jit), got {c!r}.")
+  return int(c)
+
+
+def head(w, num_classes: int, dim: int, name: str = "head") -> jax.Array:
+  """Checks (C, d) classifier weights."""
+  w = real_floating(w, name)
+  if w.shape != (num_classes, dim):
+    raise ValueError(f"{name} must have shape ({num_classes}, {dim}) (C, d), got {w.shape}.")
+  finite(w, name)
+  return w
+
+
+def bias(b, num_classes: int, dtype, name: str = "bias") -> jax.Array:
+  """Checks a (C,) bias; None gives zeros."""
+  if b is None:
+    return jnp.zeros((num_classes,), dtype)
+  b = real_floating(b, name)
+  if b.shape != (num_classes,):
+    raise ValueError(f"{name} must have shape ({num_classes},) (C,), got {b.shape}.")
+  finite(b, name)
+  return b
 
 
 def same_rows(**named: jax.Array) -> int:
@@ -82,6 +131,23 @@ def rows_nonzero(z: jax.Array, mask: jax.Array, name: str) -> None:
       )
 
 
+def psd(k: jax.Array, mask: jax.Array, name: str) -> None:
+  """Eagerly raises unless the unmasked block of ``k`` is symmetric and positive
+  semi-definite up to round-off (sqrt(eps) of its largest eigenvalue)."""
+  values = _values(k, mask)
+  if values is None:
+    return
+  block = values[0][np.ix_(values[1], values[1])].astype(np.float64)
+  tol = np.sqrt(np.finfo(values[0].dtype).eps)
+  top = np.max(np.abs(block))
+  if np.max(np.abs(block - block.T)) > tol * top:
+    raise ValueError(f"{name} must be symmetric.")
+  w = np.linalg.eigvalsh(block)
+  if w[-1] <= 0 or w[0] < -tol * w[-1]:
+    raise ValueError(f"{name} must be positive semi-definite with a positive trace "
+                     f"(eigenvalues range over [{w[0]:.3g}, {w[-1]:.3g}]).")
+
+
 def enough_rows(mask: jax.Array, name: str = "mask", minimum: int = 2) -> None:
   """Eagerly raises if fewer than ``minimum`` rows are unmasked."""
   values = _values(mask)
@@ -106,11 +172,11 @@ def feature_inputs(mask, **named) -> tuple[list[jax.Array], jax.Array]:
 
 def labels(y, n: int, num_classes: int, name: str = "labels") -> jax.Array:
   """Checks (n,) integer labels; eagerly also that they lie in [0, num_classes)."""
-  y = jnp.asarray(y)
+  y = _array(y, name)
   if y.shape != (n,):
     raise ValueError(f"{name} must have shape ({n},) to match the features, got {y.shape}.")
   if not jnp.issubdtype(y.dtype, jnp.integer):
-    raise ValueError(f"{name} must be integers, got dtype {y.dtype}.")
+    raise InputTypeError(f"{name} must be integers, got dtype {y.dtype}.")
   values = _values(y)
   if values is not None and n and not (0 <= values[0].min() and values[0].max() < num_classes):
     raise ValueError(

@@ -1,47 +1,84 @@
-"""``ncjax train --config FILE --workdir DIR [--config.KEY=VALUE ...]`` and
-``ncjax analyze DIR [--metrics NAME,...] [--split train|test] [--chunk_size K]``."""
+"""``ncjax train --config FILE --workdir DIR [--config.KEY=VALUE ...] [--overwrite]`` and
+``ncjax analyze DIR [--metrics NAME,...] [--split train|test] [--chunk_size K]``.
+
+The process-wide settings live here, not in the library: the XLA:CPU scheduler flag
+(before JAX starts) and matplotlib's Agg backend. Every misuse ends in one line on
+stderr and exit status 2, before the run directory is touched.
+"""
 
 from __future__ import annotations
 
+import os
 import sys
-
-import numpy as np
 
 from absl import app, flags, logging
 from ml_collections import config_flags
 
+FLAG = "xla_cpu_enable_concurrency_optimized_scheduler"
+
 _CONFIG = config_flags.DEFINE_config_file("config", None, "Experiment config file.",
                                           lock_config=True)
 _WORKDIR = flags.DEFINE_string("workdir", None, "Run directory (resumed if it exists).")
+_OVERWRITE = flags.DEFINE_bool("overwrite", False,
+                               "train: delete the run in --workdir and start afresh.")
+_ALLOW = flags.DEFINE_list("allow_change", [], "train: config keys that may differ from "
+                           "the run being resumed (e.g. lr after a NaN stop).")
 _METRICS = flags.DEFINE_list(
-    "metrics", None, "analyze: ncjax functions to evaluate (e.g. nc1,vci,mir,matrix_entropy); "
-    "default: exactly the metrics training logs.")
+    "metrics", None, "analyze: metrics to evaluate (e.g. nc1,vci,mir,matrix_entropy; see "
+    "ncjax.analysis.trajectory.METRICS); default: exactly the metrics training logs.")
 _SPLIT = flags.DEFINE_enum("split", "train", ["train", "test"],
                            "analyze: whose features the named --metrics see.")
-_CHUNK = flags.DEFINE_integer("chunk_size", 16, "analyze: snapshots per vmapped call.",
-                              lower_bound=1)
+_CHUNK = flags.DEFINE_integer("chunk_size", 16, "analyze: snapshots restored and "
+                              "evaluated at a time.", lower_bound=1)
 
-USAGE = ("usage: ncjax train --config FILE --workdir DIR [--config.KEY=VALUE ...]\n"
-         "       ncjax analyze DIR [--metrics NAME,...] [--split train|test]")
+USAGE = ("usage: ncjax train --config FILE --workdir DIR [--config.KEY=VALUE ...] "
+         "[--overwrite] [--allow_change=KEY,...]\n       ncjax analyze DIR [--metrics NAME,...] [--split train|test]")
+
+
+def _fail(message: str, status: int = 2):
+  print(f"ncjax: {message}", file=sys.stderr)
+  sys.exit(status)
+
+
+def _process_settings() -> None:
+  """XLA:CPU: a jitted vmap of the metrics intermittently never returns with the
+  concurrency-optimized scheduler (jaxlib 0.10.2); GPU/TPU ignore the flag. Plots: Agg."""
+  xla = os.environ.get("XLA_FLAGS", "")
+  if FLAG not in xla:
+    os.environ["XLA_FLAGS"] = f"{xla} --{FLAG}=false".strip()
+  import matplotlib
+  matplotlib.use("Agg")
 
 
 def _train() -> None:
   if _CONFIG.value is None or _WORKDIR.value is None:
-    raise app.UsageError("train: --config and --workdir are required.\n" + USAGE)
-  from ncjax.train import NonFiniteLoss, train  # after flag parsing: fast --help and errors
+    _fail(USAGE)
+  import numpy as np
 
+  from ncjax import plots  # after flag parsing: fast errors
+  from ncjax.tasks import make_task
+  from ncjax.train import NonFiniteLoss, rundir, train
+  from ncjax.train.config import validate
+
+  config, workdir = _CONFIG.value, _WORKDIR.value
   try:
-    records = train(_CONFIG.value, _WORKDIR.value)
+    validate(config)  # before any data are loaded
+    task = make_task(config)  # e.g. FileNotFoundError: a TFDS dataset not prepared
+  except (ValueError, FileNotFoundError, ImportError) as e:
+    _fail(str(e))
+  try:
+    records = train(task, workdir, overwrite=_OVERWRITE.value, allow_changes=_ALLOW.value)
+  except rundir.RunDirError as e:
+    _fail(str(e))
   except NonFiniteLoss as e:
-    sys.exit(f"ncjax: {e}")
+    _fail(str(e), 1)
   except KeyboardInterrupt as e:
-    print(f"\nncjax: {e or 'interrupted'}", file=sys.stderr)
-    sys.exit(130)
+    _fail(f"{e or 'interrupted'}", 130)
+  plots.curves(records, os.path.join(workdir, "curves.png"), title=config.get("name", ""))
   last = records[-1]
   acc = {k: float(np.median(last[f"{k}/accuracy"])) for k in ("train", "test")}  # of seeds
-  print(f"step {last['step']}: train acc {acc['train']:.3f}, "
-        f"test acc {acc['test']:.3f}; wrote {_WORKDIR.value}/metrics.jsonl, "
-        f"curves.png, checkpoints/")
+  print(f"step {last['step']}: train acc {acc['train']:.3f}, test acc {acc['test']:.3f}; "
+        f"wrote {workdir}/metrics.jsonl, curves.png, checkpoints/")
 
 
 def _analyze(workdir: str) -> None:
@@ -50,7 +87,7 @@ def _analyze(workdir: str) -> None:
   try:
     records = analyze(workdir, _METRICS.value, _SPLIT.value, _CHUNK.value)
   except (FileNotFoundError, ValueError) as e:
-    sys.exit(f"ncjax analyze: {e}")
+    _fail(f"analyze: {e}")
   print(f"{len(records)} snapshots (steps {records[0]['step']}..{records[-1]['step']}); "
         f"wrote {workdir}/analysis.jsonl, analysis.png")
 
@@ -62,8 +99,32 @@ def _main(argv: list[str]) -> None:
   elif argv[1:2] == ["analyze"] and len(argv) == 3:
     _analyze(argv[2])
   else:
-    raise app.UsageError(USAGE)
+    _fail(USAGE)
+
+
+def _one_line(e: Exception, last: bool = False) -> str:
+  """The message of ``e`` on one line (its last line only if ``last``)."""
+  text = e.args[0] if e.args and isinstance(e.args[0], str) else str(e)
+  text = text.replace("\\n", "\n").replace("\\'", "'")  # a KeyError's repr, nested
+  lines = [part.strip() for part in text.splitlines() if part.strip(" '")]
+  lines = [line[1:-1] if line[:1] == line[-1:] == "'" else line for line in lines]
+  return lines[-1] if last else " ".join(lines)
+
+
+def _parse(argv: list[str]) -> list[str]:
+  """absl flag parsing with every error (an unknown key, a bad value) in one line."""
+  try:
+    argv = flags.FLAGS(argv)
+  except Exception as e:  # noqa: BLE001 - config files raise anything
+    _fail(f"bad flag: {_one_line(e)}")
+  if _CONFIG.present:
+    try:  # ml_collections defers a config file's load error to the first access
+      _CONFIG.value.keys()
+    except Exception as e:  # noqa: BLE001
+      _fail(f"cannot load --config: {_one_line(e, last=True)}")
+  return argv
 
 
 def main() -> None:
-  app.run(_main)
+  _process_settings()
+  app.run(_main, flags_parser=_parse)

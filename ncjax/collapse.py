@@ -22,28 +22,27 @@ from ncjax.stats import ClassStats
 def class_stats(
     features: jax.Array,
     labels: jax.Array,
-    num_classes: int,
     *,
+    num_classes: int,
     mask: jax.Array | None = None,
 ) -> ClassStats:
-  """Validated :meth:`ClassStats.from_batch`.
+  """Class statistics of one set of features: :meth:`ClassStats.from_batch`.
 
   Args:
     features: (n, d) float; labels: (n,) int in [0, num_classes);
     num_classes: static C; mask: optional (n,) bool, False rows ignored.
   """
-  features = check.features(features, "features", min_rows=1)
-  labels = check.labels(labels, features.shape[0], num_classes)
-  mask = check.as_mask(mask, features.shape[0])
-  check.finite(features, "features", mask)
-  return ClassStats.from_batch(features, labels, num_classes, mask)
+  return ClassStats.from_batch(features, labels, num_classes=num_classes, mask=mask)
 
 
 def _stats(x, labels, num_classes, mask) -> ClassStats:
-  if not isinstance(x, ClassStats):
+  if isinstance(x, ClassStats):
+    if labels is not None or mask is not None:
+      raise ValueError("labels and mask go with features, not with a ClassStats.")
+  else:
     if labels is None or num_classes is None:
       raise ValueError("pass a ClassStats, or features with labels and num_classes.")
-    x = class_stats(x, labels, num_classes, mask=mask)
+    x = class_stats(x, labels, num_classes=num_classes, mask=mask)
   check.classes_present(x.counts)
   return x
 
@@ -52,7 +51,8 @@ def nc1(x, labels=None, *, num_classes: int | None = None, mask=None) -> jax.Arr
   """NC1 = tr(Sigma_W Sigma_B^+) / C, Sigma_B = sum_c M_c M_c^T / C (unweighted).
 
   Computed in the C x C space: tr(Sigma_W (M^T M)^+) = tr(L^+ M Sigma_W M^T L^+) with
-  L = M M^T, so only a C x C eigendecomposition is needed.
+  L = M M^T, so only a C x C eigendecomposition is needed. The pseudo-inverse keeps at
+  most C - 1 eigenvalues (centred means are linearly dependent; ``spectral.kept``).
 
   Args:
     x: ClassStats, or (n, d) features with (n,) labels and num_classes.
@@ -60,10 +60,11 @@ def nc1(x, labels=None, *, num_classes: int | None = None, mask=None) -> jax.Arr
     Scalar >= 0; 0 at within-class collapse.
   """
   s = _stats(x, labels, num_classes, mask)
-  m = s.centred_means
+  m = s.scaled_centred_means
   lam, u = spectral.psd_eigh(matmul(m, m.T))
-  a = matmul(matmul(m, s.sigma_w), m.T)
-  return jnp.sum(jnp.einsum("ci,cd,di->i", u, a, u) * spectral.pinv_eigenvalues(lam) ** 2)
+  a = matmul(matmul(m, s.scaled_sigma_w), m.T)
+  inverse = spectral.pinv_eigenvalues(lam, max_rank=s.num_present - 1)
+  return jnp.sum(jnp.einsum("ci,cd,di->i", u, a, u) * inverse**2)
 
 
 def _present_pairs(present: jax.Array, upper: bool) -> jax.Array:
@@ -82,10 +83,10 @@ def cdnv(x, labels=None, *, num_classes: int | None = None, mask=None) -> jax.Ar
     Scalar >= 0.
   """
   s = _stats(x, labels, num_classes, mask)
-  m = s.centred_means  # distances from centred means: no cancellation of an offset
+  m = s.scaled_centred_means  # distances from centred means: no cancellation of an offset
   g = matmul(m, m.T)
   sq = jnp.diag(g)[:, None] + jnp.diag(g)[None, :] - 2 * g
-  v = s.class_variances
+  v = s.scaled_class_variances
   pairs = _present_pairs(s.present, upper=True)
   ratio = (v[:, None] + v[None, :]) / (2 * jnp.where(pairs, sq, 1.0))
   return jnp.sum(jnp.where(pairs, ratio, 0.0)) / jnp.sum(pairs)
@@ -95,8 +96,10 @@ def vci(x, labels=None, *, num_classes: int | None = None, mask=None) -> jax.Arr
   """Variability Collapse Index 1 - tr(Sigma_T^+ Sigma_B) / rank(Sigma_B) (Liu & Xu 2023).
 
   Sigma_B is class-frequency weighted, so Sigma_T = Sigma_W + Sigma_B. Invariant under
-  invertible linear maps of the features. Raises eagerly when rank(Sigma_B) = 0
-  (all class means equal); NaN under jit.
+  invertible linear maps of the features. rank(Sigma_B) <= C - 1 is judged against
+  ||Sigma_T|| (``spectral.kept``). Clamped to [0, 1]: near full collapse the float32
+  value is accurate to about d eps absolute (round-off can otherwise give -1e-7). Raises
+  eagerly when all class means are equal (rank Sigma_B = 0); NaN then under jit.
 
   Args:
     x: ClassStats, or (n, d) features with (n,) labels and num_classes.
@@ -104,26 +107,30 @@ def vci(x, labels=None, *, num_classes: int | None = None, mask=None) -> jax.Arr
     Scalar in [0, 1]; 0 at full variability collapse.
   """
   s = _stats(x, labels, num_classes, mask)
-  mw = s.centred_means * jnp.sqrt(s.counts / s.total)[:, None]  # Sigma_B = mw^T mw
-  lam, v = spectral.psd_eigh(s.sigma_t)
-  explained = jnp.sum(jnp.sum(matmul(mw, v) ** 2, axis=0) * spectral.pinv_eigenvalues(lam))
-  # rank Sigma_B, judged against ||Sigma_T|| with Sigma_T's cut-off (Sigma_B <= Sigma_T).
+  mw = s.scaled_weighted_means  # Sigma_B = mw^T mw (in units of scale^2)
+  lam, v = spectral.psd_eigh(s.scaled_sigma_t)
+  inverse = spectral.pinv_eigenvalues(lam, max_rank=s.total - 1)
+  explained = jnp.sum(jnp.sum(matmul(mw, v) ** 2, axis=0) * inverse)
   rtol = spectral.default_rtol(lam.shape[-1], lam.dtype)
-  rank_b = jnp.sum(spectral.kept(spectral.psd_eigvalsh(matmul(mw, mw.T)), rtol, scale=lam[-1]))
+  rank_b = jnp.sum(spectral.kept(spectral.psd_eigvalsh(matmul(mw, mw.T)), rtol, scale=lam[-1],
+                                 max_rank=s.num_present - 1))
   if check.is_concrete(rank_b) and int(np.asarray(rank_b)) == 0:
     raise ValueError("VCI is 0/0: all class means are equal (rank Sigma_B = 0).")
-  return jnp.where(rank_b > 0, 1.0 - explained / jnp.maximum(rank_b, 1), jnp.nan)
+  value = jnp.clip(1.0 - explained / jnp.maximum(rank_b, 1), 0.0, 1.0)
+  return jnp.where(rank_b > 0, value, jnp.nan)
 
 
 def _equinorm(x: jax.Array, keep: jax.Array) -> jax.Array:
-  norms = jnp.linalg.norm(x, axis=1)
+  norms = kernels.row_norms(x)
+  norms = norms / jnp.max(jnp.where(keep, norms, 0.0))  # std/mean is scale-free
   mean = jnp.sum(jnp.where(keep, norms, 0.0)) / jnp.sum(keep)
   var = jnp.sum(jnp.where(keep, (norms - mean) ** 2, 0.0)) / jnp.sum(keep)
   return jnp.sqrt(var) / mean
 
 
 def _angles(x: jax.Array, keep: jax.Array) -> tuple[jax.Array, jax.Array]:
-  cos = kernels.cosine_gram(x, keep)
+  xn = kernels.normalize_rows(x, keep)
+  cos = matmul(xn, xn.T)
   off = _present_pairs(keep, upper=False)
   count = jnp.sum(off)
   mean = jnp.sum(jnp.where(off, cos, 0.0)) / count
@@ -146,20 +153,13 @@ def nc2(
     all 0 for a simplex ETF.
   """
   s = _stats(x, labels, num_classes, mask)
-  head = None if head is None else _head(head, *s.means.shape)
+  head = None if head is None else check.head(head, s.num_classes, s.dim)
   out = {}
-  for name, rows in (("means", s.centred_means), ("head", head)):
+  for name, rows in (("means", s.scaled_centred_means), ("head", head)):
     if rows is not None:
       out[f"equinorm_{name}"] = _equinorm(rows, s.present)
       out[f"equiangular_{name}"], out[f"maxangle_{name}"] = _angles(rows, s.present)
   return out
-
-
-def _head(head, num_classes: int, dim: int) -> jax.Array:
-  head = jnp.asarray(head)
-  if head.shape != (num_classes, dim):
-    raise ValueError(f"head must have shape ({num_classes}, {dim}) (C, d), got {head.shape}.")
-  return head
 
 
 def nc3(x, head: jax.Array, labels=None, *, num_classes: int | None = None, mask=None):
@@ -172,9 +172,9 @@ def nc3(x, head: jax.Array, labels=None, *, num_classes: int | None = None, mask
     Scalar in [0, 4]; 0 when W is a positive multiple of M.
   """
   s = _stats(x, labels, num_classes, mask)
-  w = jnp.where(s.present[:, None], _head(head, *s.means.shape), 0.0)
-  m = s.centred_means
-  return jnp.sum((w / jnp.linalg.norm(w) - m / jnp.linalg.norm(m)) ** 2)
+  w = jnp.where(s.present[:, None], check.head(head, s.num_classes, s.dim), 0.0)
+  unit = lambda a: a / kernels.frobenius_norm(a)
+  return jnp.sum((unit(w) - unit(s.scaled_centred_means)) ** 2)
 
 
 def nc4(
@@ -193,14 +193,22 @@ def nc4(
   Returns:
     Scalar in [0, 1].
   """
+  if not isinstance(stats, ClassStats):
+    raise check.InputTypeError(f"stats must be a ClassStats, got {type(stats).__name__}.")
   features = check.features(features, "features", min_rows=1)
   n, d = features.shape
-  head = _head(head, stats.num_classes, d)
-  bias = jnp.zeros((stats.num_classes,), features.dtype) if bias is None else bias
+  if d != stats.dim:
+    raise ValueError(f"features must have {stats.dim} columns like stats, got shape {(n, d)}.")
+  head = check.head(head, stats.num_classes, d)
+  bias = check.bias(bias, stats.num_classes, features.dtype)
   mask = check.as_mask(mask, n)
+  check.finite(features, "features", mask)
+  check.classes_present(stats.counts, minimum=1)
   network = jnp.argmax(matmul(features, head.T) + bias, axis=1)
-  m = stats.centred_means  # ||h - mu_c||^2 = ||(h - mu_G) - M_c||^2: no offset cancellation
-  dist = jnp.sum(m**2, axis=1) - 2 * matmul(features - stats.global_mean, m.T)
+  # ||h - mu_c||^2 = ||(h - mu_G) - M_c||^2 in units of scale: no offset cancellation.
+  m = stats.scaled_centred_means
+  x = (features - stats.shift) / stats.scale - stats.scaled_global_mean
+  dist = jnp.sum(m**2, axis=1) - 2 * matmul(x, m.T)
   nearest = jnp.argmin(jnp.where(stats.present, dist, jnp.inf), axis=1)
   return jnp.sum((network != nearest) & mask) / jnp.sum(mask)
 
@@ -218,6 +226,7 @@ def effective_rank(features: jax.Array, *, mask: jax.Array | None = None) -> jax
   """
   (z,), mask = check.feature_inputs(mask, features=features)
   z = jnp.where(mask[:, None], z, 0.0)
+  z = z / jax.lax.stop_gradient(jnp.max(jnp.abs(z)))  # scale-free: 1e30 does not overflow
   return _effective_rank(matmul(z.T, z))
 
 
@@ -232,28 +241,35 @@ def _effective_rank(second_moment: jax.Array) -> jax.Array:
 def collapse_metrics_from_stats(
     stats: ClassStats, head: jax.Array | None = None
 ) -> dict[str, jax.Array]:
-  """All metrics computable from class statistics (everything but NC4 and effective rank).
+  """All metrics computable from class statistics (everything but NC4).
 
   Returns:
-    Dict with keys ``nc/nc1, nc/cdnv, nc/vci, nc/equinorm_means, ...`` and
-    ``info/entropy_means``; with a head also ``nc/nc3``, the head NC2 terms and
-    ``info/entropy_head, info/mi, info/mir, info/hdr`` between head rows and centred means.
+    Dict with keys ``nc1, cdnv, vci, effective_rank, equinorm_means, equiangular_means,
+    maxangle_means, entropy_means``; with a head also ``nc3``, the head NC2 terms and
+    ``entropy_head, mi, mir, hdr`` between head rows and centred means.
   """
+  if not isinstance(stats, ClassStats):
+    raise check.InputTypeError(f"stats must be a ClassStats, got {type(stats).__name__}.")
   check.classes_present(stats.counts)
-  out = {"nc/nc1": nc1(stats), "nc/cdnv": cdnv(stats), "nc/vci": vci(stats)}
-  out |= {f"nc/{k}": v for k, v in nc2(stats, head=head).items()}
-  m, present = stats.centred_means, stats.present
+  out = {"nc1": nc1(stats), "cdnv": cdnv(stats), "vci": vci(stats)}
+  # Z^T Z / scale^2 from the class statistics: sum_c (W_c + n_c a_c a_c^T) with
+  # a_c = mu_c / scale; no second pass over Z (effective rank is scale-invariant).
+  a = stats.scaled_means + stats.shift / stats.scale
+  out["effective_rank"] = _effective_rank(
+      stats.scaled_within + matmul((a * stats.counts[:, None]).T, a))
+  out |= nc2(stats, head=head)
+  m, present = stats.scaled_centred_means, stats.present
   if head is None:
-    out["info/entropy_means"] = info.matrix_entropy(m, mask=present)
+    out["entropy_means"] = info.matrix_entropy(m, mask=present)
     return out
-  out["nc/nc3"] = nc3(stats, head)
+  out["nc3"] = nc3(stats, head)
   h_head, h_means, h_joint = info.entropies(head, m, mask=present)
   out |= {
-      "info/entropy_head": h_head,
-      "info/entropy_means": h_means,
-      "info/mi": h_head + h_means - h_joint,
-      "info/mir": info.mir_from_entropies(h_head, h_means, h_joint),
-      "info/hdr": info.hdr_from_entropies(h_head, h_means),
+      "entropy_head": h_head,
+      "entropy_means": h_means,
+      "mi": h_head + h_means - h_joint,
+      "mir": info.mir_from_entropies(h_head, h_means, h_joint),
+      "hdr": info.hdr_from_entropies(h_head, h_means),
   }
   return out
 
@@ -261,6 +277,7 @@ def collapse_metrics_from_stats(
 def collapse_metrics(
     features: jax.Array,
     labels: jax.Array,
+    *,
     num_classes: int,
     head: jax.Array | None = None,
     bias: jax.Array | None = None,
@@ -274,14 +291,12 @@ def collapse_metrics(
     features: (n, d); labels: (n,) int; num_classes: static C;
     head: optional (C, d); bias: optional (C,); mask: optional (n,) bool.
   Returns:
-    :func:`collapse_metrics_from_stats` plus ``nc/effective_rank`` and, with a head,
-    ``nc/nc4``.
+    :func:`collapse_metrics_from_stats` plus, with a head, ``nc4``.
   """
-  stats = class_stats(features, labels, num_classes, mask=mask)
+  stats = class_stats(features, labels, num_classes=num_classes, mask=mask)
+  if bias is not None and head is None:
+    raise ValueError("bias needs a head.")
   out = collapse_metrics_from_stats(stats, head)
-  # Z^T Z from the class statistics: sum_c (W_c + n_c mu_c mu_c^T), no second pass over Z.
-  weighted = stats.means * stats.counts[:, None]
-  out["nc/effective_rank"] = _effective_rank(stats.within + matmul(weighted.T, stats.means))
   if head is not None:
-    out["nc/nc4"] = nc4(features, stats, head, bias, mask=mask)
+    out["nc4"] = nc4(features, stats, head, bias, mask=mask)
   return out

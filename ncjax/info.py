@@ -38,6 +38,7 @@ def gram_entropy(
   mask = check.as_mask(mask, k.shape[0])
   check.finite(k, "k", mask)
   check.enough_rows(mask)
+  check.psd(k, mask, "k")
   keep = mask[:, None] & mask[None, :]
   return _normalized_by(spectral.psd_entropy(jnp.where(keep, k, 0.0)), mask, normalized)
 
@@ -223,11 +224,25 @@ def hdr(z1: jax.Array, z2: jax.Array, *, mask: jax.Array | None = None) -> jax.A
   return hdr_from_entropies(spectral.factor_entropy(zn1), spectral.factor_entropy(zn2))
 
 
+def _floor(h: jax.Array) -> jax.Array:
+  """Entropies below sqrt(eps) are round-off of a rank-one Gram (all rows parallel)."""
+  return jnp.sqrt(jnp.finfo(jnp.result_type(h, float)).eps)
+
+
 def mir_from_entropies(h1: jax.Array, h2: jax.Array, h12: jax.Array) -> jax.Array:
-  """MIR (h1 + h2 - h12) / min(h1, h2) from the two entropies and the joint entropy."""
-  return (h1 + h2 - h12) / jnp.minimum(h1, h2)
+  """MIR (h1 + h2 - h12) / min(h1, h2) from the two entropies and the joint entropy.
+
+  In [0, 1] (clipped: round-off can step outside). Defined as 0 when min(h1, h2) is
+  below sqrt(eps): a rank-one Gram (e.g. the centred means of two classes) carries no
+  information, and I = 0 there exactly.
+  """
+  low = jnp.minimum(h1, h2)
+  ok = low > _floor(low)
+  return jnp.where(ok, jnp.clip((h1 + h2 - h12) / jnp.where(ok, low, 1.0), 0.0, 1.0), 0.0)
 
 
 def hdr_from_entropies(h1: jax.Array, h2: jax.Array) -> jax.Array:
-  """HDR |h1 - h2| / max(h1, h2) from two entropies."""
-  return jnp.abs(h1 - h2) / jnp.maximum(h1, h2)
+  """HDR |h1 - h2| / max(h1, h2) from two entropies; 0 when both are below sqrt(eps)."""
+  high = jnp.maximum(h1, h2)
+  ok = high > _floor(high)
+  return jnp.where(ok, jnp.clip(jnp.abs(h1 - h2) / jnp.where(ok, high, 1.0), 0.0, 1.0), 0.0)

@@ -12,11 +12,37 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from ncjax import _validation as check
+
 matmul = functools.partial(jnp.matmul, precision=jax.lax.Precision.HIGHEST)
+
+
+def _max_abs(z: jax.Array) -> jax.Array:
+  """(n, 1) largest |entry| of each row, as a constant for autodiff (the functions that
+  divide by it are invariant to it); 1 for zero rows."""
+  m = jax.lax.stop_gradient(jnp.max(jnp.abs(z), axis=-1, keepdims=True))
+  return jnp.where(m > 0, m, 1.0)
+
+
+def row_norms(z: jax.Array) -> jax.Array:
+  """(n,) Euclidean norms of the rows, scaled first so that 1e30 or 1e-30 neither
+  overflows nor underflows."""
+  m = _max_abs(z)
+  return m[:, 0] * jnp.linalg.norm(z / m, axis=-1)
+
+
+def frobenius_norm(z: jax.Array) -> jax.Array:
+  """Frobenius norm of a matrix, scaled first like :func:`row_norms`."""
+  m = jax.lax.stop_gradient(jnp.max(jnp.abs(z)))
+  m = jnp.where(m > 0, m, 1.0)
+  return m * jnp.linalg.norm(z / m)
 
 
 def normalize_rows(z: jax.Array, mask: jax.Array | None = None) -> jax.Array:
   """L2-normalises the rows of z; masked-out rows become zero.
+
+  Each row is divided by its largest |entry| first, so the result is the same for rows
+  of size 1e30, 1 or 1e-30.
 
   Args:
     z: (n, d) features.
@@ -24,10 +50,13 @@ def normalize_rows(z: jax.Array, mask: jax.Array | None = None) -> jax.Array:
   Returns:
     (n, d) rows of unit norm (zero where masked). An unmasked zero row gives NaN.
   """
+  z = check.features(z, "z", min_rows=0)
   if mask is None:
+    z = z / _max_abs(z)
     return z / jnp.linalg.norm(z, axis=-1, keepdims=True)
-  z = jnp.where(mask[:, None], z, 0.0)
-  norm = jnp.linalg.norm(jnp.where(mask[:, None], z, 1.0), axis=-1, keepdims=True)
+  z = jnp.where(mask[:, None], z, 1.0)
+  z = z / _max_abs(z)
+  norm = jnp.linalg.norm(z, axis=-1, keepdims=True)
   return jnp.where(mask[:, None], z / norm, 0.0)
 
 
@@ -35,17 +64,24 @@ def cosine_gram(z: jax.Array, mask: jax.Array | None = None) -> jax.Array:
   """Cosine-similarity Gram matrix G = Zn Zn^T of the L2-normalised rows.
 
   Args:
-    z: (n, d) features.
+    z: (n, d) real floating features (no all-zero unmasked rows).
     mask: optional (n,) bool; masked rows and columns are zero.
   Returns:
     (n, n) PSD with unit diagonal on unmasked rows.
   """
+  z = check.features(z, "z", min_rows=1)
+  mask = check.as_mask(mask, z.shape[0]) if mask is not None else None
+  check.finite(z, "z", mask)
+  check.rows_nonzero(z, check.as_mask(mask, z.shape[0]), "z")
   zn = normalize_rows(z, mask)
   return matmul(zn, zn.T)
 
 
 def trace_normalize(k: jax.Array) -> jax.Array:
   """Returns k / tr(k) for a (..., n, n) matrix."""
+  k = check.real_floating(k, "k")
+  if k.ndim < 2 or k.shape[-1] != k.shape[-2]:
+    raise ValueError(f"k must be square (..., n, n), got shape {k.shape}.")
   return k / jnp.trace(k, axis1=-2, axis2=-1)[..., None, None]
 
 
@@ -57,7 +93,8 @@ def hadamard_features(z1: jax.Array, z2: jax.Array) -> jax.Array:
   Returns:
     (n, d1 * d2) with row i = kron(z1[i], z2[i]).
   """
-  n = z1.shape[0]
+  z1, z2 = check.features(z1, "z1", min_rows=0), check.features(z2, "z2", min_rows=0)
+  n = check.same_rows(z1=z1, z2=z2)
   return (z1[:, :, None] * z2[:, None, :]).reshape(n, -1)
 
 

@@ -103,13 +103,16 @@ def hdr(z1, z2, mesh: Mesh, *, mask=None) -> jax.Array:
   return info.hdr_from_entropies(*_moments(mesh, mask, z1, z2))
 
 
-def class_stats(features, labels, num_classes: int, mesh: Mesh, *, mask=None) -> ClassStats:
+def class_stats(features, labels, mesh: Mesh, *, num_classes: int, mask=None) -> ClassStats:
   """:class:`ClassStats` of row-sharded features and labels: one ``from_batch`` per device,
   merged with :meth:`ClassStats.psum`; feed it to ``ncjax.nc1``, ``ncjax.vci``,
-  ``ncjax.collapse_metrics_from_stats``, ..."""
-  (features,), mask = check.feature_inputs(mask, features=features)
-  check.labels(labels, features.shape[0], num_classes)
-  local = lambda h, y, m: ClassStats.from_batch(h, y, num_classes, m).psum(AXIS)
+  ``ncjax.collapse_metrics_from_stats``, ... Validated like ``ncjax.class_stats``."""
+  num_classes = check.num_classes(num_classes)
+  features = check.features(features, "features", min_rows=1)
+  labels = check.labels(labels, features.shape[0], num_classes)
+  mask = check.as_mask(mask, features.shape[0])
+  check.finite(features, "features", mask)
+  local = lambda h, y, m: ClassStats._from_batch(h, y, num_classes, m).psum(AXIS)
   return jax.shard_map(local, mesh=mesh, in_specs=PartitionSpec(AXIS),
                        out_specs=PartitionSpec())(features, labels, mask)
 

@@ -119,23 +119,45 @@ def default_rtol(size: int, dtype) -> float:
   return size * float(jnp.finfo(dtype).eps)
 
 
-def kept(w: jax.Array, rtol: float | None = None, *, scale: jax.Array | None = None):
-  """(..., n) bool: eigenvalues above ``rtol * scale`` (the numerical support).
+def kept(w: jax.Array, rtol: float | None = None, *, scale: jax.Array | None = None,
+         max_rank: jax.Array | int | None = None) -> jax.Array:
+  """(..., n) bool: the numerical support of a PSD matrix from its ascending eigenvalues.
+
+  The one rule for every pseudo-inverse and rank in ncjax. An eigenvalue is kept when
+  (a) it exceeds ``rtol * scale``: the eigensolver's own error on a matrix of norm
+  ``scale`` is about ``n eps scale``, so anything below is indistinguishable from 0; and
+  (b) it is among the ``max_rank`` largest, the rank the matrix has in exact arithmetic
+  (e.g. C - 1 for centred class means, which sum to zero with the class weights). The
+  computed eigenvalues of such structurally null directions carry the rounding error of
+  the inputs, not only the solver's: features at an offset of 1e4 in float32 put ~1e-3
+  absolute error in every mean, 1e-6 of the largest eigenvalue, above any eps-based
+  cut-off. ``ClassStats`` keeps its moments about a reference point so that this error
+  stays at eps relative, and (b) removes the exact null directions whatever it is.
 
   Args:
-    w: (..., n) eigenvalues >= 0 of a PSD matrix.
+    w: (..., n) eigenvalues >= 0, ascending.
     rtol: relative cut-off; default :func:`default_rtol` for n and w's dtype.
     scale: (...) reference magnitude; default max(w). Pass the norm of a dominating
       matrix to judge a small matrix as numerically zero.
+    max_rank: optional (...) int bound on the rank (may be traced).
   """
-  rtol = default_rtol(w.shape[-1], w.dtype) if rtol is None else rtol
+  n = w.shape[-1]
+  rtol = default_rtol(n, w.dtype) if rtol is None else rtol
   scale = jnp.max(w, axis=-1) if scale is None else scale
-  return w > rtol * jnp.asarray(scale)[..., None]
+  keep = w > rtol * jnp.asarray(scale)[..., None]
+  if max_rank is not None:
+    keep &= jnp.arange(n) >= n - jnp.asarray(max_rank)[..., None]
+  return keep
 
 
-def pinv_eigenvalues(w: jax.Array, rtol: float | None = None) -> jax.Array:
-  """1/w on the numerical support (:func:`kept`), 0 elsewhere: the spectrum of K^+."""
-  keep = kept(w, rtol)
+def pinv_eigenvalues(w: jax.Array, rtol: float | None = None, *,
+                     max_rank: jax.Array | int | None = None) -> jax.Array:
+  """1/w on the numerical support (:func:`kept`), 0 elsewhere: the spectrum of K^+.
+
+  Args:
+    w: (..., n) eigenvalues >= 0, ascending; rtol, max_rank: see :func:`kept`.
+  """
+  keep = kept(w, rtol, max_rank=max_rank)
   return jnp.where(keep, 1.0 / jnp.where(keep, w, 1.0), 0.0)
 
 

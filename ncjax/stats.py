@@ -1,9 +1,17 @@
 """ClassStats: streaming, mergeable per-class first and second moments.
 
-Batches are reduced around their own class means (a corrected two-pass) and merged
-with Chan et al.'s pairwise update, so a large common offset in the features does not
-cancel the within-class scatter in float32. The accumulator is a pytree: it can be
-carried through ``lax.scan``, vmapped, and reduced across devices with :meth:`psum`.
+The moments are kept about a reference point ``shift`` (shifted data) and in units of a
+power of two ``scale``: a batch's features are first mapped to (h - shift) / scale, so a
+common offset of 1e4 or 1e5 never enters a mean or a scatter in float32 (centred class
+means stay accurate to eps relative), and features of size 1e30 or 1e-30 neither
+overflow nor underflow when squared. Batches are reduced around their own class means (a
+corrected two-pass) and merged with Chan et al.'s pairwise update after both are brought
+to one frame (shift and scale). The accumulator is a pytree: it can be carried through
+``lax.scan``, vmapped, and reduced across devices with :meth:`psum`.
+
+The metrics in ``ncjax.collapse`` are invariant to shift and scale and read the
+``scaled_*`` quantities; the plain properties (``means``, ``sigma_w``, ...) are in the
+features' own units.
 """
 
 from __future__ import annotations
@@ -12,7 +20,18 @@ import flax.struct
 import jax
 import jax.numpy as jnp
 
+from ncjax import _validation as check
 from ncjax.kernels import matmul
+
+
+def _power_of_two(x: jax.Array) -> jax.Array:
+  """The power of two 2^e with x < 2^e <= 2x for x > 0 (exact); 0 for x = 0."""
+  return jnp.where(x > 0, jnp.ldexp(jnp.ones_like(x), jnp.frexp(x)[1]), 0.0).astype(x.dtype)
+
+
+def _or_one(scale: jax.Array) -> jax.Array:
+  """A scale of 0 (no spread at all) becomes 1."""
+  return jnp.where(scale > 0, scale, 1.0).astype(scale.dtype)
 
 
 @flax.struct.dataclass
@@ -21,90 +40,155 @@ class ClassStats:
 
   Attributes:
     counts: (C,) samples per class (float).
-    means: (C, d) class means mu_c (0 for absent classes).
-    within: (d, d) pooled within-class scatter sum_i (h_i - mu_{y_i})(h_i - mu_{y_i})^T.
-    spread: (C,) per-class sum of squared distances ||h_i - mu_c||^2.
+    shift: (d,) reference point of the moments.
+    scale: () power of two; moments are those of (h - shift) / scale.
+    scaled_means: (C, d) (mu_c - shift) / scale (0 for absent classes).
+    scaled_within: (d, d) pooled within-class scatter sum_i (h_i - mu_{y_i})(...)^T / scale^2.
+    scaled_spread: (C,) per-class sum of ||h_i - mu_c||^2 / scale^2.
   """
 
   counts: jax.Array
-  means: jax.Array
-  within: jax.Array
-  spread: jax.Array
+  shift: jax.Array
+  scale: jax.Array
+  scaled_means: jax.Array
+  scaled_within: jax.Array
+  scaled_spread: jax.Array
 
   @classmethod
-  def empty(cls, num_classes: int, dim: int, dtype=jnp.float32) -> "ClassStats":
-    """The identity of :meth:`merge`: no samples."""
+  def empty(cls, *, num_classes: int, dim: int, dtype=jnp.float32) -> "ClassStats":
+    """The identity of :meth:`merge`: no samples of ``num_classes`` classes in ``dim``-d."""
+    num_classes = check.num_classes(num_classes)
+    if isinstance(dim, bool) or not isinstance(dim, int) or dim < 1:
+      raise ValueError(f"dim must be an int >= 1, got {dim!r}.")
+    if not jnp.issubdtype(dtype, jnp.floating) or jnp.finfo(dtype).bits < 32:
+      raise check.InputTypeError(f"dtype must be float32 or float64, got {jnp.dtype(dtype)}.")
+    return cls._identity(num_classes, dim, dtype)
+
+  @classmethod
+  def _identity(cls, num_classes: int, dim: int, dtype) -> "ClassStats":
     return cls(
         counts=jnp.zeros((num_classes,), dtype),
-        means=jnp.zeros((num_classes, dim), dtype),
-        within=jnp.zeros((dim, dim), dtype),
-        spread=jnp.zeros((num_classes,), dtype),
+        shift=jnp.zeros((dim,), dtype),
+        scale=jnp.ones((), dtype),
+        scaled_means=jnp.zeros((num_classes, dim), dtype),
+        scaled_within=jnp.zeros((dim, dim), dtype),
+        scaled_spread=jnp.zeros((num_classes,), dtype),
     )
 
   @classmethod
   def from_batch(
-      cls,
-      features: jax.Array,
-      labels: jax.Array,
-      num_classes: int,
+      cls, features: jax.Array, labels: jax.Array, *, num_classes: int,
       mask: jax.Array | None = None,
   ) -> "ClassStats":
-    """Statistics of one batch (no validation; see ``ncjax.class_stats``).
+    """Statistics of one batch, validated (shapes and dtypes always, values eagerly).
 
     Args:
-      features: (n, d) float; labels: (n,) int in [0, num_classes);
-      mask: optional (n,) bool, False rows are ignored.
+      features: (n, d) real floating; labels: (n,) int in [0, num_classes);
+      num_classes: static C; mask: optional (n,) bool, False rows are ignored.
     """
-    onehot = jax.nn.one_hot(labels, num_classes, dtype=features.dtype)
-    if mask is not None:
-      onehot = onehot * mask[:, None]
-      features = jnp.where(mask[:, None], features, 0.0)  # padding may hold NaN
+    num_classes = check.num_classes(num_classes)
+    features = check.features(features, "features", min_rows=1)
+    labels = check.labels(labels, features.shape[0], num_classes)
+    mask = check.as_mask(mask, features.shape[0])
+    check.finite(features, "features", mask)
+    return cls._from_batch(features, labels, num_classes, mask)
+
+  @classmethod
+  def _from_batch(cls, features, labels, num_classes: int, mask) -> "ClassStats":
+    """:meth:`from_batch` without validation (inputs already checked)."""
+    keep = mask[:, None]
+    features = jnp.where(keep, features, 0.0)  # padding may hold NaN
+    n_kept = jnp.maximum(jnp.sum(mask), 1).astype(features.dtype)
+    shift = jnp.sum(features / n_kept, axis=0)  # the batch mean; divided first: no overflow
+    x = jnp.where(keep, features - shift, 0.0)
+    scale = _or_one(_power_of_two(jnp.max(jnp.abs(x))))
+    x = x / scale
+    onehot = jax.nn.one_hot(labels, num_classes, dtype=x.dtype) * keep
     counts = onehot.sum(0)
-    per_class = lambda x: matmul(onehot.T, x) / jnp.maximum(counts, 1)[:, None]
-    rough = per_class(features)
-    means = rough + per_class(features - rough[labels])  # corrected two-pass mean
-    centred = (features - means[labels]) * onehot.sum(1, keepdims=True)
+    per_class = lambda v: matmul(onehot.T, v) / jnp.maximum(counts, 1)[:, None]
+    rough = per_class(x)
+    means = rough + per_class(x - rough[labels])  # corrected two-pass mean
+    centred = (x - means[labels]) * keep
     return cls(
-        counts=counts,
-        means=means,
-        within=matmul(centred.T, centred),
-        spread=matmul(onehot.T, jnp.sum(centred**2, axis=1)),
+        counts=counts, shift=shift, scale=scale, scaled_means=means,
+        scaled_within=matmul(centred.T, centred),
+        scaled_spread=matmul(onehot.T, jnp.sum(centred**2, axis=1)),
     )
 
   def update(self, features, labels, mask=None) -> "ClassStats":
-    """Adds a batch: ``self.merge(ClassStats.from_batch(...))``."""
-    return self.merge(ClassStats.from_batch(features, labels, self.num_classes, mask))
+    """Adds a batch: ``self.merge(ClassStats.from_batch(...))``; features (n, d) with d
+    equal to this accumulator's, labels (n,) int, mask optional (n,) bool."""
+    features = check.features(features, "features", min_rows=1)
+    if features.shape[1] != self.dim:
+      raise ValueError(f"features must have {self.dim} columns like these statistics, "
+                       f"got shape {features.shape}.")
+    return self.merge(ClassStats.from_batch(features, labels, num_classes=self.num_classes,
+                                            mask=mask))
 
   def merge(self, other: "ClassStats") -> "ClassStats":
     """Statistics of the union of both sample sets (Chan et al. pairwise update)."""
-    counts = self.counts + other.counts
+    if not isinstance(other, ClassStats):
+      raise check.InputTypeError(f"other must be a ClassStats, got {type(other).__name__}.")
+    if (other.num_classes, other.dim) != (self.num_classes, self.dim):
+      raise ValueError(f"cannot merge statistics of {other.num_classes} classes in "
+                       f"{other.dim}-d into {self.num_classes} classes in {self.dim}-d.")
+    a_has, b_has = self.total > 0, other.total > 0
+    shift = jnp.where(a_has, self.shift, other.shift)
+    gap = jnp.where(a_has & b_has, jnp.max(jnp.abs(other.shift - self.shift)), 0.0)
+    scale = _or_one(jnp.maximum(jnp.maximum(jnp.where(a_has, self.scale, 0.0),
+                                            jnp.where(b_has, other.scale, 0.0)),
+                                _power_of_two(gap)))
+    a, b = self._in_frame(shift, scale), other._in_frame(shift, scale)
+    counts = a.counts + b.counts
     safe = jnp.maximum(counts, 1)
-    delta = other.means - self.means
-    weight = (self.counts * other.counts / safe)[:, None]
+    delta = b.scaled_means - a.scaled_means
+    weight = (a.counts * b.counts / safe)[:, None]
     return ClassStats(
-        counts=counts,
-        means=self.means + delta * (other.counts / safe)[:, None],
-        within=self.within + other.within + matmul((delta * weight).T, delta),
-        spread=self.spread + other.spread + weight[:, 0] * jnp.sum(delta**2, axis=1),
+        counts=counts, shift=shift, scale=scale,
+        scaled_means=a.scaled_means + delta * (b.counts / safe)[:, None],
+        scaled_within=a.scaled_within + b.scaled_within + matmul((delta * weight).T, delta),
+        scaled_spread=a.scaled_spread + b.scaled_spread + weight[:, 0] * jnp.sum(delta**2, 1),
+    )
+
+  def _in_frame(self, shift: jax.Array, scale: jax.Array) -> "ClassStats":
+    """The same statistics about ``shift`` in units of ``scale`` (scale >= self.scale)."""
+    ratio = self.scale / scale  # a power of two: exact
+    means = self.scaled_means * ratio + (self.shift - shift) / scale
+    return ClassStats(
+        counts=self.counts, shift=shift, scale=scale,
+        scaled_means=jnp.where(self.present[:, None], means, 0.0),
+        scaled_within=self.scaled_within * ratio**2,
+        scaled_spread=self.scaled_spread * ratio**2,
     )
 
   def psum(self, axis_name) -> "ClassStats":
     """Merges the statistics held by every device along ``axis_name`` (inside shard_map)."""
-    counts = jax.lax.psum(self.counts, axis_name)
+    total = jax.lax.psum(self.total, axis_name)
+    shift = jax.lax.psum(self.shift * (self.total / jnp.maximum(total, 1)), axis_name)
+    has = self.total > 0
+    own = jnp.maximum(self.scale, _power_of_two(jnp.max(jnp.abs(self.shift - shift))))
+    scale = jax.lax.pmax(jnp.where(has, own, 0.0), axis_name)
+    local = self._in_frame(shift, _or_one(scale))
+    counts = jax.lax.psum(local.counts, axis_name)
     safe = jnp.maximum(counts, 1)[:, None]
-    means = jax.lax.psum(self.means * self.counts[:, None], axis_name) / safe
-    delta = self.means - means
-    weight = self.counts[:, None]
+    means = jax.lax.psum(local.scaled_means * local.counts[:, None], axis_name) / safe
+    delta = local.scaled_means - means
+    weight = local.counts[:, None]
     return ClassStats(
-        counts=counts,
-        means=means,
-        within=jax.lax.psum(self.within + matmul((delta * weight).T, delta), axis_name),
-        spread=jax.lax.psum(self.spread + weight[:, 0] * jnp.sum(delta**2, axis=1), axis_name),
+        counts=counts, shift=shift, scale=local.scale, scaled_means=means,
+        scaled_within=jax.lax.psum(local.scaled_within + matmul((delta * weight).T, delta),
+                                   axis_name),
+        scaled_spread=jax.lax.psum(
+            local.scaled_spread + weight[:, 0] * jnp.sum(delta**2, axis=1), axis_name),
     )
 
   @property
   def num_classes(self) -> int:
     return self.counts.shape[-1]
+
+  @property
+  def dim(self) -> int:
+    return self.shift.shape[-1]
 
   @property
   def present(self) -> jax.Array:
@@ -118,27 +202,73 @@ class ClassStats:
 
   @property
   def total(self) -> jax.Array:
-    return jnp.sum(self.counts)
+    return jnp.sum(self.counts, axis=-1)
+
+  # --- in units of ``scale`` about ``shift``: what the (invariant) metrics use ---
+
+  @property
+  def scaled_global_mean(self) -> jax.Array:
+    """(d,) (mu_G - shift) / scale."""
+    return matmul(self.counts, self.scaled_means) / jnp.maximum(self.total, 1)
+
+  @property
+  def scaled_centred_means(self) -> jax.Array:
+    """(C, d) (mu_c - mu_G) / scale; zero rows for absent classes."""
+    m = self.scaled_means - self.scaled_global_mean
+    return jnp.where(self.present[:, None], m, 0.0)
+
+  @property
+  def scaled_sigma_w(self) -> jax.Array:
+    """(d, d) Sigma_W / scale^2."""
+    return self.scaled_within / self.total
+
+  @property
+  def scaled_class_variances(self) -> jax.Array:
+    """(C,) v_c / scale^2."""
+    return self.scaled_spread / jnp.maximum(self.counts, 1)
+
+  @property
+  def scaled_weighted_means(self) -> jax.Array:
+    """(C, d) sqrt(n_c / N) (mu_c - mu_G) / scale: Sigma_B (weighted) / scale^2 = its Gram."""
+    return self.scaled_centred_means * jnp.sqrt(self.counts / self.total)[:, None]
+
+  @property
+  def scaled_sigma_t(self) -> jax.Array:
+    """(d, d) Sigma_T / scale^2 = (Sigma_W + weighted Sigma_B) / scale^2."""
+    mw = self.scaled_weighted_means
+    return self.scaled_sigma_w + matmul(mw.T, mw)
+
+  # --- in the features' own units ---
+
+  @property
+  def means(self) -> jax.Array:
+    """(C, d) class means mu_c (0 for absent classes)."""
+    return jnp.where(self.present[:, None], self.shift + self.scale * self.scaled_means, 0.0)
 
   @property
   def global_mean(self) -> jax.Array:
     """(d,) mean of all samples, mu_G."""
-    return matmul(self.counts, self.means) / self.total
+    return self.shift + self.scale * self.scaled_global_mean
 
   @property
   def centred_means(self) -> jax.Array:
     """(C, d) M_c = mu_c - mu_G; zero rows for absent classes."""
-    return jnp.where(self.present[:, None], self.means - self.global_mean, 0.0)
+    return self.scale * self.scaled_centred_means
+
+  @property
+  def within(self) -> jax.Array:
+    """(d, d) pooled within-class scatter."""
+    return self.scale**2 * self.scaled_within
 
   @property
   def class_variances(self) -> jax.Array:
     """(C,) v_c: mean squared distance of class c's samples to mu_c."""
-    return self.spread / jnp.maximum(self.counts, 1)
+    return self.scale**2 * self.scaled_class_variances
 
   @property
   def sigma_w(self) -> jax.Array:
     """(d, d) within-class covariance, averaged over all samples."""
-    return self.within / self.total
+    return self.scale**2 * self.scaled_sigma_w
 
   @property
   def sigma_b(self) -> jax.Array:
@@ -149,10 +279,10 @@ class ClassStats:
   @property
   def sigma_b_weighted(self) -> jax.Array:
     """(d, d) class-frequency weighted between-class covariance (Sigma_T - Sigma_W)."""
-    m = self.centred_means * jnp.sqrt(self.counts / self.total)[:, None]
-    return matmul(m.T, m)
+    mw = self.scale * self.scaled_weighted_means
+    return matmul(mw.T, mw)
 
   @property
   def sigma_t(self) -> jax.Array:
     """(d, d) total covariance Sigma_W + weighted Sigma_B."""
-    return self.sigma_w + self.sigma_b_weighted
+    return self.scale**2 * self.scaled_sigma_t

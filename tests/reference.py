@@ -66,9 +66,25 @@ def class_moments(h, y, num_classes):
               sigma_w=sigma_w, sigma_b=sigma_b, sigma_b_w=sigma_b_w)
 
 
+# float64 pseudo-inverse and rank cut-off, relative to the largest eigenvalue. NumPy's
+# default (1e-15) keeps round-off of structurally null directions: of Sigma_B (centred
+# means are dependent) on quantised inputs, and of Sigma_T at near collapse, where the
+# within-class eigenvalues (1e-12 of the top) drown in eigensolver error leaking from the
+# between-class ones. 1e-9 is far above float64 round-off and far below float32 data.
+RCOND = 1e-9
+
+
+def pinv(a):
+  return np.linalg.pinv(a, rcond=RCOND, hermitian=True)
+
+
+def rank(a, scale):
+  return int(np.sum(np.linalg.eigvalsh(a) > RCOND * scale))
+
+
 def nc1(h, y, num_classes):
   s = class_moments(h, y, num_classes)
-  return np.trace(s["sigma_w"] @ np.linalg.pinv(s["sigma_b"], hermitian=True)) / len(s["present"])
+  return np.trace(s["sigma_w"] @ pinv(s["sigma_b"])) / len(s["present"])
 
 
 def cdnv(h, y, num_classes):
@@ -84,8 +100,8 @@ def vci(h, y, num_classes):
   s = class_moments(h, y, num_classes)
   h = np.asarray(h, np.float64)
   sigma_t = np.cov(h.T, bias=True)
-  return 1 - np.trace(np.linalg.pinv(sigma_t, hermitian=True) @ s["sigma_b_w"]) / \
-      np.linalg.matrix_rank(s["sigma_b_w"], hermitian=True)
+  top = np.linalg.eigvalsh(sigma_t)[-1]
+  return 1 - np.trace(pinv(sigma_t) @ s["sigma_b_w"]) / rank(s["sigma_b_w"], top)
 
 
 def _cosines_off_diagonal(x):
@@ -126,3 +142,17 @@ def effective_rank(h):
   p = sv / sv.sum()
   p = p[p > 0]
   return np.exp(-(p * np.log(p)).sum())
+
+
+# --- test data ---
+
+def features(kind, n, d, seed=0):
+  rng = np.random.default_rng(seed)
+  if kind == "random":
+    return rng.normal(size=(n, d))
+  if kind == "low_rank":
+    return rng.normal(size=(n, 3)) @ rng.normal(size=(3, d)) + 1e-2 * rng.normal(size=(n, d))
+  if kind == "collapsed":  # 4 tight clusters
+    means = 5 * rng.normal(size=(4, d))
+    return means[np.arange(n) % 4] + 1e-2 * rng.normal(size=(n, d))
+  raise ValueError(kind)

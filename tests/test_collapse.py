@@ -3,7 +3,10 @@
 import chex
 import jax
 import jax.numpy as jnp
+import hypothesis
+import hypothesis.strategies as st
 import numpy as np
+import pytest
 from absl.testing import parameterized
 
 import ncjax
@@ -41,6 +44,11 @@ def f32(*xs):
   return [jnp.asarray(x, jnp.float32) for x in xs]
 
 
+def heads(head, bias=None):
+  """Keyword arguments head= (and bias=) as float32."""
+  return {"head": jnp.float32(head)} | ({} if bias is None else {"bias": jnp.float32(bias)})
+
+
 class ReferenceTest(chex.TestCase):
 
   @chex.variants(with_jit=True, without_jit=True)
@@ -55,17 +63,17 @@ class ReferenceTest(chex.TestCase):
   def test_collapse_metrics_dict(self):
     h, y, head, bias = dataset(seed=1)
     fn = self.variant(ncjax.collapse_metrics, static_argnames="num_classes")
-    got = fn(*f32(h), jnp.asarray(y), 5, *f32(head, bias))
-    want = {f"nc/{k}": v for k, v in ref.nc2(h, y, 5, head).items()}
-    want |= {f"nc/{k}": getattr(ref, k)(h, y, 5) for k in STATS_METRICS}
-    want["nc/nc3"] = ref.nc3(h, y, 5, head)
-    want["nc/nc4"] = ref.nc4(h, y, 5, head, bias)
-    want["nc/effective_rank"] = ref.effective_rank(h)
+    got = fn(*f32(h), jnp.asarray(y), num_classes=5, **heads(head, bias))
+    want = {k: v for k, v in ref.nc2(h, y, 5, head).items()}
+    want |= {k: getattr(ref, k)(h, y, 5) for k in STATS_METRICS}
+    want["nc3"] = ref.nc3(h, y, 5, head)
+    want["nc4"] = ref.nc4(h, y, 5, head, bias)
+    want["effective_rank"] = ref.effective_rank(h)
     m = ref.class_moments(h, y, 5)["m"]
-    want["info/mir"] = ref.mir(head, m)
-    want["info/hdr"] = ref.hdr(head, m)
-    want["info/entropy_head"] = ref.matrix_entropy(head)
-    want["info/entropy_means"] = ref.matrix_entropy(m)
+    want["mir"] = ref.mir(head, m)
+    want["hdr"] = ref.hdr(head, m)
+    want["entropy_head"] = ref.matrix_entropy(head)
+    want["entropy_means"] = ref.matrix_entropy(m)
     for key, value in want.items():
       np.testing.assert_allclose(got[key], value, rtol=1e-4, atol=1e-6, err_msg=key)
 
@@ -73,8 +81,8 @@ class ReferenceTest(chex.TestCase):
     """C=7 with classes 5 and 6 absent equals C=5 on the same data."""
     h, y, head, bias = dataset(seed=2)
     extra = np.random.default_rng(0).normal(size=(2, 12))
-    full = ncjax.collapse_metrics(*f32(h), y, 5, *f32(head, bias))
-    padded = ncjax.collapse_metrics(*f32(h), y, 7, *f32(np.r_[head, extra], np.r_[bias, -1e9, -1e9]))
+    full = ncjax.collapse_metrics(*f32(h), y, num_classes=5, **heads(head, bias))
+    padded = ncjax.collapse_metrics(*f32(h), y, num_classes=7, **heads(np.r_[head, extra], np.r_[bias, -1e9, -1e9]))
     for key in full:
       np.testing.assert_allclose(padded[key], full[key], rtol=1e-5, atol=1e-6, err_msg=key)
       self.assertTrue(np.isfinite(padded[key]), key)
@@ -83,8 +91,8 @@ class ReferenceTest(chex.TestCase):
     h, y, head, bias = dataset(seed=3)
     mask = np.random.default_rng(1).random(len(y)) < 0.7
     garbage = np.where(mask[:, None], h, np.nan)
-    got = ncjax.collapse_metrics(*f32(garbage), y, 5, *f32(head, bias), mask=jnp.asarray(mask))
-    want = ncjax.collapse_metrics(*f32(h[mask]), y[mask], 5, *f32(head, bias))
+    got = ncjax.collapse_metrics(*f32(garbage), y, num_classes=5, **heads(head, bias), mask=jnp.asarray(mask))
+    want = ncjax.collapse_metrics(*f32(h[mask]), y[mask], num_classes=5, **heads(head, bias))
     for key in want:
       np.testing.assert_allclose(got[key], want[key], rtol=1e-5, atol=1e-6, err_msg=key)
 
@@ -107,12 +115,12 @@ class ClosedFormTest(parameterized.TestCase):
     head = 2.5 * m  # W proportional to M
     mu_g = h.mean(0)
     bias = -head @ mu_g  # equal norms: argmax(W h + b) = nearest class mean
-    out = ncjax.collapse_metrics(*f32(h), y, 6, *f32(head, bias))
+    out = ncjax.collapse_metrics(*f32(h), y, num_classes=6, **heads(head, bias))
     for key in ("equinorm_means", "equiangular_means", "maxangle_means", "equinorm_head",
                 "equiangular_head", "maxangle_head", "nc3", "nc4"):
-      self.assertAlmostEqual(float(out[f"nc/{key}"]), 0.0, places=5, msg=key)
-    self.assertAlmostEqual(float(out["info/hdr"]), 0.0, places=5)
-    self.assertAlmostEqual(float(out["info/entropy_means"]), np.log(5), places=4)
+      self.assertAlmostEqual(float(out[key]), 0.0, places=5, msg=key)
+    self.assertAlmostEqual(float(out["hdr"]), 0.0, places=5)
+    self.assertAlmostEqual(float(out["entropy_means"]), np.log(5), places=4)
 
   def test_vci_zero_and_nc1_zero_at_full_collapse(self):
     h, y, _ = etf_configuration(s=0.0)
@@ -139,10 +147,10 @@ class InvarianceTest(parameterized.TestCase):
 
   def test_translation_and_scale(self):
     h, y, head, bias = dataset(seed=6)
-    base = ncjax.collapse_metrics(*f32(h), y, 5, *f32(head))
-    shifted = ncjax.collapse_metrics(*f32(h + 50.0), y, 5, *f32(head))
-    scaled = ncjax.collapse_metrics(*f32(h * 1e3), y, 5, *f32(head))
-    translation_invariant = [k for k in base if k not in ("nc/nc4", "nc/effective_rank")]
+    base = ncjax.collapse_metrics(*f32(h), y, num_classes=5, **heads(head))
+    shifted = ncjax.collapse_metrics(*f32(h + 50.0), y, num_classes=5, **heads(head))
+    scaled = ncjax.collapse_metrics(*f32(h * 1e3), y, num_classes=5, **heads(head))
+    translation_invariant = [k for k in base if k not in ("nc4", "effective_rank")]
     for key in translation_invariant:
       np.testing.assert_allclose(shifted[key], base[key], rtol=1e-3, atol=1e-5, err_msg=key)
     for key in base:  # everything is scale invariant
@@ -153,7 +161,7 @@ class ClassStatsTest(parameterized.TestCase):
 
   def _streamed(self, h, y, c, batches=10, seed=0):
     rng = np.random.default_rng(seed)
-    stats = ncjax.ClassStats.empty(c, h.shape[1])
+    stats = ncjax.ClassStats.empty(num_classes=c, dim=h.shape[1])
     update = jax.jit(ncjax.ClassStats.update)
     for idx in np.array_split(np.arange(len(y)), batches):
       pad = rng.integers(1, 8)  # padded batch: garbage rows masked out
@@ -166,14 +174,14 @@ class ClassStatsTest(parameterized.TestCase):
   def test_streamed_equals_one_shot(self):
     h, y, head, _ = dataset(n=500, seed=7)
     streamed = ncjax.collapse_metrics_from_stats(self._streamed(h, y, 5), jnp.float32(head))
-    whole = ncjax.collapse_metrics_from_stats(ncjax.class_stats(jnp.float32(h), y, 5),
+    whole = ncjax.collapse_metrics_from_stats(ncjax.class_stats(jnp.float32(h), y, num_classes=5),
                                               jnp.float32(head))
     for key in whole:
       np.testing.assert_allclose(streamed[key], whole[key], rtol=1e-4, atol=1e-6, err_msg=key)
 
   def test_merge_associative(self):
     h, y, _, _ = dataset(n=90, seed=8)
-    a, b, c = (ncjax.class_stats(jnp.float32(h[i::3]), y[i::3], 5) for i in range(3))
+    a, b, c = (ncjax.class_stats(jnp.float32(h[i::3]), y[i::3], num_classes=5) for i in range(3))
     chex.assert_trees_all_close(a.merge(b).merge(c), a.merge(b.merge(c)), rtol=1e-5, atol=1e-4)
 
   def test_offset_1e4_keeps_within_scatter(self):
@@ -188,19 +196,20 @@ class ClassStatsTest(parameterized.TestCase):
 class TransformTest(chex.TestCase):
 
   def test_compiles_once(self):
-    fn = jax.jit(chex.assert_max_traces(ncjax.collapse_metrics, n=1), static_argnums=2)
+    fn = jax.jit(chex.assert_max_traces(ncjax.collapse_metrics, n=1),
+                 static_argnames="num_classes")
     chex.clear_trace_counter()
     for seed in range(4):
       h, y, head, bias = dataset(seed=seed)
-      fn(*f32(h), y, 5, *f32(head, bias))
+      fn(*f32(h), y, num_classes=5, **heads(head, bias))
 
   def test_vmap_over_seeds(self):
     data = [dataset(seed=s) for s in range(3)]
     h, y, head, bias = (np.stack(x) for x in zip(*data))
-    fn = jax.vmap(lambda *a: ncjax.collapse_metrics(a[0], a[1], 5, *a[2:]))
+    fn = jax.vmap(lambda *a: ncjax.collapse_metrics(a[0], a[1], num_classes=5, head=a[2], bias=a[3]))
     batched = fn(*f32(h), jnp.asarray(y), *f32(head, bias))
     for i, d in enumerate(data):
-      single = ncjax.collapse_metrics(*f32(d[0]), d[1], 5, *f32(*d[2:]))
+      single = ncjax.collapse_metrics(*f32(d[0]), d[1], num_classes=5, **heads(*d[2:]))
       for key in single:
         np.testing.assert_allclose(batched[key][i], single[key], rtol=1e-4, atol=1e-6)
 
@@ -220,7 +229,7 @@ class BadInputTest(parameterized.TestCase):
       ("labels_range", dict(y=np.r_[dataset(n=40)[1][:-1], 5]), r"labels must lie in \[0, 5\)"),
       ("labels_float", dict(y=dataset(n=40)[1] * 1.0), "labels must be integers"),
       ("labels_length", dict(y=dataset(n=40)[1][:30]), r"labels must have shape \(40,\)"),
-      ("features_rank", dict(h=np.ones(40)), "features must be 2-D"),
+      ("features_rank", dict(h=np.ones(40, np.float32)), "features must be 2-D"),
       ("features_nan", dict(h=np.where(np.eye(40, 12), np.nan, dataset(n=40)[0])),
        "features contains NaN"),
       ("one_class", dict(y=np.zeros(40, int)), "1 class"),
@@ -229,12 +238,162 @@ class BadInputTest(parameterized.TestCase):
   def test_eager_errors(self, override, message):
     kw = dict(h=self.h, y=self.y, head=self.head) | override
     with self.assertRaisesRegex(ValueError, message):
-      ncjax.collapse_metrics(kw["h"], kw["y"], 5, kw["head"])
+      ncjax.collapse_metrics(kw["h"], kw["y"], num_classes=5, head=kw["head"])
 
   def test_vci_of_equal_means(self):
-    h = np.random.default_rng(0).normal(size=(40, 3))
+    h = np.random.default_rng(0).normal(size=(40, 3)).astype(np.float32)
     h = np.r_[h, -h]  # both classes have mean 0
     y = np.arange(80) % 2
     with self.assertRaisesRegex(ValueError, "all class means are equal"):
       ncjax.vci(h, y, num_classes=2)
     self.assertTrue(np.isnan(jax.jit(ncjax.vci, static_argnames="num_classes")(h, y, num_classes=2)))
+
+
+def offset_data(offset, spread, n=600, c=5, d=20, seed=0):
+  """The issue's case: C = 5 classes in d = 20, means 2 apart, float32 at an offset."""
+  rng = np.random.default_rng(seed)
+  y = np.arange(n) % c
+  means = 2 / np.sqrt(2 * d) * rng.normal(size=(c, d))
+  return (means[y] + spread * rng.normal(size=(n, d)) + offset).astype(np.float32), y
+
+
+def streamed(h, y, c, batches=6):
+  stats = ncjax.ClassStats.empty(num_classes=c, dim=h.shape[1])
+  for idx in np.array_split(np.arange(len(y)), batches):
+    stats = stats.update(h[idx], y[idx])
+  return stats
+
+
+class OffsetTest(parameterized.TestCase):
+  """Float32 features far from the origin, against float64 on the same float32 inputs."""
+
+  @parameterized.product(offset=(0.0, 1e3, 1e4, 1e5), spread=(1.0, 1e-6))
+  def test_nc1_cdnv_vci_streamed_and_one_shot(self, offset, spread):
+    h, y = offset_data(offset, spread)
+    stats = {"streamed": streamed(h, y, 5), "one-shot": ncjax.class_stats(h, y, num_classes=5)}
+    for route, s in stats.items():
+      for name in STATS_METRICS:
+        # Near collapse the values are ~1e-11 (float32 input quantisation); VCI is then
+        # accurate to d eps absolute.
+        atol = 4e-7 if name == "vci" else 1e-12
+        np.testing.assert_allclose(getattr(ncjax, name)(s), getattr(ref, name)(h, y, 5),
+                                   rtol=1e-3, atol=atol, err_msg=f"{name} {route}")
+
+  def test_merge_of_batches_at_different_offsets(self):
+    """Frames differ (shift and scale): the union still equals the float64 reference."""
+    h, y = offset_data(0.0, 1.0)
+    h = h.copy()
+    h[300:] *= 1e3
+    h[300:] += 5e4
+    a = ncjax.class_stats(h[:300], y[:300], num_classes=5)
+    b = ncjax.class_stats(h[300:], y[300:], num_classes=5)
+    for name in STATS_METRICS:
+      np.testing.assert_allclose(getattr(ncjax, name)(a.merge(b)), getattr(ref, name)(h, y, 5),
+                                 rtol=1e-3, err_msg=name)
+    np.testing.assert_allclose(a.merge(b).means, ref.class_moments(h, y, 5)["means"], rtol=1e-6)
+
+  @parameterized.parameters(1e30, 1e-30)
+  def test_extreme_scales_equal_scale_one(self, scale):
+    h, y, head, bias = dataset(seed=11)
+    base = ncjax.collapse_metrics(*f32(h), y, num_classes=5, **heads(head, bias))
+    big = ncjax.collapse_metrics(*f32(h * scale), y, num_classes=5,
+                                 **heads(head, bias * scale))  # logits scale with h
+    for key in base:
+      np.testing.assert_allclose(big[key], base[key], rtol=1e-4, atol=1e-6, err_msg=key)
+
+
+@hypothesis.settings(max_examples=40, deadline=None, derandomize=True)
+@hypothesis.given(
+    counts=st.lists(st.integers(0, 12), min_size=2, max_size=6),
+    dim=st.integers(2, 12),
+    offset=st.sampled_from([0.0, 1.0, -30.0, 1e2, 1e3, 1e4]),
+    log_scale=st.floats(-3, 3),
+    seed=st.integers(0, 2**16),
+)
+def test_property_float32_matches_float64(counts, dim, offset, log_scale, seed):
+  """Random class counts (absent and one-sample classes), dimensions, offsets up to 1e4
+  and scales 1e-3..1e3: float32 metrics equal the float64 references on the same inputs
+  (NC1, CDNV, NC2 rtol 2e-3; VCI rtol 2e-3 or eps cond(Sigma_T) absolute; entropies
+  atol 1e-3; MIR and HDR atol 5e-3 where both entropies exceed 0.05 nats), or raise a
+  clear error."""
+  rng = np.random.default_rng(seed)
+  c = len(counts)
+  y = np.repeat(np.arange(c), counts)
+  means = 3 * rng.normal(size=(c, dim))
+  h = ((means[y] + rng.normal(size=(len(y), dim))) * 10.0**log_scale + offset).astype(np.float32)
+  head = rng.normal(size=(c, dim)).astype(np.float32)
+  present = sum(k > 0 for k in counts)
+  if present < 2:
+    with pytest.raises(ValueError, match="class|rows"):
+      ncjax.collapse_metrics(h, y, num_classes=c, head=head)
+    return
+  got = ncjax.collapse_metrics(h, y, num_classes=c, head=head)
+  # VCI inverts Sigma_T: float32 can do no better than eps * cond(Sigma_T) absolute
+  # (e.g. 9 samples in 8-d: cond 1.4e6, true VCI 0, float32 0.0027).
+  w = np.linalg.eigvalsh(np.cov(h.T.astype(np.float64), bias=True))
+  w = w[w > ref.RCOND * w[-1]]
+  atol = {"vci": np.finfo(np.float32).eps * w[-1] / w[0]}
+  for name in STATS_METRICS:
+    np.testing.assert_allclose(got[name], getattr(ref, name)(h, y, c), rtol=2e-3,
+                               atol=max(atol.get(name, 0.0), 1e-6), err_msg=name)
+  for key, value in ref.nc2(h, y, c, head).items():
+    np.testing.assert_allclose(got[key], value, rtol=2e-3, atol=2e-4, err_msg=key)
+  m = ref.class_moments(h, y, c)["m"]
+  w = head[ref.class_moments(h, y, c)["present"]]
+  h_w, h_m = ref.matrix_entropy(w), ref.matrix_entropy(m)
+  np.testing.assert_allclose(got["entropy_means"], h_m, atol=1e-3)
+  np.testing.assert_allclose(got["entropy_head"], h_w, atol=1e-3)
+  if min(h_w, h_m) > 0.05:
+    np.testing.assert_allclose(got["mir"], ref.mir(w, m), atol=5e-3)
+    np.testing.assert_allclose(got["hdr"], ref.hdr(w, m), atol=5e-3)
+  assert 0 <= got["mir"] <= 1 and 0 <= got["vci"] <= 1
+
+
+class StatsInputTest(parameterized.TestCase):
+  """Every ClassStats method validates (eagerly; shapes and dtypes under jit too)."""
+  h, y, head, bias = dataset(n=40)
+  h = np.float32(h)
+
+  @parameterized.named_parameters(
+      ("label_out_of_range", dict(y=np.r_[dataset(n=40)[1][:-1], 5]), ValueError,
+       r"labels must lie in \[0, 5\)"),
+      ("wrong_dim", dict(h=np.ones((40, 3), np.float32)), ValueError, "features must have 12"),
+      ("complex", dict(h=np.ones((40, 12), np.complex64)), TypeError, "real floating"),
+      ("float_mask", dict(mask=np.ones(40, np.float32)), TypeError, "mask must be boolean"),
+      ("nan", dict(h=np.full((40, 12), np.nan, np.float32)), ValueError, "features contains"),
+  )
+  def test_update(self, override, error, message):
+    kw = dict(h=self.h, y=self.y, mask=None) | override
+    stats = ncjax.ClassStats.empty(num_classes=5, dim=12)
+    with self.assertRaisesRegex(error, message):
+      stats.update(kw["h"], kw["y"], kw["mask"])
+
+  def test_merge_mismatch(self):
+    a = ncjax.ClassStats.empty(num_classes=3, dim=12)
+    with self.assertRaisesRegex(ValueError, "cannot merge statistics of 1 classes"):
+      a.merge(ncjax.ClassStats.empty(num_classes=1, dim=12))
+    with self.assertRaisesRegex(TypeError, "other must be a ClassStats"):
+      a.merge(self.h)
+
+  @parameterized.named_parameters(
+      ("zero_classes", dict(num_classes=0, dim=3), ValueError, "num_classes must be an int >= 1"),
+      ("float_classes", dict(num_classes=2.0, dim=3), ValueError, "num_classes"),
+      ("zero_dim", dict(num_classes=2, dim=0), ValueError, "dim must be an int >= 1"),
+      ("int_dtype", dict(num_classes=2, dim=3, dtype=jnp.int32), TypeError, "dtype must be"),
+  )
+  def test_empty(self, kwargs, error, message):
+    with self.assertRaisesRegex(error, message):
+      ncjax.ClassStats.empty(**kwargs)
+
+  def test_bias_shape(self):
+    with self.assertRaisesRegex(ValueError, r"bias must have shape \(5,\)"):
+      ncjax.collapse_metrics(self.h, self.y, num_classes=5, head=np.float32(self.head),
+                             bias=np.ones((40, 5), np.float32))
+
+  def test_vci_of_constant_features_raises_eagerly(self):
+    with self.assertRaisesRegex(ValueError, "all class means are equal"):
+      ncjax.vci(np.ones((10, 3), np.float32), np.arange(10) % 2, num_classes=2)
+
+  def test_vci_near_collapse_is_in_unit_interval(self):
+    h, y = offset_data(0.0, 1e-6)
+    self.assertTrue(0.0 <= float(ncjax.vci(h, y, num_classes=5)) <= 4e-7)

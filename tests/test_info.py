@@ -9,20 +9,9 @@ from absl.testing import parameterized
 
 import ncjax
 from tests import reference as ref
+from tests.reference import features
 
 RTOL = 1e-4
-
-
-def features(kind, n, d, seed=0):
-  rng = np.random.default_rng(seed)
-  if kind == "random":
-    return rng.normal(size=(n, d))
-  if kind == "low_rank":
-    return rng.normal(size=(n, 3)) @ rng.normal(size=(3, d)) + 1e-2 * rng.normal(size=(n, d))
-  if kind == "collapsed":  # 4 tight clusters
-    means = 5 * rng.normal(size=(4, d))
-    return means[np.arange(n) % 4] + 1e-2 * rng.normal(size=(n, d))
-  raise ValueError(kind)
 
 
 KINDS = ("random", "low_rank", "collapsed")
@@ -210,3 +199,67 @@ class BadInputTest(parameterized.TestCase):
   def test_non_square_kernel(self):
     with self.assertRaisesRegex(ValueError, "k must be square"):
       ncjax.gram_entropy(np.ones((3, 4)))
+
+  @parameterized.named_parameters(
+      ("complex", dict(z1=good.astype(np.complex64)), "z1 must be real floating"),
+      ("int", dict(z2=np.ones((8, 3), np.int32)), "z2 must be real floating"),
+      ("int_mask", dict(mask=np.ones(8, np.int32)), "mask must be boolean"),
+      ("float_mask", dict(mask=np.ones(8, np.float32)), "mask must be boolean"),
+  )
+  def test_dtype_errors_are_type_errors(self, override, message):
+    kwargs = dict(z1=self.good, z2=self.good, mask=None) | override
+    for fn in (ncjax.mir, jax.jit(ncjax.mir)):  # dtypes are static: checked under jit too
+      with self.assertRaisesRegex(TypeError, message):
+        fn(kwargs["z1"], kwargs["z2"], mask=kwargs["mask"])
+
+  def test_not_an_array(self):
+    with self.assertRaisesRegex(TypeError, "z1 must be an array, got str"):
+      ncjax.mir("features", self.good)
+
+  def test_half_precision_is_upcast(self):
+    z = jnp.asarray(self.good)
+    for dtype in (jnp.float16, jnp.bfloat16):
+      got = ncjax.matrix_entropy(z.astype(dtype))
+      self.assertEqual(got.dtype, jnp.float32)
+      np.testing.assert_allclose(got, ncjax.matrix_entropy(z.astype(dtype).astype(jnp.float32)))
+
+  @parameterized.named_parameters(
+      ("not_symmetric", np.triu(np.ones((4, 4))), "k must be symmetric"),
+      ("negative_definite", -np.eye(4), "k must be positive semi-definite"),
+      ("indefinite", np.diag([1.0, 1.0, -0.5, 0.0]), "k must be positive semi-definite"),
+  )
+  def test_gram_entropy_rejects_non_psd(self, k, message):
+    with self.assertRaisesRegex(ValueError, message):
+      ncjax.gram_entropy(np.float32(k))
+
+
+class EdgeCaseTest(parameterized.TestCase):
+
+  @parameterized.parameters(1e30, 1e-30)
+  def test_extreme_scales_equal_scale_one(self, scale):
+    rng = np.random.default_rng(1)
+    z1, z2 = np.float32(rng.normal(size=(50, 6))), np.float32(rng.normal(size=(50, 4)))
+    big1, big2 = np.float32(z1 * scale), np.float32(z2 * scale)
+    for fn in (ncjax.mir, ncjax.hdr, ncjax.mutual_information):
+      np.testing.assert_allclose(fn(big1, big2), fn(z1, z2), rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(ncjax.matrix_entropy(big1), ncjax.matrix_entropy(z1), rtol=1e-6)
+    np.testing.assert_allclose(ncjax.cosine_gram(big1), ncjax.cosine_gram(z1), atol=1e-6)
+
+  def test_mir_of_a_rank_one_gram_is_zero(self):
+    """Two centred class means are antiparallel: H(G) = 0 and I = 0, so MIR is defined as
+    0 (not 0/0) and HDR is 1."""
+    rng = np.random.default_rng(2)
+    means = np.float32(rng.normal(size=(1, 5)) * np.array([[1.0], [-1.0]]))
+    head = np.float32(rng.normal(size=(2, 5)))
+    self.assertEqual(float(ncjax.mir(head, means)), 0.0)
+    self.assertEqual(float(jax.jit(ncjax.mir)(head, means)), 0.0)
+    np.testing.assert_allclose(ncjax.hdr(head, means), 1.0, rtol=1e-6)
+    self.assertEqual(float(ncjax.hdr(means, means)), 0.0)
+
+  def test_mir_stays_in_unit_interval_at_offsets(self):
+    rng = np.random.default_rng(3)
+    for offset in (1e2, 1e4):
+      z1 = np.float32(rng.normal(size=(60, 8)) + offset)
+      z2 = np.float32(rng.normal(size=(60, 5)) + offset)
+      self.assertTrue(0.0 <= float(ncjax.mir(z1, z2)) <= 1.0)
+      self.assertTrue(0.0 <= float(ncjax.hdr(z1, z2)) <= 1.0)

@@ -11,7 +11,7 @@ import ncjax
 from ncjax import sharding
 from ncjax import info
 from tests import reference as ref
-from tests.test_info import features
+from tests.reference import features
 
 
 def structured(n, d=16, rank=4, seed=0):
@@ -83,8 +83,8 @@ def test_sample_sharded_metrics_equal_single_device(mesh, n):
   check(sharding.entropies(s1, s2, mesh, mask=mask)[2], ncjax.joint_entropy(z1, z2))
   # The plain metrics take the sharded arrays too (jit partitions them).
   check(jax.jit(ncjax.mir)(s1, s2, mask=mask), ncjax.mir(z1, z2))
-  stats = sharding.class_stats(sh, sy, 7, mesh, mask=mask)
-  single = ncjax.class_stats(features, labels, 7)
+  stats = sharding.class_stats(sh, sy, mesh, num_classes=7, mask=mask)
+  single = ncjax.class_stats(features, labels, num_classes=7)
   check(ncjax.nc1(stats), ncjax.nc1(single))
   check(ncjax.vci(stats), ncjax.vci(single))
 
@@ -124,23 +124,41 @@ def test_sharded_bad_input_names_the_argument(mesh):
     sharding.matrix_entropy(s, mesh, mask=mask)
 
 
+def test_sharded_class_stats_keep_offset_accuracy_and_accept_zero_rows(mesh):
+  """Each device keeps its moments about its own reference point; psum brings them to one
+  frame. Features at 1e4 (float32) still give NC1 and VCI of the float64 reference."""
+  rng = np.random.default_rng(3)
+  y = np.arange(637) % 5
+  h = (rng.normal(size=(5, 20))[y] + rng.normal(size=(637, 20))).astype(np.float32)
+  (sh, sy), mask = sharding.shard_rows(mesh, h + np.float32(1e4), y)
+  stats = sharding.class_stats(sh, sy, mesh, num_classes=5, mask=mask)
+  np.testing.assert_allclose(ncjax.nc1(stats), ref.nc1(h + np.float32(1e4), y, 5), rtol=1e-3)
+  np.testing.assert_allclose(ncjax.vci(stats), ref.vci(h + np.float32(1e4), y, 5), rtol=1e-3)
+  np.testing.assert_allclose(stats.means, ref.class_moments(h + np.float32(1e4), y, 5)["means"],
+                             rtol=1e-6)
+  h[:3] = 0.0  # zero rows are ordinary samples for class statistics
+  (sh, sy), mask = sharding.shard_rows(mesh, h, y)
+  stats = sharding.class_stats(sh, sy, mesh, num_classes=5, mask=mask)
+  np.testing.assert_allclose(ncjax.nc1(stats), ref.nc1(h, y, 5), rtol=1e-4)
+
+
 def grokking_features(steps=300):
   """Train features z_i (n, 512) and head rows w_{y_i} of the default grokking MLP after
   ``steps`` full-batch steps (memorised by ~170), with the mask of non-zero rows."""
-  from ncjax.models import head_weights, make_model
-  from ncjax.train import config as config_lib, steps as steps_lib
-  config = config_lib.base_config()
-  train, _ = steps_lib.seed_splits(config)  # (1, n, ...): one seed
-  model = make_model(config)
-  state = steps_lib.create_states(config, model)
-  step = steps_lib.make_train_step(None)
+  from ncjax.models import head_weights
+  from ncjax.tasks import make_task
+  from ncjax.train.config import base_config
+  from ncjax.train.state import create_states, make_train_step
+  task = make_task(base_config())
+  state = create_states(task.config, task.model, task.example_inputs)
+  step, stream = make_train_step(task.loss), task.train_stream(None)
   for _ in range(steps):
-    state, _ = step(state, train, jnp.arange(1))
+    state, _ = step(state, next(stream))
   params = jax.tree.map(lambda x: x[0], state.params)
-  _, z = model.apply({"params": params}, jnp.asarray(train.inputs[0]))
+  inputs, labels = task.train.inputs[0], task.train.labels[0]
+  _, z = task.model.apply({"params": params}, inputs)
   w, _ = head_weights(params)
-  wy = w[jnp.asarray(train.labels[0])]
-  return np.float64(z), np.float64(wy), np.asarray(jnp.any(z != 0, axis=1))
+  return np.float64(z), np.float64(w[labels]), np.asarray(jnp.any(z != 0, axis=1))
 
 
 def slq_pair(kind, n, seed):

@@ -2,6 +2,7 @@
 
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -16,11 +17,8 @@ import pytest
 from ncjax.data import OPERATIONS, modular_arithmetic
 from ncjax.models import EmbedMLP, Transformer, head_weights
 from ncjax.train.checkpoints import snapshot_steps
+from tests.runs import final_params, ncjax_cmd, read_log
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-TINY = ["--config.modulus=23", "--config.model_kwargs.embed_dim=16",
-        "--config.model_kwargs.hidden_dim=32", "--config.steps=120", "--config.metrics_every=20",
-        "--config.checkpoint_every=20", "--config.snapshots=6", "--config.sample_size=64"]
 
 
 @pytest.mark.parametrize("operation", sorted(OPERATIONS))
@@ -69,25 +67,6 @@ def test_logits_are_features_times_head(module):
   np.testing.assert_allclose(logits, features @ w.T + b, rtol=1e-5, atol=1e-5)
 
 
-def ncjax_cmd(workdir, *extra):
-  return [sys.executable, "-m", "ncjax", "train", "--config",
-          os.path.join(ROOT, "experiments", "grokking.py"), "--workdir", str(workdir),
-          *TINY, *extra]
-
-
-def final_params(workdir):
-  mngr = ocp.CheckpointManager(os.path.join(workdir, "checkpoints"))
-  step = mngr.latest_step()
-  state = mngr.restore(step, args=ocp.args.Composite(state=ocp.args.StandardRestore()))["state"]
-  mngr.close()
-  return step, state["params"]
-
-
-def read_log(workdir):
-  with open(os.path.join(workdir, "metrics.jsonl")) as f:
-    return [json.loads(line) for line in f]
-
-
 @pytest.fixture(scope="module")
 def uninterrupted(tmp_path_factory):
   workdir = tmp_path_factory.mktemp("run")
@@ -101,10 +80,11 @@ def test_run_writes_outputs(uninterrupted):
   steps = [r["step"] for r in records]
   assert steps == sorted(set(steps)) and steps[0] == 0 and steps[-1] == 120
   for key in ("train/loss", "train/accuracy", "test/loss", "test/accuracy", "collapse/mir",
-              "collapse/hdr", "entropy/head", "entropy/means", "sample/mir", "collapse/vci"):
+              "collapse/hdr", "collapse/entropy_head", "collapse/entropy_means", "sample/mir",
+              "collapse/vci", "test_collapse/nc1", "sample/entropy_features"):
     assert all(np.isfinite(r[key]) for r in records), key
   assert records[-1]["train/accuracy"] > records[0]["train/accuracy"]
-  assert json.load(open(uninterrupted / "config.json"))["modulus"] == 23
+  assert json.load(open(uninterrupted / "config.json"))["data"]["modulus"] == 23
   with open(uninterrupted / "curves.png", "rb") as f:
     assert f.read(8) == b"\x89PNG\r\n\x1a\n"
   saved = sorted(int(s) for s in os.listdir(uninterrupted / "checkpoints") if s.isdigit())
@@ -113,19 +93,26 @@ def test_run_writes_outputs(uninterrupted):
   assert 100 in saved and 20 not in saved  # only the latest resume points survive
 
 
-@pytest.mark.slow
-def test_sigkill_then_resume_is_exact(uninterrupted, tmp_path):
-  proc = subprocess.Popen(ncjax_cmd(tmp_path), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-  ckpt = tmp_path / "checkpoints"
-  deadline = time.time() + 120
-  while time.time() < deadline:
-    if ckpt.exists() and any(s.isdigit() and 40 <= int(s) < 120 for s in os.listdir(ckpt)):
-      break
+def _wait(condition, seconds=180):
+  deadline = time.time() + seconds
+  while not condition():
+    assert time.time() < deadline, "timed out"
     time.sleep(0.05)
+
+
+@pytest.mark.slow
+def test_sigkill_at_a_snapshot_then_torn_log_then_resume_is_exact(uninterrupted, tmp_path):
+  """Killed once checkpoint 46 (a trajectory snapshot, not a metrics_every step) exists,
+  with a torn line appended to the log: the resumed run equals the uninterrupted one
+  bit for bit, and every metrics line is present exactly once."""
+  proc = subprocess.Popen(ncjax_cmd(tmp_path), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+  _wait(lambda: (tmp_path / "checkpoints" / "46").exists())
   proc.send_signal(signal.SIGKILL)
-  proc.wait()
+  proc.wait(timeout=60)
   assert read_log(tmp_path)[-1]["step"] < 120, "the run finished before it was killed"
-  subprocess.run(ncjax_cmd(tmp_path), check=True, capture_output=True)
+  with open(tmp_path / "metrics.jsonl", "a") as f:
+    f.write('{"step": 99, "train/lo')  # a crash mid-write
+  subprocess.run(ncjax_cmd(tmp_path), check=True, capture_output=True, timeout=300)
   step, params = final_params(tmp_path)
   want_step, want = final_params(uninterrupted)
   assert step == want_step == 120
@@ -134,26 +121,76 @@ def test_sigkill_then_resume_is_exact(uninterrupted, tmp_path):
 
 
 @pytest.mark.slow
-def test_nan_loss_stops_with_step_and_keeps_checkpoint(tmp_path):
-  run = subprocess.run(ncjax_cmd(tmp_path, "--config.lr=1e12"), capture_output=True, text=True)
-  assert run.returncode != 0
-  assert "training loss is" in run.stderr and "at step" in run.stderr, run.stderr[-2000:]
-  _, params = final_params(tmp_path)
-  assert all(np.isfinite(x).all() for x in jax.tree.leaves(params))
+def test_extending_a_run_keeps_its_snapshots(uninterrupted, tmp_path):
+  workdir = tmp_path / "run"
+  shutil.copytree(uninterrupted, workdir)
+  before = {int(s) for s in os.listdir(workdir / "checkpoints") if s.isdigit()}
+  subprocess.run(ncjax_cmd(workdir, "--config.steps=200"), check=True, capture_output=True,
+                 timeout=300)
+  after = {int(s) for s in os.listdir(workdir / "checkpoints") if s.isdigit()}
+  kept = set(snapshot_steps(120, 6))
+  assert kept <= after and {s for s in snapshot_steps(200, 6) if s > 120} <= after
+  assert before - after <= {100}  # only resume points (not snapshots) may go
+  steps = [r["step"] for r in read_log(workdir)]
+  assert steps == sorted(set(steps)) and steps[-1] == 200
 
 
 @pytest.mark.slow
-def test_ctrl_c_saves_and_exits(tmp_path):
+def test_nan_stop_names_a_finite_checkpoint_and_resumes_with_a_smaller_lr(tmp_path):
+  run = subprocess.run(ncjax_cmd(tmp_path, "--config.lr=1e12"), capture_output=True, text=True,
+                       timeout=300)
+  assert run.returncode == 1
+  assert "training loss is" in run.stderr and "at step" in run.stderr, run.stderr[-2000:]
+  named = int(run.stderr.split("last good checkpoint is step ")[1].split(".")[0])
+  step, params = final_params(tmp_path)
+  assert step == named
+  assert all(np.isfinite(x).all() for x in jax.tree.leaves(params))
+  run = subprocess.run(ncjax_cmd(tmp_path, "--config.lr=1e-3", "--allow_change=lr"),
+                       capture_output=True, text=True, timeout=300)
+  assert run.returncode == 0, run.stderr[-2000:]
+  assert all(np.isfinite(x).all() for x in jax.tree.leaves(final_params(tmp_path)[1]))
+
+
+@pytest.mark.slow
+def test_ctrl_c_saves_and_exits_and_its_line_is_kept_once(tmp_path):
   proc = subprocess.Popen(ncjax_cmd(tmp_path, "--config.steps=100000"), stderr=subprocess.PIPE,
                           text=True)
-  while not (tmp_path / "metrics.jsonl").exists() or len(read_log(tmp_path)) < 3:
-    time.sleep(0.1)
+  _wait(lambda: (tmp_path / "metrics.jsonl").exists() and len(read_log(tmp_path)) >= 3)
   proc.send_signal(signal.SIGINT)
   _, err = proc.communicate(timeout=120)
   assert proc.returncode == 130, err[-2000:]
   step, _ = final_params(tmp_path)
   assert f"saved step {step}" in err
   assert read_log(tmp_path)[-1]["step"] == step
+  subprocess.run(ncjax_cmd(tmp_path), check=True, capture_output=True, timeout=300)
+  steps = [r["step"] for r in read_log(tmp_path)]
+  assert steps == sorted(set(steps)) and step in steps and steps[-1] == 120
+
+
+def _flip_bytes(directory, count=64):
+  """Flips ``count`` bytes in the middle of the largest file under ``directory``."""
+  files = [os.path.join(r, f) for r, _, fs in os.walk(directory) for f in fs]
+  path = max(files, key=os.path.getsize)
+  with open(path, "r+b") as f:
+    data = bytearray(f.read())
+    middle = len(data) // 2
+    data[middle:middle + count] = bytes(b ^ 0xFF for b in data[middle:middle + count])
+    f.seek(0)
+    f.write(data)
+
+
+@pytest.mark.slow
+def test_corrupt_checkpoint_is_named_and_skipped(uninterrupted, tmp_path):
+  workdir = tmp_path / "run"
+  shutil.copytree(uninterrupted, workdir)
+  _flip_bytes(workdir / "checkpoints" / "46" / "state")
+  (workdir / "checkpoints" / "100" / "meta" / "metadata").write_text('{"metrics": {"step"')
+  run = subprocess.run([sys.executable, "-m", "ncjax", "analyze", str(workdir)],
+                       capture_output=True, text=True, timeout=300)
+  assert run.returncode == 0, run.stderr[-2000:]
+  assert "skipping step 46" in run.stderr and "skipping step 100" in run.stderr
+  analysed = [json.loads(line)["step"] for line in open(workdir / "analysis.jsonl")]
+  assert 46 not in analysed and 100 not in analysed and 120 in analysed
 
 
 def test_config_typo_is_an_error_before_compiling(tmp_path):

@@ -1,71 +1,102 @@
-"""``ncjax analyze DIR``: recompute metrics over every snapshot a training run saved."""
+"""``ncjax analyze DIR``: recompute metrics over every snapshot a training run saved.
+
+Snapshots are restored ``chunk_size`` at a time (a WRN-28-8 has 36M parameters: never
+all at once), each checked against its checksum; a corrupt one is named on stderr and
+skipped. Works for every task: the run's config.json rebuilds its task.
+"""
 
 from __future__ import annotations
 
 import json
 import os
+import sys
 from collections.abc import Sequence
 
 import jax
-import ml_collections
 import numpy as np
 
-from ncjax.analysis import plots, trajectory
-from ncjax.models import head_weights, make_model
-from ncjax.train import checkpoints
+from ncjax import plots
+from ncjax.analysis import trajectory
+from ncjax.data import images
+from ncjax.models import head_weights
+from ncjax.tasks import make_task
+from ncjax.train import checkpoints, rundir
 from ncjax.train.loop import json_record
-from ncjax.train.steps import create_states, metrics, seed_splits
+from ncjax.train.state import create_states, variables
 
 
-def _snapshot_function(config, apply_fn, metric_names: Sequence[str] | None, split: str):
-  """``fn((params, seed_index)) -> dict``: the logged metrics when ``metric_names`` is
-  None, else the named ncjax metrics on the features of ``split``."""
-  train, test = jax.tree.map(jax.numpy.asarray, seed_splits(config))  # (S, n, ...)
-  data = {"train": train, "test": test}
+def _restored_chunks(workdir: str, like, chunk_size: int):
+  """Yields (steps, states stacked along the leading axis, (K * S,)) per chunk of intact
+  snapshots; the last chunk is padded by repeating its final snapshot (one compile)."""
+  mngr = checkpoints.reader(workdir)
+  try:
+    steps = list(mngr.all_steps())
+    if not steps:
+      raise FileNotFoundError(f"no checkpoints under {workdir}/checkpoints")
+    chunk_steps, chunk_states = [], []
+    for i, step in enumerate(steps):
+      try:
+        chunk_states.append(jax.device_get(checkpoints.restore(mngr, step, like)[0]))
+        chunk_steps.append(step)
+      except checkpoints.CorruptCheckpoint as e:
+        print(f"ncjax analyze: skipping step {step}: {e}", file=sys.stderr)
+      if chunk_states and (len(chunk_states) == chunk_size or i == len(steps) - 1):
+        padded = chunk_states + chunk_states[-1:] * (chunk_size - len(chunk_states))
+        yield chunk_steps, jax.tree.map(lambda *xs: np.concatenate(xs), *padded)
+        chunk_steps, chunk_states = [], []
+  finally:
+    mngr.close()
 
-  def fn(args):
-    params, i = args
-    at = lambda s: jax.tree.map(lambda x: x[i], s)
-    if metric_names is None:
-      return metrics(apply_fn, params, at(train), at(test), config.modulus, config.sample_size)
-    x, y = at(data[split])
 
-    def features_fn(p):
-      _, features = apply_fn({"params": p}, x)
-      return features, *head_weights(p)
+def _named_metrics(task, names: Sequence[str], split: str, max_samples: int):
+  """``fn(state) -> dict``: the named :data:`trajectory.METRICS` on the eval-mode features
+  of ``split`` (its first ``max_samples`` examples; seed 0's split for grokking)."""
+  if hasattr(task, "data"):
+    batch = next(images.eval_batches(task.data, split, max_samples, limit=max_samples))
+    inputs, labels = batch.inputs[batch.mask], batch.labels[batch.mask]
+  else:
+    data = {"train": task.train, "test": task.test}[split]
+    inputs, labels = data.inputs[0], data.labels[0]
 
-    return trajectory.metric_function(metric_names, features_fn, y, config.modulus)(params)
+  def features_fn(state):
+    _, features = state.apply_fn(variables(state), inputs, train=False)
+    return features, *head_weights(state.params)
 
-  return fn
+  return trajectory.metric_function(names, features_fn, labels, task.num_classes)
 
 
 def analyze(workdir: str, metric_names: Sequence[str] | None = None, split: str = "train",
-            chunk_size: int = 16) -> list[dict]:
-  """Evaluates metrics on every checkpoint under ``workdir``, vmapped over snapshots
-  (and seeds); writes ``analysis.jsonl`` and ``analysis.png``; returns the records.
+            chunk_size: int = 16, max_samples: int = 10_000) -> list[dict]:
+  """Evaluates metrics on every intact checkpoint under ``workdir``; writes
+  ``analysis.jsonl`` and ``analysis.png``; returns the records.
 
   Args:
-    metric_names: names of ncjax API functions (see
-      :func:`ncjax.analysis.trajectory.metric_function`), or None for exactly the metrics
-      training logs (``metrics.jsonl``'s keys, on train and test).
+    metric_names: names in :data:`ncjax.analysis.trajectory.METRICS`, or None for exactly
+      the metrics training logs (whole train and test splits).
     split: the samples whose features the named metrics see, ``train`` or ``test``.
+    max_samples: named metrics of image tasks use the split's first examples only.
   """
   if split not in ("train", "test"):
     raise ValueError(f"split must be 'train' or 'test', got {split!r}.")
-  with open(os.path.join(workdir, "config.json")) as f:
-    config = ml_collections.ConfigDict(json.load(f))
-  model = make_model(config)
-  fn = _snapshot_function(config, model.apply, metric_names, split)  # validates names early
-  steps, params = checkpoints.restore_all_params(
-      workdir, jax.eval_shape(lambda: create_states(config, model)))
+  config = rundir.load_config(workdir)
+  task = make_task(config)
   seeds = config.num_seeds
-  flat = jax.tree.map(lambda *xs: np.concatenate(xs), *params)  # (T * S, ...)
-  seed_index = np.tile(np.arange(seeds), len(steps))
-  values = trajectory.evaluate(fn, (flat, seed_index), chunk_size)
-  values = {k: v.reshape(len(steps), seeds) for k, v in values.items()}
-  records = [json_record(step, {k: v[t] for k, v in values.items()}, seeds)
-             for t, step in enumerate(steps)]
-  with open(os.path.join(workdir, "analysis.jsonl"), "w") as f:
-    f.writelines(json.dumps(r) + "\n" for r in records)
+  if metric_names is None:
+    evaluate = task.evaluate
+  else:
+    named = jax.jit(jax.vmap(_named_metrics(task, metric_names, split, max_samples)))
+    evaluate = lambda states, seed_index: named(states)
+  like = jax.eval_shape(lambda: create_states(config, task.model, task.example_inputs))
+  records = []
+  seed_index = np.tile(np.arange(seeds), chunk_size)
+  for steps, states in _restored_chunks(workdir, like, chunk_size):
+    values = jax.device_get(evaluate(jax.device_put(states), seed_index))
+    for t, step in enumerate(steps):
+      records.append(json_record(step, {k: np.asarray(v)[t * seeds:(t + 1) * seeds]
+                                        for k, v in values.items()}, seeds))
+  if not records:
+    raise ValueError(f"no intact checkpoint under {workdir}/checkpoints.")
+  rundir.write_atomic(os.path.join(workdir, "analysis.jsonl"),
+                      "".join(json.dumps(r) + "\n" for r in records))
   plots.grid(records, os.path.join(workdir, "analysis.png"), title=f"{workdir} ({split})")
   return records

@@ -13,8 +13,8 @@ The Python API for custom loops::
 
 from __future__ import annotations
 
-import inspect
 from collections.abc import Callable, Sequence
+from typing import NamedTuple
 
 import jax
 import jax.numpy as jnp
@@ -22,8 +22,8 @@ import numpy as np
 import tqdm
 from jax.sharding import Mesh, NamedSharding, PartitionSpec
 
-import ncjax
-from ncjax import collapse
+from ncjax import collapse, info
+from ncjax.stats import ClassStats
 
 
 def stack(snapshots) -> object:
@@ -61,52 +61,60 @@ def evaluate(fn: Callable, snapshots, chunk_size: int = 16, progress: bool = Tru
   return dict(out)
 
 
-def _inputs(features, labels, num_classes, head, bias) -> dict:
-  """What a metric's parameters bind to, by name (see :func:`metric_function`)."""
-  stats = collapse.class_stats(features, labels, num_classes)
-  pair = {"z1": head, "z2": stats.centred_means, "mask": stats.present}
-  return {"x": features, "features": features, "z": features, "labels": labels,
-          "num_classes": num_classes, "head": head, "bias": bias, "stats": stats, **pair}
+class Inputs(NamedTuple):
+  """What a named metric is applied to, for one snapshot."""
+
+  features: jax.Array  # (n, d)
+  labels: jax.Array  # (n,)
+  num_classes: int
+  head: jax.Array  # (C, d)
+  bias: jax.Array | None  # (C,)
+  stats: ClassStats  # of (features, labels)
 
 
-def _resolve(name: str) -> tuple[Callable, list[str]]:
-  fn = getattr(ncjax, name, None)
-  if name.startswith("_") or not inspect.isfunction(fn):
-    raise ValueError(f"unknown metric {name!r}: not a function of the ncjax API.")
-  signature = inspect.signature(fn).parameters
-  bound = [p for p in signature if p in _BINDABLE and (p != "mask" or "z1" in signature)]
-  missing = [p for p, v in signature.items() if p not in bound and v.default is v.empty]
-  if missing:
-    raise ValueError(f"metric {name!r} needs {missing}, which an analysis cannot supply; "
-                     f"it binds {sorted(_BINDABLE)}.")
-  return fn, bound
-
-
-_BINDABLE = frozenset(["x", "features", "z", "labels", "num_classes", "head", "bias",
-                       "stats", "z1", "z2", "mask"])
+# name -> (what it is, function of Inputs). The table is the whole list: a new metric is
+# one line here. "means" are the centred class means (classes present).
+_pair = lambda fn: lambda x: fn(x.head, x.stats.centred_means, mask=x.stats.present)
+METRICS: dict[str, tuple[str, Callable[[Inputs], object]]] = {
+    "nc1": ("NC1 of the features", lambda x: collapse.nc1(x.stats)),
+    "cdnv": ("CDNV of the features", lambda x: collapse.cdnv(x.stats)),
+    "vci": ("VCI of the features", lambda x: collapse.vci(x.stats)),
+    "nc2": ("NC2 terms of means and head", lambda x: collapse.nc2(x.stats, head=x.head)),
+    "nc3": ("NC3 of head and means", lambda x: collapse.nc3(x.stats, x.head)),
+    "nc4": ("NC4 of the features", lambda x: collapse.nc4(x.features, x.stats, x.head, x.bias)),
+    "effective_rank": ("RankMe of the features", lambda x: collapse.effective_rank(x.features)),
+    "collapse_metrics": ("every collapse metric", lambda x: collapse.collapse_metrics(
+        x.features, x.labels, num_classes=x.num_classes, head=x.head, bias=x.bias)),
+    "matrix_entropy": ("H(G(features))", lambda x: info.matrix_entropy(x.features)),
+    "mir": ("MIR(head, means)", _pair(info.mir)),
+    "hdr": ("HDR(head, means)", _pair(info.hdr)),
+    "mutual_information": ("I(head; means)", _pair(info.mutual_information)),
+    "sample_mir": ("MIR(features, w_y)",
+                   lambda x: info.mir(x.features, x.head[x.labels])),
+    "sample_hdr": ("HDR(features, w_y)",
+                   lambda x: info.hdr(x.features, x.head[x.labels])),
+}
 
 
 def metric_function(metrics: Sequence[str], features_fn: Callable, labels, num_classes: int):
-  """``fn(params) -> dict`` evaluating ncjax metrics, chosen by name, on one snapshot.
-
-  A metric's arguments are bound by parameter name: ``features``/``x``/``z`` to the (n, d)
-  features, ``labels``, ``num_classes``, ``head`` (C, d) and ``bias`` (C,), ``stats`` to
-  their ClassStats, and the pair ``z1, z2`` to the head rows and the centred class means
-  (the first paper's pair, masked to the classes present). So any metric added to the
-  API later works here unchanged. Dict-valued metrics contribute ``name/key`` entries.
+  """``fn(params) -> dict`` evaluating metrics of :data:`METRICS`, chosen by name, on one
+  snapshot. Dict-valued metrics contribute ``name/key`` entries.
 
   Args:
     features_fn: ``params -> (features (n, d), head (C, d), bias (C,) or None)``.
     labels: (n,) int labels of the samples ``features_fn`` embeds.
   """
-  resolved = {name: _resolve(name) for name in metrics}
+  unknown = [m for m in metrics if m not in METRICS]
+  if unknown:
+    raise ValueError(f"unknown metric(s) {unknown}; choose from {sorted(METRICS)}.")
 
   def fn(params):
     features, head, bias = features_fn(params)
-    inputs = _inputs(features, labels, num_classes, head, bias)
+    stats = collapse.class_stats(features, labels, num_classes=num_classes)
+    inputs = Inputs(features, labels, num_classes, head, bias, stats)
     out = {}
-    for name, (metric, bound) in resolved.items():
-      value = metric(**{p: inputs[p] for p in bound})
+    for name in metrics:
+      value = METRICS[name][1](inputs)
       if isinstance(value, dict):
         out |= {f"{name}/{k}": v for k, v in value.items()}
       else:
@@ -124,8 +132,8 @@ def trajectory_metrics(
     metrics: Sequence[str] = ("collapse_metrics",),
     chunk_size: int = 16,
 ) -> dict[str, np.ndarray]:
-  """Metric trajectories over parameter snapshots (see :func:`metric_function` for how
-  ``metrics`` are chosen and bound, :func:`evaluate` for chunking and devices).
+  """Metric trajectories over parameter snapshots (see :data:`METRICS` for the names and
+  what each is applied to, :func:`evaluate` for chunking and devices).
 
   Returns:
     ``{metric: (T,) np.ndarray}``.

@@ -1,11 +1,3 @@
-"""Training: state, jitted steps, on-device metrics, Orbax trajectories, the main loop."""
+"""Training, for any task: state and step, whole-split metrics, Orbax trajectories, the loop."""
 
 from ncjax.train.loop import NonFiniteLoss, train
-from ncjax.train.steps import (
-    create_state,
-    create_states,
-    make_metrics_fn,
-    make_train_step,
-    metrics,
-    seed_splits,
-)

@@ -1,10 +1,12 @@
-"""Orbax trajectory checkpoints: snapshots kept forever on a log-spaced schedule, plus
-resume points every ``checkpoint_every`` steps of which the latest ``keep`` survive.
-Each checkpoint holds the full TrainState (``state``) and that step's metrics (``metrics``,
-JSON)."""
+"""Orbax trajectory checkpoints: snapshots kept forever on a schedule fixed when the run
+starts, plus resume points every ``checkpoint_every`` steps of which the latest ``keep``
+survive. Each checkpoint holds the full TrainState (``state``) and, as JSON (``meta``),
+that step's metrics, the data iterators' positions and a checksum of the state, verified
+on every restore."""
 
 from __future__ import annotations
 
+import hashlib
 import os
 
 import jax
@@ -14,17 +16,24 @@ import orbax.checkpoint as ocp
 policies = ocp.checkpoint_managers
 
 
+class CorruptCheckpoint(RuntimeError):
+  """A checkpoint that cannot be restored or whose checksum does not match."""
+
+
 def snapshot_steps(steps: int, num_snapshots: int) -> list[int]:
   """Step 0 and ``num_snapshots`` log-spaced steps in [1, steps] (dense early)."""
   logspaced = np.geomspace(1, steps, num_snapshots) if num_snapshots else []
   return sorted({0, steps, *np.round(logspaced).astype(int).tolist()})
 
 
-def manager(
-    workdir: str, steps: int, num_snapshots: int, checkpoint_every: int, keep: int
-) -> ocp.CheckpointManager:
-  """A CheckpointManager under ``workdir/checkpoints`` with the trajectory schedule."""
-  trajectory = snapshot_steps(steps, num_snapshots)
+def directory(workdir: str) -> str:
+  return os.path.abspath(os.path.join(workdir, "checkpoints"))
+
+
+def manager(workdir: str, trajectory: list[int], checkpoint_every: int,
+            keep: int) -> ocp.CheckpointManager:
+  """A CheckpointManager under ``workdir/checkpoints`` keeping the ``trajectory`` steps
+  forever and the latest ``keep`` resume points."""
   options = ocp.CheckpointManagerOptions(
       save_decision_policy=policies.AnySavePolicy([
           policies.SpecificStepsPolicy(trajectory),
@@ -36,37 +45,59 @@ def manager(
       ]),
       cleanup_tmp_directories=True,
   )
-  return ocp.CheckpointManager(os.path.abspath(os.path.join(workdir, "checkpoints")),
-                               options=options)
+  return ocp.CheckpointManager(directory(workdir), options=options)
 
 
-def save(mngr: ocp.CheckpointManager, step: int, state, metrics: dict, force=False) -> None:
+def reader(workdir: str) -> ocp.CheckpointManager:
+  """A read-only view of the checkpoints of ``workdir`` (deletes nothing)."""
+  if not os.path.isdir(directory(workdir)):
+    raise FileNotFoundError(f"no checkpoints under {workdir}/checkpoints")
+  return ocp.CheckpointManager(directory(workdir),
+                               options=ocp.CheckpointManagerOptions(read_only=True))
+
+
+def checksum(state) -> str:
+  """BLAKE2b of every array of ``state`` (host copies, in tree order)."""
+  digest = hashlib.blake2b(digest_size=16)
+  for leaf in jax.tree.leaves(jax.device_get(state)):
+    leaf = np.asarray(leaf)
+    digest.update(str((leaf.shape, leaf.dtype.str)).encode())
+    digest.update(np.ascontiguousarray(leaf).tobytes())
+  return digest.hexdigest()
+
+
+def save(mngr: ocp.CheckpointManager, step: int, state, metrics: dict, data_state,
+         force: bool = False) -> None:
+  meta = {"metrics": metrics, "data": data_state, "checksum": checksum(state)}
   mngr.save(step, args=ocp.args.Composite(state=ocp.args.StandardSave(state),
-                                          metrics=ocp.args.JsonSave(metrics)), force=force)
+                                          meta=ocp.args.JsonSave(meta)), force=force)
 
 
-def restore_state(mngr: ocp.CheckpointManager, step: int, like):
-  """The TrainState saved at ``step``, restored onto the structure/sharding of ``like``."""
-  abstract = jax.tree.map(ocp.utils.to_shape_dtype_struct, like)
-  return mngr.restore(step, args=ocp.args.Composite(
-      state=ocp.args.StandardRestore(abstract)))["state"]
-
-
-def restore_all_params(workdir: str, like) -> tuple[list[int], list]:
-  """Every step saved under ``workdir/checkpoints`` and its parameters as host arrays.
-
-  ``like`` is a TrainState (or its ``jax.eval_shape``) giving the abstract restore
-  target; one snapshot is on device at a time.
-  """
-  mngr = ocp.CheckpointManager(os.path.abspath(os.path.join(workdir, "checkpoints")))
+def restore_meta(mngr: ocp.CheckpointManager, step: int) -> dict:
+  """The JSON saved with ``step`` (metrics, data positions, checksum)."""
   try:
-    steps = list(mngr.all_steps())
-    if not steps:
-      raise FileNotFoundError(f"no checkpoints under {workdir}/checkpoints")
-    return steps, [jax.device_get(restore_state(mngr, s, like).params) for s in steps]
-  finally:
-    mngr.close()
+    return mngr.restore(step, args=ocp.args.Composite(meta=ocp.args.JsonRestore()))["meta"]
+  except Exception as e:  # noqa: BLE001 - any failure to read is a corrupt checkpoint
+    raise CorruptCheckpoint(f"checkpoint {step} is corrupt: {type(e).__name__}: "
+                            f"{str(e).splitlines()[0][:120] if str(e) else ''}") from e
 
 
-def restore_metrics(mngr: ocp.CheckpointManager, step: int) -> dict:
-  return mngr.restore(step, args=ocp.args.Composite(metrics=ocp.args.JsonRestore()))["metrics"]
+def restore(mngr: ocp.CheckpointManager, step: int, like) -> tuple[object, dict]:
+  """(state, meta) saved at ``step``, restored onto the structure/sharding of ``like``
+  (a TrainState or its ``jax.eval_shape``) and checked against the saved checksum.
+
+  Raises:
+    CorruptCheckpoint: unreadable, or the data do not match the checksum.
+  """
+  meta = restore_meta(mngr, step)
+  abstract = jax.tree.map(ocp.utils.to_shape_dtype_struct, like)
+  try:
+    state = mngr.restore(step, args=ocp.args.Composite(
+        state=ocp.args.StandardRestore(abstract)))["state"]
+  except Exception as e:  # noqa: BLE001
+    raise CorruptCheckpoint(f"checkpoint {step} is corrupt: {type(e).__name__}: "
+                            f"{str(e).splitlines()[0][:120] if str(e) else ''}") from e
+  if checksum(state) != meta.get("checksum"):
+    raise CorruptCheckpoint(f"checkpoint {step} is corrupt: its data do not match the "
+                            "checksum saved with it.")
+  return state, meta

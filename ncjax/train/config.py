@@ -1,31 +1,122 @@
-"""The base grokking config: every key the trainer reads, with its default."""
+"""The base config: every key the trainer reads, grouped by concern, with its default.
+
+Experiment files (``experiments/*.py``) start from :func:`base_config` and override what
+they change; ``--config.KEY=VALUE`` overrides from the command line. An unknown key is an
+error (the config is locked), and :func:`validate` checks values before anything runs.
+"""
+
+from __future__ import annotations
+
+import functools
 
 import ml_collections
 
+placeholder = ml_collections.config_dict.placeholder
+
 
 def base_config() -> ml_collections.ConfigDict:
-  """Defaults for ``ncjax train``; experiment files override what they change."""
+  """Defaults for ``ncjax train`` (the grokking task)."""
   c = ml_collections.ConfigDict()
-  c.name = ""
-  c.seed = 0
+  c.name = ""  # title of the plots
+  c.task = "grokking"  # grokking | classification
+
+  # --- run: the same meaning in every task ---
+  c.seed = 0  # seed of the first run: initialisation, data split and order
   c.num_seeds = 1  # S > 1 trains seeds seed..seed+S-1 as one vmapped state
-  # Task: all pairs (a, b) mod p, labelled (a op b) mod p.
-  c.modulus = 97
-  c.operation = "add"  # add | sub | mul | div | x2xyy2
-  c.train_fraction = 0.5
-  # Model: "mlp" (embedding MLP) or "transformer" (one layer); kwargs go to the module.
-  c.model = "mlp"
-  c.model_kwargs = ml_collections.ConfigDict({"embed_dim": 128, "hidden_dim": 512})
-  # Optimisation: AdamW, full batch when batch_size is None.
-  c.steps = 3000
-  c.batch_size = ml_collections.config_dict.placeholder(int)
-  c.lr = 1e-3
-  c.betas = (0.9, 0.98)
-  c.weight_decay = 1.0
-  # Metrics and checkpoints.
-  c.metrics_every = 100
+  c.steps = 3000  # optimiser steps
+  c.batch_size = placeholder(int)  # None: full batch (grokking only)
+  c.lr = 1e-3  # peak learning rate
+  c.weight_decay = 1.0  # decoupled (AdamW-style) or L2, see optim.decoupled_weight_decay
+
+  # --- data ---
+  c.data = ml_collections.ConfigDict()
+  c.data.modulus = 97  # grokking: all pairs (a, b) mod p, labelled (a op b) mod p
+  c.data.operation = "add"  # grokking: add | sub | mul | div | x2xyy2
+  c.data.train_fraction = 0.5  # grokking: fraction of pairs in the train split
+  c.data.name = "digits"  # classification: digits | synthetic | a TFDS image dataset
+  c.data.data_dir = placeholder(str)  # classification: TFDS data_dir (None: TFDS default)
+  c.data.augment = False  # classification: random crop (4-pixel padding) and flip
+  c.data.eval_batch_size = 512  # classification: batch of the whole-split metrics pass
+
+  # --- model ---
+  c.model = ml_collections.ConfigDict()
+  c.model.name = "mlp"  # mlp | transformer | cnn | resnet18 | wrn
+  c.model.kwargs = ml_collections.ConfigDict({"embed_dim": 128, "hidden_dim": 512})
+
+  # --- optimiser ---
+  c.optim = ml_collections.ConfigDict()
+  c.optim.name = "adamw"  # adamw | sgd (SGD with momentum)
+  c.optim.betas = (0.9, 0.98)  # adamw
+  c.optim.momentum = 0.9  # sgd
+  c.optim.nesterov = True  # sgd
+  c.optim.schedule = "constant"  # constant | cosine (decay to 0 at `steps`)
+  c.optim.warmup_steps = 0  # linear warm-up from 0
+  c.optim.decoupled_weight_decay = True  # False: L2 penalty added to the gradient
+  c.optim.grad_clip = placeholder(float)  # global-norm clipping
+
+  # --- loss ---
+  c.loss = ml_collections.ConfigDict()
+  c.loss.label_smoothing = 0.0
+
+  # --- metrics, logging and checkpoints: the same meaning in every task ---
+  c.metrics_every = 100  # steps between metrics passes (train and test splits)
   c.sample_size = 512  # train samples for the sample-level MIR/HDR (dense n x n Gram)
   c.snapshots = 40  # log-spaced trajectory snapshots, kept forever
   c.checkpoint_every = 500  # resume points
   c.keep_checkpoints = 2  # latest resume points kept
+  return c
+
+
+# Keys whose value may differ when an existing run directory is resumed.
+RESUMABLE_CHANGES = frozenset({"steps", "name"})
+
+_POSITIVE_INTS = ("num_seeds", "steps", "metrics_every", "checkpoint_every",
+                  "keep_checkpoints", "sample_size")
+
+
+def validate(config: ml_collections.ConfigDict) -> None:
+  """Raises ValueError naming the first key with an invalid value."""
+
+  def need(ok: bool, key: str, rule: str):
+    if not ok:
+      value = functools.reduce(getattr, key.split("."), config)
+      raise ValueError(f"config.{key} must be {rule}, got {value!r}.")
+
+  need(config.task in ("grokking", "classification"), "task", "grokking or classification")
+  for key in _POSITIVE_INTS:
+    need(isinstance(config[key], int) and config[key] >= 1, key, "an int >= 1")
+  need(isinstance(config.snapshots, int) and config.snapshots >= 0, "snapshots", "an int >= 0")
+  need(isinstance(config.seed, int) and config.seed >= 0, "seed", "an int >= 0")
+  need(config.batch_size is None or config.batch_size >= 1, "batch_size", "None or >= 1")
+  need(config.lr > 0, "lr", "> 0")
+  need(config.weight_decay >= 0, "weight_decay", ">= 0")
+  need(config.optim.name in ("adamw", "sgd"), "optim.name", "adamw or sgd")
+  need(config.optim.schedule in ("constant", "cosine"), "optim.schedule", "constant or cosine")
+  need(0 <= config.optim.warmup_steps < config.steps, "optim.warmup_steps", "in [0, steps)")
+  need(0 <= config.loss.label_smoothing < 1, "loss.label_smoothing", "in [0, 1)")
+  if config.task == "grokking":
+    need(config.data.modulus >= 2, "data.modulus", ">= 2")
+    need(0 < config.data.train_fraction < 1, "data.train_fraction", "in (0, 1)")
+  else:
+    need(config.batch_size is not None, "batch_size", "set for classification")
+    need(config.data.eval_batch_size >= 1, "data.eval_batch_size", ">= 1")
+
+
+def cifar_wrn_config(dataset: str, width: int) -> ml_collections.ConfigDict:
+  """The first paper's supervised setting: a WRN-28-``width`` on a TFDS CIFAR dataset,
+  SGD with Nesterov momentum, lr 0.03 with cosine decay, weight decay 5e-4 (L2), batch
+  64, 200 epochs, standard augmentation, metrics once an epoch."""
+  c = base_config()
+  epoch = 50_000 // 64
+  c.name = f"{dataset}, WRN-28-{width}"
+  c.task = "classification"
+  c.data.name = dataset
+  c.data.augment = True
+  c.model.name = "wrn"
+  c.model.kwargs = ml_collections.ConfigDict({"depth": 28, "width": width})
+  c.optim.name = "sgd"
+  c.optim.schedule = "cosine"
+  c.optim.decoupled_weight_decay = False
+  c.update(dict(lr=0.03, weight_decay=5e-4, batch_size=64, steps=200 * epoch,
+                metrics_every=epoch, checkpoint_every=5 * epoch, snapshots=40, sample_size=1024))
   return c

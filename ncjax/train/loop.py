@@ -1,47 +1,28 @@
-"""The training loop: resume, log, checkpoint, stop cleanly on NaN or Ctrl-C."""
+"""The training loop, for any task: resume, log, checkpoint, stop cleanly on NaN or Ctrl-C.
+
+No plotting and no task knowledge here: the task (``ncjax.tasks``) supplies the model,
+the loss, the data stream and the metrics pass; the caller draws the figures.
+"""
 
 from __future__ import annotations
 
 import json
 import os
 import signal
+import sys
 
 import jax
 import jax.numpy as jnp
-import ml_collections
 import numpy as np
 import tqdm
 
-from ncjax.analysis import plots
-from ncjax.models import make_model
-from ncjax.train import checkpoints
-from ncjax.train.steps import create_states, make_metrics_fn, make_train_step, seed_splits
+from ncjax.train import checkpoints, rundir
+from ncjax.train.config import validate
+from ncjax.train.state import create_states, make_train_step
 
 
 class NonFiniteLoss(RuntimeError):
   """The training loss became NaN or Inf."""
-
-
-def _read_log(path: str, before: int) -> list[dict]:
-  """Logged records with step < ``before`` (a resumed run rewrites the rest)."""
-  if not os.path.exists(path):
-    return []
-  with open(path) as f:
-    records = [json.loads(line) for line in f if line.strip()]
-  return [r for r in records if r["step"] < before]
-
-
-def _check_losses(pending: list, first_step: int, mngr) -> None:
-  """Raises NonFiniteLoss naming the first step (and seed) whose loss is not finite."""
-  if not pending:
-    return
-  losses = np.asarray(jax.device_get(jnp.stack(pending)))  # (steps, S)
-  bad = np.argwhere(~np.isfinite(losses))
-  if bad.size:
-    step, seed = bad[0]
-    raise NonFiniteLoss(
-        f"training loss is {losses[step, seed]} at step {first_step + step} (seed index "
-        f"{seed}); stopping. The last good checkpoint is step {mngr.latest_step()}.")
 
 
 def json_record(step: int, metrics: dict, num_seeds: int) -> dict:
@@ -49,6 +30,24 @@ def json_record(step: int, metrics: dict, num_seeds: int) -> dict:
   values = jax.device_get(metrics)
   per_seed = lambda v: float(v[0]) if num_seeds == 1 else [float(x) for x in v]
   return {"step": step, **{k: per_seed(v) for k, v in values.items()}}
+
+
+def _check_finite(pending: list, first_step: int, record: dict, mngr) -> None:
+  """Raises NonFiniteLoss naming the first bad step (and seed) and the latest checkpoint.
+
+  Bad: a non-finite loss of a train step since ``first_step`` (``pending``), or a
+  non-finite loss of the parameters about to be logged and saved (``record``, whose
+  ``train/loss`` is evaluated on the whole train split). This runs before every save, so
+  every checkpoint holds parameters with a finite loss.
+  """
+  last_good = f"The last good checkpoint is step {mngr.latest_step()}."
+  losses = np.asarray(jax.device_get(jnp.stack(pending))) if pending else np.zeros((0, 1))
+  losses = np.concatenate([losses, np.reshape(record["train/loss"], (1, -1))])  # (steps, S)
+  bad = np.argwhere(~np.isfinite(losses))
+  if bad.size:
+    step, seed = bad[0]
+    raise NonFiniteLoss(f"training loss is {losses[step, seed]} at step {first_step + step} "
+                        f"(seed index {seed}); stopping. {last_good}")
 
 
 class _StopRequest:
@@ -68,31 +67,54 @@ class _StopRequest:
     signal.signal(signal.SIGINT, self._previous)
 
 
-def train(config: ml_collections.ConfigDict, workdir: str) -> list[dict]:
-  """Trains ``config`` in ``workdir``; resumes from its latest checkpoint if any.
+def _resume(mngr, like) -> tuple[int, object, object]:
+  """(step, state, data position) of the newest intact checkpoint; (0, like, None) if
+  none. Corrupt checkpoints are named on stderr and skipped."""
+  for step in sorted(mngr.all_steps(), reverse=True):
+    try:
+      state, meta = checkpoints.restore(mngr, step, like)
+      return step, state, meta["data"]
+    except checkpoints.CorruptCheckpoint as e:
+      print(f"ncjax: {e} Resuming from an earlier one.", file=sys.stderr)
+  return 0, like, None
 
-  Writes ``metrics.jsonl``, ``config.json``, ``checkpoints/`` and ``curves.png``.
-  Returns the logged records.
+
+def _repaired_log(path: str, mngr, start: int) -> list[dict]:
+  """Logged records before ``start``; steps missing from the log (a torn line) are
+  restored from the metrics saved in their checkpoints."""
+  records = {r["step"]: r for r in rundir.read_log(path) if r["step"] < start}
+  for step in mngr.all_steps():
+    if step < start and step not in records:
+      try:
+        records[step] = checkpoints.restore_meta(mngr, step)["metrics"]
+      except checkpoints.CorruptCheckpoint:
+        pass
+  return [records[s] for s in sorted(records)]
+
+
+def train(task, workdir: str, *, overwrite: bool = False,
+          allow_changes: tuple[str, ...] = ()) -> list[dict]:
+  """Trains ``task`` (see ``ncjax.tasks``; its ``config``) in ``workdir``; resumes from
+  the newest intact checkpoint there if any.
+
+  Writes ``config.json``, ``schedule.json``, ``metrics.jsonl`` and ``checkpoints/``
+  (see ``ncjax.train.rundir`` for ``overwrite`` and ``allow_changes``). Returns the
+  logged records.
   """
-  os.makedirs(workdir, exist_ok=True)
-  with open(os.path.join(workdir, "config.json"), "w") as f:
-    f.write(config.to_json_best_effort(indent=2))
-  train_split, test_split = jax.device_put(seed_splits(config))
-  seeds = jnp.arange(config.num_seeds) + config.seed
-  model = make_model(config)
-  state = create_states(config, model)
-  mngr = checkpoints.manager(workdir, config.steps, config.snapshots, config.checkpoint_every,
+  config = task.config
+  validate(config)
+  schedule = rundir.prepare(config, workdir, overwrite, tuple(allow_changes))
+  state = create_states(config, task.model, task.example_inputs)
+  mngr = checkpoints.manager(workdir, schedule, config.checkpoint_every,
                              config.keep_checkpoints)
-  start = mngr.latest_step() or 0
-  if start:
-    state = checkpoints.restore_state(mngr, start, state)
+  start, state, data_state = _resume(mngr, state)
   log_path = os.path.join(workdir, "metrics.jsonl")
-  records = _read_log(log_path, start)
-  with open(log_path, "w") as f:
-    f.writelines(json.dumps(r) + "\n" for r in records)
+  records = _repaired_log(log_path, mngr, start)
+  rundir.write_atomic(log_path, "".join(json.dumps(r) + "\n" for r in records))
 
-  step_fn = make_train_step(config.batch_size)
-  metrics_fn = make_metrics_fn(model.apply, config.modulus, config.sample_size)
+  stream = task.train_stream(data_state)
+  step_fn = make_train_step(task.loss)
+  saved_steps = set(mngr.all_steps())
   pending, pending_from = [], start
   bar = tqdm.tqdm(total=config.steps, initial=start, desc="train", dynamic_ncols=True,
                   disable=None)
@@ -100,31 +122,32 @@ def train(config: ml_collections.ConfigDict, workdir: str) -> list[dict]:
     with _StopRequest() as stop, open(log_path, "a") as log:
       for step in range(start, config.steps + 1):
         last = step == config.steps
-        saving = step != mngr.latest_step() and (mngr.should_save(step) or last)
-        if stop.requested or saving or step % config.metrics_every == 0:
-          _check_losses(pending, pending_from, mngr)
+        saved = step in saved_steps
+        saving = not saved and (mngr.should_save(step) or last)
+        if step == start or stop.requested or saving or step % config.metrics_every == 0:
+          record = json_record(step, task.evaluate(state), config.num_seeds)
+          _check_finite(pending, pending_from, record, mngr)
           pending, pending_from = [], step
-          record = json_record(step, metrics_fn(state.params, train_split, test_split),
-                           config.num_seeds)
           records.append(record)
           log.write(json.dumps(record) + "\n")
           log.flush()
           bar.set_postfix({k.split("/")[0][:2] + "/" + k.split("/")[1][:3]:
                            f"{np.median(record[k]):.3f}" for k in
-                           ("train/accuracy", "test/accuracy", "collapse/mir", "collapse/hdr")})
-          if saving or stop.requested:
-            checkpoints.save(mngr, step, state, record, force=stop.requested or last)
+                           ("train/accuracy", "test/accuracy", "collapse/mir", "collapse/nc1")})
+          if (saving or stop.requested) and not saved:
+            checkpoints.save(mngr, step, state, record, stream.state(),
+                             force=stop.requested or last)
+            saved_steps.add(step)
           if stop.requested:
             mngr.wait_until_finished()
             raise KeyboardInterrupt(f"interrupted: saved step {step} in {workdir}")
         if last:
           break
-        state, loss = step_fn(state, train_split, seeds)
+        state, loss = step_fn(state, next(stream))
         pending.append(loss)
         bar.update(1)
   finally:
     bar.close()
     mngr.wait_until_finished()
     mngr.close()
-  plots.curves(records, os.path.join(workdir, "curves.png"), title=config.get("name", ""))
   return records

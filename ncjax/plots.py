@@ -1,12 +1,13 @@
-"""PNG plots of logged metric trajectories (one seed, or the median and range of several)."""
+"""PNG plots of logged metric trajectories (one seed, or the median and range of several).
+
+Used by the CLI after training and by ``ncjax analyze``; imports neither. The matplotlib
+backend is the caller's choice (the CLI selects Agg).
+"""
 
 from __future__ import annotations
 
-import matplotlib
+import matplotlib.pyplot as plt
 import numpy as np
-
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
 
 
 def grokking_step(records: list[dict], threshold: float = 0.95) -> int | None:
@@ -26,25 +27,29 @@ def _band(ax, steps, values, label, **style):
 
 
 def curves(records: list[dict], path: str, title: str = "") -> None:
-  """Accuracy (log-step axis) above MIR and HDR, with the grokking step marked."""
+  """Accuracy, NC1 and VCI (log scale), and MIR/HDR against step (log axis), with the
+  step where test accuracy first reaches 95% marked."""
   steps = [max(r["step"], 1) for r in records]
-  fig, (top, bottom) = plt.subplots(2, 1, figsize=(7, 6), sharex=True)
-  for key in ("train/accuracy", "test/accuracy"):
-    _band(top, steps, [r[key] for r in records], key)
-  for key in ("collapse/mir", "collapse/hdr", "sample/mir", "sample/hdr"):
-    _band(bottom, steps, [r[key] for r in records], key,
-          linestyle="-" if key.startswith("collapse") else ":")
+  panels = (("accuracy", ("train/accuracy", "test/accuracy"), "linear"),
+            ("collapse", ("collapse/nc1", "collapse/vci", "test_collapse/nc1",
+                          "test_collapse/vci"), "log"),
+            ("ratio", ("collapse/mir", "collapse/hdr", "sample/mir", "sample/hdr"), "linear"))
+  fig, axes = plt.subplots(len(panels), 1, figsize=(7, 8), sharex=True)
   grok = grokking_step(records)
-  for ax in (top, bottom):
+  for ax, (label, keys, yscale) in zip(axes, panels):
+    for key in keys:
+      if key in records[0]:
+        _band(ax, steps, [r[key] for r in records], key,
+              linestyle=":" if key.startswith(("sample", "test_")) else "-")
     ax.set_xscale("log")
+    ax.set_yscale(yscale)
+    ax.set_ylabel(label)
     ax.grid(alpha=0.3)
     ax.legend(fontsize=8)
     if grok is not None:
       ax.axvline(max(grok, 1), color="k", linestyle="--", linewidth=1)
-  top.set_ylabel("accuracy")
-  bottom.set_ylabel("ratio")
-  bottom.set_xlabel("step")
-  top.set_title(title + (f"  (test acc >= 95% at step {grok})" if grok is not None else ""))
+  axes[-1].set_xlabel("step")
+  axes[0].set_title(title + (f"  (test acc >= 95% at step {grok})" if grok is not None else ""))
   fig.tight_layout()
   fig.savefig(path, dpi=120)
   plt.close(fig)

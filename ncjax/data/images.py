@@ -1,0 +1,182 @@
+"""Image classification data: TFDS ``data_source`` (array_record, no TensorFlow) or an
+in-memory source, fed through Grain.
+
+Every source is a random-access sequence of records ``{"image": (H, W, C) uint8 or float,
+"label": int}``. Training batches come from a Grain ``MapDataset``: shuffled with a new
+order each epoch (seeded), augmented (seeded per element), batched; its iterator's
+position (``get_state``) is saved in each checkpoint, so a resumed run sees exactly the
+same batches. Evaluation walks a split in order, in fixed-size batches whose padding is
+masked out (one compiled shape).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Iterator, Sequence
+from typing import NamedTuple
+
+import grain
+import numpy as np
+
+PAD = 4  # pixels of zero padding before the random crop (CIFAR augmentation)
+
+
+class Batch(NamedTuple):
+  """One batch: inputs (B, ...), labels (B,) int32, mask (B,) bool (False on padding)."""
+
+  inputs: np.ndarray
+  labels: np.ndarray
+  mask: np.ndarray
+
+
+class ArraySource(Sequence):
+  """Records from arrays held in memory: images (N, H, W, C), labels (N,)."""
+
+  def __init__(self, images: np.ndarray, labels: np.ndarray):
+    self.images, self.labels = images, labels.astype(np.int64)
+
+  def __len__(self) -> int:
+    return len(self.labels)
+
+  def __getitem__(self, i):
+    return {"image": self.images[i], "label": self.labels[i]}
+
+
+@dataclasses.dataclass(frozen=True)
+class ImageData:
+  """Train and test sources of one dataset, with the per-channel statistics of train."""
+
+  train: Sequence
+  test: Sequence
+  num_classes: int
+  mean: np.ndarray  # (C,) of the raw pixel values
+  std: np.ndarray  # (C,)
+
+  @property
+  def shape(self) -> tuple[int, ...]:
+    return tuple(np.shape(self.train[0]["image"]))
+
+
+def _channel_stats(source: Sequence, limit: int = 10_000) -> tuple[np.ndarray, np.ndarray]:
+  """Per-channel mean and std over the first ``limit`` records (deterministic)."""
+  images = np.stack([np.asarray(source[i]["image"], np.float64)
+                     for i in range(min(len(source), limit))])
+  axes = tuple(range(images.ndim - 1))
+  return images.mean(axes).astype(np.float32), np.maximum(images.std(axes), 1e-6).astype(
+      np.float32)
+
+
+def _from_arrays(x_train, y_train, x_test, y_test, num_classes) -> ImageData:
+  train = ArraySource(x_train, y_train)
+  return ImageData(train, ArraySource(x_test, y_test), num_classes, *_channel_stats(train))
+
+
+def digits(test_size: int = 500, seed: int = 0) -> ImageData:
+  """scikit-learn's digits: 1,797 real 8 x 8 grey images (values 0-16) of 10 classes,
+  shipped inside scikit-learn; a fixed split of ``test_size`` test images."""
+  from sklearn.datasets import load_digits
+
+  x, y = load_digits(return_X_y=True)
+  x = x.reshape(-1, 8, 8, 1).astype(np.float32)
+  order = np.random.default_rng(seed).permutation(len(y))
+  test, train = order[:test_size], order[test_size:]
+  return _from_arrays(x[train], y[train], x[test], y[test], 10)
+
+
+def synthetic(num_classes: int = 4, size: int = 8, channels: int = 3, train_size: int = 256,
+              test_size: int = 128, noise: float = 0.5, seed: int = 0) -> ImageData:
+  """A seeded Gaussian mixture of images: one random template per class plus noise."""
+  rng = np.random.default_rng(seed)
+  templates = rng.normal(size=(num_classes, size, size, channels))
+
+  def split(n):
+    y = np.arange(n) % num_classes
+    x = templates[y] + noise * rng.normal(size=(n, size, size, channels))
+    return x.astype(np.float32), y
+
+  return _from_arrays(*split(train_size), *split(test_size), num_classes)
+
+
+def tfds_data(name: str, data_dir: str | None = None) -> ImageData:
+  """A prepared TFDS dataset (``train`` and ``test`` splits) through ``tfds.data_source``.
+
+  Raises:
+    FileNotFoundError: the dataset is not prepared under ``data_dir``; the message says
+      how to prepare it (this never downloads).
+  """
+  try:
+    import tensorflow_datasets as tfds
+  except ImportError as e:
+    raise ImportError("TFDS data needs `pip install 'ncjax[tfds]'`.") from e
+  try:
+    splits = tfds.data_source(name, split=("train", "test"), data_dir=data_dir, download=False)
+    num_classes = tfds.builder(name, data_dir=data_dir).info.features["label"].num_classes
+  except Exception as e:  # TFDS raises assorted types for "not prepared"
+    where = data_dir or "~/tensorflow_datasets (the TFDS default)"
+    raise FileNotFoundError(
+        f"TFDS dataset {name!r} is not prepared in {where}: run `tfds build {name} "
+        f"--data_dir {data_dir or '~/tensorflow_datasets'}` (or tfds.builder({name!r}, "
+        f"data_dir=...).download_and_prepare()) on a machine with internet, then point "
+        f"config.data.data_dir at it. ({type(e).__name__}: {str(e)[:200]})") from e
+  train, test = splits
+  return ImageData(train, test, num_classes, *_channel_stats(train))
+
+
+def load(name: str, data_dir: str | None = None) -> ImageData:
+  """``digits``, ``synthetic``, or the name of a TFDS image dataset."""
+  if name == "digits":
+    return digits()
+  if name == "synthetic":
+    return synthetic()
+  return tfds_data(name, data_dir)
+
+
+def _augment(record: dict, rng: np.random.Generator) -> dict:
+  """Random crop after 4-pixel zero padding, then a random horizontal flip."""
+  image = np.asarray(record["image"])
+  h, w = image.shape[:2]
+  padded = np.pad(image, ((PAD, PAD), (PAD, PAD), (0, 0)))
+  top, left = rng.integers(0, 2 * PAD + 1, size=2)
+  image = padded[top:top + h, left:left + w]
+  if rng.random() < 0.5:
+    image = image[:, ::-1]
+  return {"image": image, "label": record["label"]}
+
+
+def _collate(data: ImageData):
+  def batch(records: Sequence[dict]) -> Batch:
+    images = np.stack([np.asarray(r["image"], np.float32) for r in records])
+    labels = np.asarray([r["label"] for r in records], np.int32)
+    return Batch((images - data.mean) / data.std, labels, np.ones(len(labels), bool))
+
+  return batch
+
+
+def train_dataset(data: ImageData, *, batch_size: int, seed: int,
+                  augment: bool) -> grain.MapDataset:
+  """Endless training batches: a new shuffle each epoch, seeded augmentation, normalised.
+
+  Batch k of the returned MapDataset is the k-th training step's batch; iterate with
+  ``iter(ds.to_iter_dataset())`` and save ``iterator.get_state()`` to resume exactly.
+  """
+  if batch_size > len(data.train):
+    raise ValueError(f"batch_size {batch_size} exceeds the {len(data.train)} training "
+                     "examples.")
+  ds = grain.MapDataset.source(data.train).shuffle(seed=seed).repeat(None)
+  if augment:
+    ds = ds.random_map(_augment, seed=seed)
+  return ds.batch(batch_size, drop_remainder=True, batch_fn=_collate(data))
+
+
+def eval_batches(data: ImageData, split: str, batch_size: int,
+                 limit: int | None = None) -> Iterator[Batch]:
+  """A split in order, in batches of exactly ``batch_size`` (the last one padded, with
+  mask False on the padding), normalised, no augmentation. ``limit``: first examples only."""
+  source = {"train": data.train, "test": data.test}[split]
+  n = len(source) if limit is None else min(limit, len(source))
+  collate = _collate(data)
+  for start in range(0, n, batch_size):
+    idx = np.arange(start, start + batch_size)
+    real = idx < n
+    batch = collate([source[int(i)] for i in np.where(real, idx, start)])
+    yield Batch(batch.inputs, batch.labels, real)

@@ -1,0 +1,25 @@
+"""Tasks: what the trainer trains on. One module per task, chosen by ``config.task``.
+
+    task = ncjax.tasks.make_task(config)
+    records = ncjax.train.train(task, workdir)
+
+A task provides ``config``, ``num_classes``, ``model`` (returning ``(logits, features)``),
+``example_inputs`` (1, ...) for initialisation, ``loss(logits, batch)``,
+``train_stream(data_state)`` (the seeds' training batches, resumable) and
+``evaluate(states)`` (the logged metrics, keys as in ``ncjax.train.evaluate``).
+"""
+
+from __future__ import annotations
+
+import ml_collections
+
+
+def make_task(config: ml_collections.ConfigDict):
+  """The task named by ``config.task`` (its data loaded, its model built)."""
+  if config.task == "grokking":
+    from ncjax.tasks.grokking import Grokking
+    return Grokking(config)
+  if config.task == "classification":
+    from ncjax.tasks.classification import Classification
+    return Classification(config)
+  raise ValueError(f"config.task must be grokking or classification, got {config.task!r}.")

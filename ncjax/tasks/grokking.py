@@ -1,0 +1,90 @@
+"""Grokking: modular arithmetic (Power et al. 2022), every split on device.
+
+Seed i has its own train/test split (``config.seed + i``). Full batch when
+``batch_size`` is None, else batch t is drawn from (seed, t) alone, so the data order
+needs no saved position and a resumed run is exact.
+"""
+
+from __future__ import annotations
+
+import functools
+
+import jax
+import jax.numpy as jnp
+import ml_collections
+import numpy as np
+
+from ncjax import losses
+from ncjax.data import Batch, Split, modular_arithmetic
+from ncjax.models import make_model
+from ncjax.train.evaluate import make_evaluator
+
+
+def seed_splits(config: ml_collections.ConfigDict) -> tuple[Split, Split]:
+  """Train and test splits of every seed, stacked: inputs (S, n, 3), labels (S, n)."""
+  d = config.data
+  splits = [modular_arithmetic(d.modulus, d.operation, d.train_fraction, config.seed + i)
+            for i in range(config.num_seeds)]
+  stack = lambda parts: Split(*(np.stack(x) for x in zip(*parts)))
+  return stack([s[0] for s in splits]), stack([s[1] for s in splits])
+
+
+def _batch(split: Split) -> Batch:
+  return Batch(split.inputs, split.labels, jnp.ones(split.labels.shape, bool))
+
+
+class _Stream:
+  """Batch t of every seed: the whole split, or ``batch_size`` rows drawn from (seed, t)."""
+
+  def __init__(self, train: Batch, seeds: jax.Array, batch_size: int | None, step: int):
+    self.train, self.seeds, self.step = train, seeds, step
+    n = train.labels.shape[-1]
+    self.full = batch_size is None or batch_size >= n
+
+    @jax.jit
+    @functools.partial(jax.vmap, in_axes=(0, 0, None))
+    def draw(batch, seed, t):
+      idx = jax.random.permutation(jax.random.fold_in(jax.random.key(seed), t), n)[:batch_size]
+      return jax.tree.map(lambda x: x[idx], batch)
+
+    self._draw = draw
+
+  def __next__(self) -> Batch:
+    batch = self.train if self.full else self._draw(self.train, self.seeds, self.step)
+    self.step += 1
+    return batch
+
+  def state(self) -> dict:
+    return {"step": self.step}
+
+
+class Grokking:
+
+  def __init__(self, config: ml_collections.ConfigDict):
+    self.config = config
+    p = config.data.modulus
+    self.num_classes = p
+    self.model = make_model(config.model.name, p, vocab_size=p + 1,
+                            **config.model.kwargs.to_dict())
+    self.example_inputs = jnp.zeros((1, 3), jnp.int32)
+    train, test = seed_splits(config)
+    self.train, self.test = jax.device_put((_batch(train), _batch(test)))
+    self._evaluate = make_evaluator(p, data_axis=0)
+
+  def loss(self, logits: jax.Array, batch: Batch) -> jax.Array:
+    return losses.cross_entropy(logits, batch.labels,
+                                label_smoothing=self.config.loss.label_smoothing)
+
+  def train_stream(self, data_state: dict | None) -> _Stream:
+    seeds = jnp.arange(self.config.num_seeds) + self.config.seed
+    step = 0 if data_state is None else data_state["step"]
+    return _Stream(self.train, seeds, self.config.batch_size, step)
+
+  def evaluate(self, states, seed_index: np.ndarray | None = None) -> dict:
+    """Metrics of ``states`` (leading axis); ``seed_index`` picks each state's split
+    (default: state i has seed i's split)."""
+    pick = (lambda b: b) if seed_index is None else (
+        lambda b: jax.tree.map(lambda x: x[seed_index], b))
+    train, test = pick(self.train), pick(self.test)
+    sample = jax.tree.map(lambda x: x[:, :self.config.sample_size], train)
+    return self._evaluate(states, {"train": lambda: [train], "test": lambda: [test]}, sample)

@@ -1,0 +1,110 @@
+"""Metrics over whole splits, streamed batch by batch on device, under one key scheme.
+
+Keys (defined here, used by every task, the logs, the plots and ``ncjax analyze``):
+
+- ``train/loss, train/accuracy, test/loss, test/accuracy``;
+- ``collapse/<name>`` for the train split, ``test_collapse/<name>`` for the test split,
+  ``<name>`` a key of :func:`ncjax.collapse_metrics` (nc1, vci, cdnv, mir, hdr, ...);
+- ``sample/mir, sample/hdr, sample/entropy_features, sample/entropy_head``: features z_i
+  against their head rows w_{y_i} on a fixed subset of train samples.
+
+A pass accumulates, per split, ClassStats plus loss and accuracy sums; a second pass
+counts the NC4 disagreements against the split's own class means. Both are jitted per
+batch and vmapped over the leading axis of the states (seeds, or snapshots x seeds).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable
+
+import jax
+import jax.numpy as jnp
+
+from ncjax import collapse, info, losses
+from ncjax.data import Batch
+from ncjax.models import head_weights
+from ncjax.stats import ClassStats
+from ncjax.train.state import TrainState, variables
+
+SPLITS = {"train": "collapse", "test": "test_collapse"}  # split -> collapse-key prefix
+
+
+def keyed(prefix: str, values: dict) -> dict:
+  """``{f"{prefix}/{name}": value}``: the one way keys are made."""
+  return {f"{prefix}/{name}": v for name, v in values.items()}
+
+
+def _forward(state: TrainState, inputs: jax.Array):
+  return state.apply_fn(variables(state), inputs, train=False)
+
+
+def _accumulate(state: TrainState, batch: Batch, carry, num_classes: int):
+  stats, loss_sum, correct = carry
+  logits, features = _forward(state, batch.inputs)
+  n = jnp.sum(batch.mask)
+  loss_sum += losses.cross_entropy(logits, batch.labels, mask=batch.mask) * n
+  correct += jnp.sum((jnp.argmax(logits, -1) == batch.labels) & batch.mask)
+  stats = stats.merge(ClassStats._from_batch(features, batch.labels, num_classes, batch.mask))
+  return stats, loss_sum, correct
+
+
+def _nc4_count(state: TrainState, batch: Batch, stats: ClassStats) -> jax.Array:
+  _, features = _forward(state, batch.inputs)
+  w, b = head_weights(state.params)
+  return collapse.nc4(features, stats, w, b, mask=batch.mask) * jnp.sum(batch.mask)
+
+
+def sample_metrics(state: TrainState, batch: Batch) -> dict:
+  """Sample-level information metrics of features z_i and head rows w_{y_i}."""
+  _, z = _forward(state, batch.inputs)
+  w, _ = head_weights(state.params)
+  alive = batch.mask & jnp.any(z != 0, axis=1)  # all-zero ReLU features have no direction
+  h_z, h_w, h_joint = info.entropies(z, w[batch.labels], mask=alive)
+  return keyed("sample", {"mir": info.mir_from_entropies(h_z, h_w, h_joint),
+                          "hdr": info.hdr_from_entropies(h_z, h_w),
+                          "entropy_features": h_z, "entropy_head": h_w})
+
+
+def make_evaluator(num_classes: int, data_axis: int | None):
+  """``evaluate(states, splits, sample) -> dict of (S,) arrays`` for states with a leading
+  axis S. ``splits``: ``{"train": batches, "test": batches}`` where ``batches()`` returns a
+  fresh iterable of :class:`Batch`; ``sample``: the Batch for :func:`sample_metrics`.
+  ``data_axis``: 0 when every state has its own data (a leading S axis on each batch),
+  None when the data are shared.
+  """
+  axes = (0, data_axis)
+  accumulate = jax.jit(jax.vmap(
+      lambda s, b, c: _accumulate(s, b, c, num_classes), in_axes=(*axes, 0)))
+  count_nc4 = jax.jit(jax.vmap(_nc4_count, in_axes=(*axes, 0)))
+  samples = jax.jit(jax.vmap(sample_metrics, in_axes=axes))
+
+  @jax.jit
+  @jax.vmap
+  def summarise(state, stats, loss_sum, correct, disagreements):
+    w, _ = head_weights(state.params)
+    out = collapse.collapse_metrics_from_stats(stats, w)
+    out["nc4"] = disagreements / stats.total
+    return out, loss_sum / stats.total, correct / stats.total
+
+  def evaluate(states: TrainState, splits: dict[str, Callable[[], Iterable[Batch]]],
+               sample: Batch) -> dict:
+    size = jax.tree.leaves(states.params)[0].shape[0]
+    out = {}
+    for split, prefix in SPLITS.items():
+      carry = None
+      for batch in splits[split]():
+        if carry is None:  # the identity, shaped by the model's feature dimension
+          features = jax.eval_shape(jax.vmap(_forward, in_axes=axes), states, batch.inputs)[1]
+          empty = ClassStats._identity(num_classes, features.shape[-1], jnp.float32)
+          carry = jax.tree.map(lambda x: jnp.broadcast_to(x, (size, *x.shape)),
+                               (empty, jnp.float32(0), jnp.float32(0)))
+        carry = accumulate(states, batch, carry)
+      stats = carry[0]
+      disagreements = jnp.zeros(size)
+      for batch in splits[split]():
+        disagreements += count_nc4(states, batch, stats)
+      metrics, loss, accuracy = summarise(states, stats, carry[1], carry[2], disagreements)
+      out |= {f"{split}/loss": loss, f"{split}/accuracy": accuracy, **keyed(prefix, metrics)}
+    return out | samples(states, sample)
+
+  return evaluate

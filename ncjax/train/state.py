@@ -1,0 +1,92 @@
+"""The train state (parameters, BatchNorm statistics, optimiser), the optimiser from the
+config, and the jitted train step with the loss injected by the task."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+import ml_collections
+import optax
+from flax.training import train_state
+
+from ncjax.data import Batch
+
+
+class TrainState(train_state.TrainState):
+  """flax's TrainState plus ``batch_stats`` (BatchNorm running averages; {} if none)."""
+
+  batch_stats: dict
+
+
+def variables(state: TrainState) -> dict:
+  """The variables ``model.apply`` takes for ``state`` (eval mode)."""
+  return {"params": state.params, **({"batch_stats": state.batch_stats}
+                                     if state.batch_stats else {})}
+
+
+def make_optimizer(config: ml_collections.ConfigDict) -> optax.GradientTransformation:
+  """AdamW or SGD (momentum, Nesterov) with a constant or cosine schedule after a linear
+  warm-up, decoupled or L2 weight decay, optional global-norm clipping."""
+  o = config.optim
+  if o.schedule == "cosine":
+    lr = optax.warmup_cosine_decay_schedule(0.0, config.lr, o.warmup_steps, config.steps)
+  elif o.warmup_steps:
+    lr = optax.join_schedules([optax.linear_schedule(0.0, config.lr, o.warmup_steps),
+                               optax.constant_schedule(config.lr)], [o.warmup_steps])
+  else:
+    lr = config.lr
+  decay = optax.add_decayed_weights(config.weight_decay)
+  if o.name == "adamw":
+    direction = optax.scale_by_adam(b1=o.betas[0], b2=o.betas[1])
+  else:
+    direction = optax.trace(decay=o.momentum, nesterov=o.nesterov)
+  # Decoupled: lr * wd * w added after the adaptive/momentum direction (AdamW, SGDW).
+  # L2: wd * w added to the gradient, so it goes through momentum (and Adam's scaling).
+  chain = [direction, decay] if o.decoupled_weight_decay else [decay, direction]
+  clip = [] if o.grad_clip is None else [optax.clip_by_global_norm(o.grad_clip)]
+  return optax.chain(*clip, *chain, optax.scale_by_learning_rate(lr))
+
+
+def create_states(config: ml_collections.ConfigDict, model: nn.Module,
+                  example_inputs: jax.Array) -> TrainState:
+  """One TrainState with a leading seed axis (S = config.num_seeds); seed i is
+  initialised from ``config.seed + i``. ``example_inputs``: (1, ...) of the task's inputs."""
+  tx = make_optimizer(config)
+
+  def create(key):
+    init = model.init(key, example_inputs, train=False)
+    return TrainState.create(apply_fn=model.apply, params=init["params"], tx=tx,
+                             batch_stats=init.get("batch_stats", {}))
+
+  keys = jnp.stack([jax.random.key(config.seed + i) for i in range(config.num_seeds)])
+  return jax.vmap(create)(keys)
+
+
+def make_train_step(loss_fn: Callable[[jax.Array, Batch], jax.Array]):
+  """A jitted ``step(states, batches) -> (states, loss (S,))`` vmapped over seeds.
+
+  ``loss_fn(logits, batch) -> scalar`` is the task's loss. States and batches carry a
+  leading seed axis; the model runs in train mode (BatchNorm batch statistics, updated in
+  the state). ``states`` is donated.
+  """
+
+  def step(state: TrainState, batch: Batch):
+    def objective(params):
+      v = variables(state.replace(params=params))
+      if state.batch_stats:
+        (logits, _), updates = state.apply_fn(v, batch.inputs, train=True,
+                                              mutable=["batch_stats"])
+      else:
+        (logits, _), updates = state.apply_fn(v, batch.inputs, train=True), {}
+      return loss_fn(logits, batch), updates
+
+    (loss, updates), grads = jax.value_and_grad(objective, has_aux=True)(state.params)
+    state = state.apply_gradients(grads=grads)
+    if updates:
+      state = state.replace(batch_stats=updates["batch_stats"])
+    return state, loss
+
+  return jax.jit(jax.vmap(step), donate_argnums=0)

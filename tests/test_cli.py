@@ -1,0 +1,88 @@
+"""The CLI never damages a run: every misuse is one or two lines on stderr, a non-zero
+exit, and a run directory that is byte-for-byte unchanged."""
+
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+
+from tests.runs import ROOT, ncjax_cmd, read_log, tree_digest
+
+SHORT = ["--config.steps=20", "--config.metrics_every=10", "--config.checkpoint_every=10",
+         "--config.snapshots=2"]
+
+
+def run(*args, timeout=300):
+  return subprocess.run([sys.executable, "-m", "ncjax", *args], capture_output=True,
+                        text=True, timeout=timeout)
+
+
+@pytest.fixture(scope="module")
+def existing(tmp_path_factory):
+  """A finished tiny grokking run."""
+  workdir = tmp_path_factory.mktemp("existing")
+  subprocess.run(ncjax_cmd(workdir, *SHORT), check=True, capture_output=True, timeout=300)
+  return workdir
+
+
+def train_args(workdir, *extra, config=None):
+  return ncjax_cmd(workdir, *SHORT, *extra)[3:] if config is None else [
+      "train", "--config", config, "--workdir", str(workdir), *extra]
+
+
+@pytest.mark.parametrize("name,extra,message", [
+    ("missing_config", dict(config="/nonexistent/config.py"), "config.py"),
+    ("negative_steps", ["--config.steps=-1"], "config.steps must be an int >= 1"),
+    ("unknown_key", ["--config.stepz=5"], "stepz"),
+    ("zero_metrics_every", ["--config.metrics_every=0"], "config.metrics_every must be"),
+    ("zero_checkpoint_every", ["--config.checkpoint_every=0"], "config.checkpoint_every"),
+    ("train_fraction", ["--config.data.train_fraction=1.5"], "config.data.train_fraction"),
+    ("other_seed", ["--config.seed=3"], r"different config: seed \(0 -> 3\)"),
+    ("other_lr", ["--config.lr=0.01"], "different config: lr"),
+    ("other_fraction", ["--config.data.train_fraction=0.4"], "data.train_fraction"),
+    ("other_model_size", ["--config.model.kwargs.hidden_dim=64"], "model.kwargs.hidden_dim"),
+])
+def test_misuse_is_one_line_and_leaves_the_run_untouched(existing, name, extra, message):
+  before = tree_digest(existing)
+  if isinstance(extra, dict):
+    args = train_args(existing, *SHORT, config=extra["config"])
+  else:
+    args = train_args(existing, *extra)
+  result = run(*args)
+  assert result.returncode == 2, result.stderr[-2000:]
+  lines = result.stderr.strip().splitlines()
+  assert 1 <= len(lines) <= 2 and lines[0].startswith("ncjax: "), result.stderr[-2000:]
+  assert any(__import__("re").search(message, line) for line in lines), lines
+  assert tree_digest(existing) == before
+
+
+def test_unwritable_workdir_is_one_line(tmp_path):
+  blocker = tmp_path / "file"
+  blocker.write_text("not a directory")
+  result = run(*train_args(blocker / "run"))
+  assert result.returncode == 2
+  assert result.stderr.strip().splitlines() == [
+      line for line in result.stderr.strip().splitlines() if line.startswith("ncjax: cannot")]
+
+
+def test_overwrite_starts_afresh_and_allow_change_resumes(tmp_path):
+  subprocess.run(ncjax_cmd(tmp_path, *SHORT), check=True, capture_output=True, timeout=300)
+  result = run(*train_args(tmp_path, "--config.seed=1", "--overwrite"))
+  assert result.returncode == 0, result.stderr[-2000:]
+  assert json.load(open(tmp_path / "config.json"))["seed"] == 1
+  assert [r["step"] for r in read_log(tmp_path)] == [0, 1, 10, 20]
+  result = run(*train_args(tmp_path, "--config.seed=1", "--config.lr=0.002",
+                           "--allow_change=lr", "--config.steps=30"))
+  assert result.returncode == 0, result.stderr[-2000:]
+  assert json.load(open(tmp_path / "config.json"))["lr"] == 0.002
+
+
+def test_usage_errors(tmp_path):
+  for args in (["train"], ["analyze"], ["frobnicate"]):
+    result = run(*args)
+    assert result.returncode == 2 and "usage: ncjax" in result.stderr
+  result = run("analyze", str(tmp_path))
+  assert result.returncode == 2
+  assert "not an ncjax run directory" in result.stderr
