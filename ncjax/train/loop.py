@@ -41,12 +41,13 @@ def _check_finite(pending: list, first_step: int, record: dict, mngr) -> None:
   every checkpoint holds parameters with a finite loss.
   """
   last_good = f"The last good checkpoint is step {mngr.latest_step()}."
-  losses = np.asarray(jax.device_get(jnp.stack(pending))) if pending else np.zeros((0, 1))
-  losses = np.concatenate([losses, np.reshape(record["train/loss"], (1, -1))])  # (steps, S)
-  bad = np.argwhere(~np.isfinite(losses))
+  evaluated = np.reshape(record["train/loss"], (1, -1))  # (1, S)
+  if pending:
+    evaluated = np.concatenate([np.asarray(jax.device_get(jnp.stack(pending))), evaluated])
+  bad = np.argwhere(~np.isfinite(evaluated))  # (steps, S)
   if bad.size:
     step, seed = bad[0]
-    raise NonFiniteLoss(f"training loss is {losses[step, seed]} at step {first_step + step} "
+    raise NonFiniteLoss(f"training loss is {evaluated[step, seed]} at step {first_step + step} "
                         f"(seed index {seed}); stopping. {last_good}")
 
 
