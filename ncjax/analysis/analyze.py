@@ -17,7 +17,6 @@ import numpy as np
 
 from ncjax import plots
 from ncjax.analysis import trajectory
-from ncjax.data import images
 from ncjax.models import head_weights
 from ncjax.tasks import make_task
 from ncjax.train import checkpoints, rundir
@@ -51,12 +50,7 @@ def _restored_chunks(workdir: str, like, chunk_size: int):
 def _named_metrics(task, names: Sequence[str], split: str, max_samples: int):
   """``fn(state) -> dict``: the named :data:`trajectory.METRICS` on the eval-mode features
   of ``split`` (its first ``max_samples`` examples; seed 0's split for grokking)."""
-  if hasattr(task, "data"):
-    batch = next(images.eval_batches(task.data, split, max_samples, limit=max_samples))
-    inputs, labels = batch.inputs[batch.mask], batch.labels[batch.mask]
-  else:
-    data = {"train": task.train, "test": task.test}[split]
-    inputs, labels = data.inputs[0], data.labels[0]
+  inputs, labels = task.examples(split, max_samples)
 
   def features_fn(state):
     _, features = state.apply_fn(variables(state), inputs, train=False)

@@ -5,8 +5,9 @@
 
 A task provides ``config``, ``num_classes``, ``model`` (returning ``(logits, features)``),
 ``example_inputs`` (1, ...) for initialisation, ``loss(logits, batch)``,
-``train_stream(data_state)`` (the seeds' training batches, resumable) and
-``evaluate(states)`` (the logged metrics, keys as in ``ncjax.train.evaluate``).
+``train_stream(data_state)`` (the seeds' training batches, resumable),
+``evaluate(states)`` (the logged metrics, keys as in ``ncjax.train.evaluate``) and
+``examples(split, limit)`` (inputs and labels, for ``ncjax analyze --metrics``).
 """
 
 from __future__ import annotations

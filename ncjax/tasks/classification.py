@@ -56,6 +56,11 @@ class Classification:
   def train_stream(self, data_state: list | None) -> _Stream:
     return _Stream(self._datasets, data_state)
 
+  def examples(self, split: str, limit: int) -> tuple[np.ndarray, np.ndarray]:
+    """(inputs, labels) of ``split`` (normalised), its first ``limit`` examples."""
+    batch = next(images.eval_batches(self.data, split, limit, limit=limit))
+    return batch.inputs[batch.mask], batch.labels[batch.mask]
+
   def evaluate(self, states, seed_index: np.ndarray | None = None) -> dict:
     """Metrics of ``states`` (leading axis) on the shared splits (``seed_index`` unused:
     every seed sees the same splits)."""

@@ -80,6 +80,11 @@ class Grokking:
     step = 0 if data_state is None else data_state["step"]
     return _Stream(self.train, seeds, self.config.batch_size, step)
 
+  def examples(self, split: str, limit: int) -> tuple[jax.Array, jax.Array]:
+    """(inputs, labels) of seed 0's ``split``, its first ``limit`` examples."""
+    data = {"train": self.train, "test": self.test}[split]
+    return data.inputs[0, :limit], data.labels[0, :limit]
+
   def evaluate(self, states, seed_index: np.ndarray | None = None) -> dict:
     """Metrics of ``states`` (leading axis); ``seed_index`` picks each state's split
     (default: state i has seed i's split)."""

@@ -73,13 +73,17 @@ def save(mngr: ocp.CheckpointManager, step: int, state, metrics: dict, data_stat
                                           meta=ocp.args.JsonSave(meta)), force=force)
 
 
+def _corrupt(step: int, e: Exception) -> CorruptCheckpoint:
+  first = str(e).splitlines()[0][:120] if str(e) else ""
+  return CorruptCheckpoint(f"checkpoint {step} is corrupt: {type(e).__name__}: {first}")
+
+
 def restore_meta(mngr: ocp.CheckpointManager, step: int) -> dict:
   """The JSON saved with ``step`` (metrics, data positions, checksum)."""
   try:
     return mngr.restore(step, args=ocp.args.Composite(meta=ocp.args.JsonRestore()))["meta"]
   except Exception as e:  # noqa: BLE001 - any failure to read is a corrupt checkpoint
-    raise CorruptCheckpoint(f"checkpoint {step} is corrupt: {type(e).__name__}: "
-                            f"{str(e).splitlines()[0][:120] if str(e) else ''}") from e
+    raise _corrupt(step, e) from e
 
 
 def restore(mngr: ocp.CheckpointManager, step: int, like) -> tuple[object, dict]:
@@ -95,8 +99,7 @@ def restore(mngr: ocp.CheckpointManager, step: int, like) -> tuple[object, dict]
     state = mngr.restore(step, args=ocp.args.Composite(
         state=ocp.args.StandardRestore(abstract)))["state"]
   except Exception as e:  # noqa: BLE001
-    raise CorruptCheckpoint(f"checkpoint {step} is corrupt: {type(e).__name__}: "
-                            f"{str(e).splitlines()[0][:120] if str(e) else ''}") from e
+    raise _corrupt(step, e) from e
   if checksum(state) != meta.get("checksum"):
     raise CorruptCheckpoint(f"checkpoint {step} is corrupt: its data do not match the "
                             "checksum saved with it.")
