@@ -191,6 +191,17 @@ def test_corrupt_checkpoint_is_named_and_skipped(uninterrupted, tmp_path):
   assert "skipping step 46" in run.stderr and "skipping step 100" in run.stderr
   analysed = [json.loads(line)["step"] for line in open(workdir / "analysis.jsonl")]
   assert 46 not in analysed and 100 not in analysed and 120 in analysed
+  # Resume skips (and moves aside) every corrupt checkpoint down to an intact one (18),
+  # then reproduces the uninterrupted run.
+  _flip_bytes(workdir / "checkpoints" / "120" / "state")
+  run = subprocess.run(ncjax_cmd(workdir), capture_output=True, text=True, timeout=300)
+  assert run.returncode == 0, run.stderr[-2000:]
+  for step in (120, 100, 46):
+    assert f"checkpoint {step} is corrupt" in run.stderr
+    assert (workdir / "corrupt" / str(step)).is_dir()
+  jax.tree.map(np.testing.assert_array_equal, final_params(workdir)[1],
+               final_params(uninterrupted)[1])
+  assert read_log(workdir) == read_log(uninterrupted)
 
 
 def test_config_typo_is_an_error_before_compiling(tmp_path):

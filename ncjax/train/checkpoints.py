@@ -56,6 +56,17 @@ def reader(workdir: str) -> ocp.CheckpointManager:
                                options=ocp.CheckpointManagerOptions(read_only=True))
 
 
+def quarantine(workdir: str, step: int) -> str:
+  """Moves checkpoint ``step`` to ``workdir/corrupt/<step>`` (kept for inspection, out of
+  Orbax's way, so the step can be saved again); returns the new path."""
+  target = os.path.join(workdir, "corrupt", str(step))
+  os.makedirs(os.path.dirname(target), exist_ok=True)
+  if os.path.exists(target):
+    target = f"{target}.{len(os.listdir(os.path.dirname(target)))}"
+  os.replace(os.path.join(directory(workdir), str(step)), target)
+  return target
+
+
 def checksum(state) -> str:
   """BLAKE2b of every array of ``state`` (host copies, in tree order)."""
   digest = hashlib.blake2b(digest_size=16)

@@ -68,16 +68,22 @@ class _StopRequest:
     signal.signal(signal.SIGINT, self._previous)
 
 
-def _resume(mngr, like) -> tuple[int, object, object]:
+def _resume(mngr, like, workdir: str) -> tuple[int, object, object]:
   """(step, state, data position) of the newest intact checkpoint; (0, like, None) if
-  none. Corrupt checkpoints are named on stderr and skipped."""
+  none. Corrupt checkpoints are named on stderr and moved to ``workdir/corrupt/``."""
+  result, moved = (0, like, None), False
   for step in sorted(mngr.all_steps(), reverse=True):
     try:
       state, meta = checkpoints.restore(mngr, step, like)
-      return step, state, meta["data"]
+      result = (step, state, meta["data"])
+      break
     except checkpoints.CorruptCheckpoint as e:
-      print(f"ncjax: {e} Resuming from an earlier one.", file=sys.stderr)
-  return 0, like, None
+      path = checkpoints.quarantine(workdir, step)
+      moved = True
+      print(f"ncjax: {e} Moved to {path}; resuming from an earlier one.", file=sys.stderr)
+  if moved:
+    mngr.reload()
+  return result
 
 
 def _repaired_log(path: str, mngr, start: int) -> list[dict]:
@@ -108,7 +114,7 @@ def train(task, workdir: str, *, overwrite: bool = False,
   state = create_states(config, task.model, task.example_inputs)
   mngr = checkpoints.manager(workdir, schedule, config.checkpoint_every,
                              config.keep_checkpoints)
-  start, state, data_state = _resume(mngr, state)
+  start, state, data_state = _resume(mngr, state, workdir)
   log_path = os.path.join(workdir, "metrics.jsonl")
   records = _repaired_log(log_path, mngr, start)
   rundir.write_atomic(log_path, "".join(json.dumps(r) + "\n" for r in records))

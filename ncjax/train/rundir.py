@@ -19,7 +19,7 @@ from ncjax.train import checkpoints
 from ncjax.train.config import RESUMABLE_CHANGES
 
 OUTPUTS = ("config.json", "schedule.json", "metrics.jsonl", "curves.png", "checkpoints",
-           "analysis.jsonl", "analysis.png")
+           "corrupt", "analysis.jsonl", "analysis.png")
 
 
 class RunDirError(ValueError):
