@@ -32,7 +32,8 @@ _CHUNK = flags.DEFINE_integer("chunk_size", 16, "analyze: snapshots restored and
                               "evaluated at a time.", lower_bound=1)
 
 USAGE = ("usage: ncjax train --config FILE --workdir DIR [--config.KEY=VALUE ...] "
-         "[--overwrite] [--allow_change=KEY,...]\n       ncjax analyze DIR [--metrics NAME,...] [--split train|test]")
+         "[--overwrite] [--allow_change=KEY,...]\n"
+         "       ncjax analyze DIR [--metrics NAME,...] [--split train|test] [--chunk_size K]")
 
 
 def _fail(message: str, status: int = 2):

@@ -3,6 +3,7 @@ exit, and a run directory that is byte-for-byte unchanged."""
 
 import json
 import os
+import re
 import subprocess
 import sys
 
@@ -54,7 +55,7 @@ def test_misuse_is_one_line_and_leaves_the_run_untouched(existing, name, extra, 
   assert result.returncode == 2, result.stderr[-2000:]
   lines = result.stderr.strip().splitlines()
   assert 1 <= len(lines) <= 2 and lines[0].startswith("ncjax: "), result.stderr[-2000:]
-  assert any(__import__("re").search(message, line) for line in lines), lines
+  assert any(re.search(message, line) for line in lines), lines
   assert tree_digest(existing) == before
 
 
