@@ -9,7 +9,7 @@ import sys
 
 import pytest
 
-from tests.runs import ROOT, ncjax_cmd, read_log, tree_digest
+from tests.runs import ncjax_cmd, read_log, tree_digest
 
 SHORT = ["--config.steps=20", "--config.metrics_every=10", "--config.checkpoint_every=10",
          "--config.snapshots=2"]
