@@ -10,9 +10,9 @@ import matplotlib.pyplot as plt
 import numpy as np
 
 
-def grokking_step(records: list[dict], threshold: float = 0.95) -> int | None:
-  """First logged step whose (median over seeds) test accuracy reaches ``threshold``."""
-  return next((r["step"] for r in records if np.median(r["test/accuracy"]) >= threshold), None)
+def first_step(records: list[dict], key: str, threshold: float) -> int | None:
+  """First logged step whose ``key`` (every seed) reaches ``threshold``."""
+  return next((r["step"] for r in records if np.min(r[key]) >= threshold), None)
 
 
 def _band(ax, steps, values, label, **style):
@@ -28,28 +28,32 @@ def _band(ax, steps, values, label, **style):
 
 def curves(records: list[dict], path: str, title: str = "") -> None:
   """Accuracy, NC1 and VCI (log scale), and MIR/HDR against step (log axis), with the
-  step where test accuracy first reaches 95% marked."""
+  steps where train accuracy first reaches 100% and test accuracy 95% marked."""
   steps = [max(r["step"], 1) for r in records]
   panels = (("accuracy", ("train/accuracy", "test/accuracy"), "linear"),
             ("collapse", ("collapse/nc1", "collapse/vci", "test_collapse/nc1",
                           "test_collapse/vci"), "log"),
             ("ratio", ("collapse/mir", "collapse/hdr", "sample/mir", "sample/hdr"), "linear"))
   fig, axes = plt.subplots(len(panels), 1, figsize=(7, 8), sharex=True)
-  grok = grokking_step(records)
+  marks = {"train acc 100%": (first_step(records, "train/accuracy", 1.0), ":"),
+           "test acc >= 95%": (first_step(records, "test/accuracy", 0.95), "--")}
   for ax, (label, keys, yscale) in zip(axes, panels):
     for key in keys:
       if key in records[0]:
         _band(ax, steps, [r[key] for r in records], key,
               linestyle=":" if key.startswith(("sample", "test_")) else "-")
+    for step, style in marks.values():
+      if step is not None:
+        ax.axvline(max(step, 1), color="k", linestyle=style, linewidth=1)
     ax.set_xscale("log")
     ax.set_yscale(yscale)
     ax.set_ylabel(label)
     ax.grid(alpha=0.3)
     ax.legend(fontsize=8)
-    if grok is not None:
-      ax.axvline(max(grok, 1), color="k", linestyle="--", linewidth=1)
   axes[-1].set_xlabel("step")
-  axes[0].set_title(title + (f"  (test acc >= 95% at step {grok})" if grok is not None else ""))
+  shown = [f"{name} at step {step} ({'dotted' if style == ':' else 'dashed'})"
+           for name, (step, style) in marks.items() if step is not None]
+  axes[0].set_title(title + ("\n" + "; ".join(shown) if shown else ""), fontsize=10)
   fig.tight_layout()
   fig.savefig(path, dpi=120)
   plt.close(fig)
