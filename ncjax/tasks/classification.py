@@ -48,6 +48,9 @@ class Classification:
     self._datasets = [images.train_dataset(self.data, batch_size=config.batch_size,
                                            seed=config.seed + i, augment=config.data.augment)
                       for i in range(config.num_seeds)]
+    # The fixed train subset of the sample-level metrics: read once, kept on device.
+    self._sample = jax.device_put(next(images.eval_batches(
+        self.data, "train", config.sample_size, limit=config.sample_size)))
 
   def loss(self, logits: jax.Array, batch: Batch) -> jax.Array:
     return losses.cross_entropy(logits, batch.labels, mask=batch.mask,
@@ -67,6 +70,4 @@ class Classification:
     size = self.config.data.eval_batch_size
     splits = {split: (lambda split=split: images.eval_batches(self.data, split, size))
               for split in ("train", "test")}
-    sample = next(images.eval_batches(self.data, "train", self.config.sample_size,
-                                      limit=self.config.sample_size))
-    return self._evaluate(states, splits, jax.device_put(sample))
+    return self._evaluate(states, splits, self._sample)
