@@ -19,7 +19,7 @@ from ncjax.losses import cross_entropy
 from ncjax.models import make_model
 from ncjax.tasks import make_task
 from ncjax.train.config import base_config, cifar_wrn_config
-from ncjax.train.state import create_states, make_train_step
+from ncjax.train.state import create_states, make_loss, make_train_step
 
 P, D_MODEL, HEADS, MLP = 113, 128, 4, 512
 
@@ -69,7 +69,7 @@ def main():
   config.model.kwargs = {"d_model": D_MODEL, "num_heads": HEADS, "mlp_dim": MLP}
   task = make_task(config)  # one seed: (1, n, ...)
   state = create_states(config, task.model, task.example_inputs)
-  step = make_train_step(task.loss)
+  step = make_train_step(make_loss(task.config))
   train = next(task.train_stream(None))  # full batch
 
   def run_steps(k):

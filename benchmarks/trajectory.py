@@ -29,7 +29,7 @@ from ncjax.models import head_weights
 from ncjax.tasks import make_task
 from ncjax.train.config import base_config
 from ncjax.train.evaluate import keyed
-from ncjax.train.state import create_states, make_train_step
+from ncjax.train.state import create_states, make_loss, make_train_step
 
 SNAPSHOTS, CHUNK, SEEDS = 100, 16, 8
 
@@ -37,7 +37,7 @@ SNAPSHOTS, CHUNK, SEEDS = 100, 16, 8
 def snapshots(task):
   """Parameters after each of the first SNAPSHOTS steps (host arrays, seed axis dropped)."""
   state = create_states(task.config, task.model, task.example_inputs)
-  step, stream = make_train_step(task.loss), task.train_stream(None)
+  step, stream = make_train_step(make_loss(task.config)), task.train_stream(None)
   out = []
   for _ in range(SNAPSHOTS):
     state, _ = step(state, next(stream))
@@ -168,7 +168,7 @@ def seeds(config, batch_size, steps=20):
     c = config.copy_and_resolve_references()
     c.num_seeds, c.batch_size = num_seeds, batch_size
     task = make_task(c)
-    step = make_train_step(task.loss)
+    step = make_train_step(make_loss(task.config))
     states = [create_states(c, task.model, task.example_inputs) for _ in range(repeat)]
     streams = [task.train_stream(None) for _ in range(repeat)]
 

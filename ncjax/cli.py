@@ -69,7 +69,7 @@ def _train() -> None:
     _fail(str(e))
   try:
     records = train(task, workdir, overwrite=_OVERWRITE.value, allow_changes=_ALLOW.value)
-  except rundir.RunDirError as e:
+  except (rundir.RunDirError, FileNotFoundError, ValueError) as e:  # e.g. a bad init_from
     _fail(str(e))
   except NonFiniteLoss as e:
     _fail(str(e), 1)

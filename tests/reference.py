@@ -156,3 +156,20 @@ def features(kind, n, d, seed=0):
     means = 5 * rng.normal(size=(4, d))
     return means[np.arange(n) % 4] + 1e-2 * rng.normal(size=(n, d))
   raise ValueError(kind)
+
+
+def info_regularizer(f, head, labels, lam, lam2):
+  """-lam I(G(f); G(w_y)) + lam2 |H(G(f)) - H(G(w_y))| on the given rows."""
+  w = np.asarray(head, np.float64)[labels]
+  h_f, h_w = matrix_entropy(f), matrix_entropy(w)
+  return -lam * (h_f + h_w - joint_entropy(f, w)) + lam2 * abs(h_f - h_w)
+
+
+def cma_loss(f, labels, embeddings):
+  """Mean over present classes of H(G([f of class c; t_c])) / log(n_c + 1)."""
+  f = np.asarray(f, np.float64)
+  scores = []
+  for c in np.unique(labels):
+    group = np.vstack([f[labels == c], np.asarray(embeddings, np.float64)[c]])
+    scores.append(matrix_entropy(group) / np.log(len(group)))
+  return float(np.mean(scores))

@@ -42,6 +42,34 @@ class ArraySource(Sequence):
     return {"image": self.images[i], "label": self.labels[i]}
 
 
+class Subset(Sequence):
+  """The records ``indices`` of ``source``, their labels mapped through ``relabel``."""
+
+  def __init__(self, source: Sequence, indices: np.ndarray, relabel: dict[int, int]):
+    self.source, self.indices, self.relabel = source, indices, relabel
+
+  def __len__(self) -> int:
+    return len(self.indices)
+
+  def __getitem__(self, i):
+    record = self.source[int(self.indices[i])]
+    return {"image": record["image"], "label": self.relabel[int(record["label"])]}
+
+
+def _labels(source: Sequence) -> np.ndarray:
+  if isinstance(source, ArraySource):
+    return source.labels
+  return np.asarray([source[i]["label"] for i in range(len(source))])  # one read each
+
+
+def _select(source: Sequence, classes: Sequence[int], per_class: int | None) -> Subset:
+  """The records of ``classes`` (relabelled 0..k-1 in that order); with ``per_class``,
+  only the first ``per_class`` of each."""
+  labels = _labels(source)
+  picked = [np.flatnonzero(labels == c)[:per_class] for c in classes]
+  return Subset(source, np.sort(np.concatenate(picked)), {c: i for i, c in enumerate(classes)})
+
+
 @dataclasses.dataclass(frozen=True)
 class ImageData:
   """Train and test sources of one dataset, with the per-channel statistics of train."""
@@ -122,13 +150,30 @@ def tfds_data(name: str, data_dir: str | None = None) -> ImageData:
   return ImageData(train, test, num_classes, *_channel_stats(train))
 
 
-def load(name: str, data_dir: str | None = None) -> ImageData:
-  """``digits``, ``synthetic``, or the name of a TFDS image dataset."""
+def load(name: str, data_dir: str | None = None, *, classes: Sequence[int] | None = None,
+         train_per_class: int | None = None) -> ImageData:
+  """``digits``, ``synthetic``, or the name of a TFDS image dataset.
+
+  ``classes``: keep only these labels, relabelled 0..k-1 in the given order (e.g. source
+  and target classes of a transfer experiment); ``train_per_class``: keep only the first
+  that many train images of each class (few-shot). The channel statistics are those of
+  the train split that remains.
+  """
   if name == "digits":
-    return digits()
-  if name == "synthetic":
-    return synthetic()
-  return tfds_data(name, data_dir)
+    data = digits()
+  elif name == "synthetic":
+    data = synthetic()
+  else:
+    data = tfds_data(name, data_dir)
+  if classes is None and train_per_class is None:
+    return data
+  classes = list(range(data.num_classes)) if classes is None else list(classes)
+  if max(classes) >= data.num_classes:
+    raise ValueError(f"data.classes must lie in [0, {data.num_classes}) for {name!r}, got "
+                     f"{classes}.")
+  train = _select(data.train, classes, train_per_class)
+  return ImageData(train, _select(data.test, classes, None), len(classes),
+                   *_channel_stats(train))
 
 
 def _augment(record: dict, rng: np.random.Generator) -> dict:

@@ -4,10 +4,10 @@
     records = ncjax.train.train(task, workdir)
 
 A task provides ``config``, ``num_classes``, ``model`` (returning ``(logits, features)``),
-``example_inputs`` (1, ...) for initialisation, ``loss(logits, batch)``,
-``train_stream(data_state)`` (the seeds' training batches, resumable),
-``evaluate(states)`` (the logged metrics, keys as in ``ncjax.train.evaluate``) and
-``examples(split, limit)`` (inputs and labels, for ``ncjax analyze --metrics``).
+``example_inputs`` (1, ...) for initialisation, ``train_stream(data_state)`` (the seeds'
+training batches, resumable), ``evaluate(states)`` (the logged metrics, keys as in ``ncjax.train.evaluate``) and
+``examples(split, limit)`` (inputs and labels, for ``ncjax analyze --metrics``). The loss
+is the same for every task (``config.loss``, see ``ncjax.train.state.make_loss``).
 """
 
 from __future__ import annotations

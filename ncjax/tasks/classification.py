@@ -13,7 +13,6 @@ import jax.numpy as jnp
 import ml_collections
 import numpy as np
 
-from ncjax import losses
 from ncjax.data import Batch, images
 from ncjax.models import make_model
 from ncjax.train.evaluate import make_evaluator
@@ -40,7 +39,9 @@ class Classification:
 
   def __init__(self, config: ml_collections.ConfigDict):
     self.config = config
-    self.data = images.load(config.data.name, config.data.data_dir)
+    self.data = images.load(config.data.name, config.data.data_dir,
+                            classes=config.data.classes,
+                            train_per_class=config.data.train_per_class)
     self.num_classes = self.data.num_classes
     self.model = make_model(config.model.name, self.num_classes, **config.model.kwargs.to_dict())
     self.example_inputs = jnp.zeros((1, *self.data.shape), jnp.float32)
@@ -51,10 +52,6 @@ class Classification:
     # The fixed train subset of the sample-level metrics: read once, kept on device.
     self._sample = jax.device_put(next(images.eval_batches(
         self.data, "train", config.sample_size, limit=config.sample_size)))
-
-  def loss(self, logits: jax.Array, batch: Batch) -> jax.Array:
-    return losses.cross_entropy(logits, batch.labels, mask=batch.mask,
-                                label_smoothing=self.config.loss.label_smoothing)
 
   def train_stream(self, data_state: list | None) -> _Stream:
     return _Stream(self._datasets, data_state)

@@ -14,7 +14,6 @@ import jax.numpy as jnp
 import ml_collections
 import numpy as np
 
-from ncjax import losses
 from ncjax.data import Batch, Split, modular_arithmetic
 from ncjax.models import make_model
 from ncjax.train.evaluate import make_evaluator
@@ -70,10 +69,6 @@ class Grokking:
     train, test = seed_splits(config)
     self.train, self.test = jax.device_put((_batch(train), _batch(test)))
     self._evaluate = make_evaluator(p, data_axis=0)
-
-  def loss(self, logits: jax.Array, batch: Batch) -> jax.Array:
-    return losses.cross_entropy(logits, batch.labels,
-                                label_smoothing=self.config.loss.label_smoothing)
 
   def train_stream(self, data_state: dict | None) -> _Stream:
     seeds = jnp.arange(self.config.num_seeds) + self.config.seed

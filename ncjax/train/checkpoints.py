@@ -115,3 +115,22 @@ def restore(mngr: ocp.CheckpointManager, step: int, like) -> tuple[object, dict]
     raise CorruptCheckpoint(f"checkpoint {step} is corrupt: its data do not match the "
                             "checksum saved with it.")
   return state, meta
+
+
+def restore_weights(workdir: str) -> dict:
+  """``{"params", "batch_stats"}`` of the newest readable checkpoint of the run in
+  ``workdir``, as saved (leading seed axis), without needing its model: the start of a
+  fine-tune or a linear probe (``config.init_from``).
+
+  Raises:
+    FileNotFoundError: no readable checkpoint there.
+  """
+  mngr = reader(workdir)
+  for step in sorted(mngr.all_steps(), reverse=True):
+    try:
+      state = mngr.restore(step, args=ocp.args.Composite(state=ocp.args.StandardRestore()))
+    except Exception:  # noqa: BLE001 - an unreadable checkpoint: try an older one
+      continue
+    return {"params": state["state"]["params"],
+            "batch_stats": state["state"].get("batch_stats") or {}}
+  raise FileNotFoundError(f"no readable checkpoint under {workdir}/checkpoints")

@@ -37,6 +37,8 @@ def base_config() -> ml_collections.ConfigDict:
   c.data.data_dir = placeholder(str)  # classification: TFDS data_dir (None: TFDS default)
   c.data.augment = False  # classification: random crop (4-pixel padding) and flip
   c.data.eval_batch_size = 512  # classification: batch of the whole-split metrics pass
+  c.data.classes = placeholder(tuple)  # classification: keep these labels (relabelled 0..k-1)
+  c.data.train_per_class = placeholder(int)  # classification: first N train images per class
 
   # --- model ---
   c.model = ml_collections.ConfigDict()
@@ -56,7 +58,15 @@ def base_config() -> ml_collections.ConfigDict:
 
   # --- loss ---
   c.loss = ml_collections.ConfigDict()
-  c.loss.label_smoothing = 0.0
+  c.loss.label_smoothing = 0.0  # cross-entropy target (1 - s) one_hot + s / C
+  c.loss.temperature = 1.0  # cross-entropy of logits / temperature
+  c.loss.cma_lam = 0.0  # (1 - lam) CE + lam CMA loss (head rows as class embeddings)
+  c.loss.info_lam = 0.0  # information regulariser: -info_lam * I(G(f); G(w_y)) ...
+  c.loss.info_lam2 = 0.0  # ... + info_lam2 * |H(G(f)) - H(G(w_y))|
+
+  # --- initialisation ---
+  c.init_from = placeholder(str)  # run directory: start from its newest checkpoint (head new)
+  c.freeze = "none"  # none | backbone (train only the head: a linear probe)
 
   # --- metrics, logging and checkpoints: the same meaning in every task ---
   c.metrics_every = 100  # steps between metrics passes (train and test splits)
@@ -94,12 +104,23 @@ def validate(config: ml_collections.ConfigDict) -> None:
   need(config.optim.schedule in ("constant", "cosine"), "optim.schedule", "constant or cosine")
   need(0 <= config.optim.warmup_steps < config.steps, "optim.warmup_steps", "in [0, steps)")
   need(0 <= config.loss.label_smoothing < 1, "loss.label_smoothing", "in [0, 1)")
+  need(config.loss.temperature > 0, "loss.temperature", "> 0")
+  need(0 <= config.loss.cma_lam <= 1, "loss.cma_lam", "in [0, 1]")
+  need(config.loss.info_lam >= 0, "loss.info_lam", ">= 0")
+  need(config.loss.info_lam2 >= 0, "loss.info_lam2", ">= 0")
+  need(config.freeze in ("none", "backbone"), "freeze", "none or backbone")
   if config.task == "grokking":
     need(config.data.modulus >= 2, "data.modulus", ">= 2")
     need(0 < config.data.train_fraction < 1, "data.train_fraction", "in (0, 1)")
   else:
     need(config.batch_size is not None, "batch_size", "set for classification")
     need(config.data.eval_batch_size >= 1, "data.eval_batch_size", ">= 1")
+    classes = config.data.classes
+    need(classes is None or (len(classes) >= 2 and len(set(classes)) == len(classes)
+                             and all(isinstance(c, int) and c >= 0 for c in classes)),
+         "data.classes", "None or >= 2 distinct labels")
+    need(config.data.train_per_class is None or config.data.train_per_class >= 1,
+         "data.train_per_class", "None or >= 1")
 
 
 def cifar_wrn_config(dataset: str, width: int) -> ml_collections.ConfigDict:

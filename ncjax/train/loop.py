@@ -18,7 +18,7 @@ import tqdm
 
 from ncjax.train import checkpoints, rundir
 from ncjax.train.config import validate
-from ncjax.train.state import create_states, make_train_step
+from ncjax.train.state import create_states, make_loss, make_train_step, transplant
 
 
 class NonFiniteLoss(RuntimeError):
@@ -110,8 +110,10 @@ def train(task, workdir: str, *, overwrite: bool = False,
   """
   config = task.config
   validate(config)
-  schedule = rundir.prepare(config, workdir, overwrite, tuple(allow_changes))
   state = create_states(config, task.model, task.example_inputs)
+  if config.init_from:  # checked before the run directory is touched
+    state = transplant(state, checkpoints.restore_weights(config.init_from))
+  schedule = rundir.prepare(config, workdir, overwrite, tuple(allow_changes))
   mngr = checkpoints.manager(workdir, schedule, config.checkpoint_every,
                              config.keep_checkpoints)
   start, state, data_state = _resume(mngr, state, workdir)
@@ -120,7 +122,7 @@ def train(task, workdir: str, *, overwrite: bool = False,
   rundir.write_atomic(log_path, "".join(json.dumps(r) + "\n" for r in records))
 
   stream = task.train_stream(data_state)
-  step_fn = make_train_step(task.loss)
+  step_fn = make_train_step(make_loss(config), train_mode=config.freeze != "backbone")
   saved_steps = set(mngr.all_steps())
   pending, pending_from = [], start
   bar = tqdm.tqdm(total=config.steps, initial=start, desc="train", dynamic_ncols=True,

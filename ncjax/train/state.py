@@ -12,7 +12,9 @@ import ml_collections
 import optax
 from flax.training import train_state
 
+from ncjax import losses
 from ncjax.data import Batch
+from ncjax.models import head_weights
 
 
 class TrainState(train_state.TrainState):
@@ -47,7 +49,12 @@ def make_optimizer(config: ml_collections.ConfigDict) -> optax.GradientTransform
   # L2: wd * w added to the gradient, so it goes through momentum (and Adam's scaling).
   chain = [direction, decay] if o.decoupled_weight_decay else [decay, direction]
   clip = [] if o.grad_clip is None else [optax.clip_by_global_norm(o.grad_clip)]
-  return optax.chain(*clip, *chain, optax.scale_by_learning_rate(lr))
+  tx = optax.chain(*clip, *chain, optax.scale_by_learning_rate(lr))
+  if config.freeze == "backbone":  # a linear probe: only the head moves
+    tx = optax.multi_transform({"head": tx, "frozen": optax.set_to_zero()},
+                               lambda params: {k: "head" if k == "head" else "frozen"
+                                               for k in params})
+  return tx
 
 
 def create_states(config: ml_collections.ConfigDict, model: nn.Module,
@@ -65,23 +72,64 @@ def create_states(config: ml_collections.ConfigDict, model: nn.Module,
   return jax.vmap(create)(keys)
 
 
-def make_train_step(loss_fn: Callable[[jax.Array, Batch], jax.Array]):
+def transplant(states: TrainState, source: dict) -> TrainState:
+  """``states`` with every parameter and BatchNorm statistic but the head's taken from
+  ``source`` (:func:`ncjax.train.checkpoints.restore_weights` of another run with the
+  same backbone); the head keeps its fresh initialisation (a new class set). A source
+  with one seed starts every seed; otherwise the seed counts must match.
+
+  Raises:
+    ValueError: the backbones differ (structure or shapes), or the seed counts.
+  """
+  seeds = states.step.shape[0]
+
+  def take(new, old):
+    old = jnp.asarray(old, new.dtype)
+    if old.shape[0] == 1 and seeds > 1:
+      old = jnp.broadcast_to(old, (seeds, *old.shape[1:]))
+    if old.shape != new.shape:
+      raise ValueError(f"init_from: a parameter has shape {old.shape[1:]} for "
+                       f"{old.shape[0]} seed(s) there, {new.shape[1:]} for {seeds} here.")
+    return old
+
+  try:
+    params = {k: v if k == "head" else jax.tree.map(take, v, source["params"][k])
+              for k, v in states.params.items()}
+    batch_stats = jax.tree.map(take, states.batch_stats, source["batch_stats"])
+  except (KeyError, TypeError) as e:
+    raise ValueError(f"init_from: the run there has a different model ({e}).") from e
+  return states.replace(params=params, batch_stats=batch_stats)
+
+
+LossFn = Callable[[jax.Array, jax.Array, jax.Array, Batch], jax.Array]
+
+
+def make_loss(config: ml_collections.ConfigDict) -> LossFn:
+  """``loss(logits, features, head, batch) -> scalar`` from ``config.loss`` (see
+  :func:`ncjax.losses.supervised_loss`)."""
+  options = config.loss.to_dict()
+  return lambda logits, features, head, batch: losses.supervised_loss(
+      logits, features, head, batch.labels, mask=batch.mask, **options)
+
+
+def make_train_step(loss_fn: LossFn, *, train_mode: bool = True):
   """A jitted ``step(states, batches) -> (states, loss (S,))`` vmapped over seeds.
 
-  ``loss_fn(logits, batch) -> scalar`` is the task's loss. States and batches carry a
-  leading seed axis; the model runs in train mode (BatchNorm batch statistics, updated in
-  the state). ``states`` is donated.
+  ``loss_fn(logits, features, head, batch) -> scalar`` (``head``: the (C, d) head rows).
+  States and batches carry a leading seed axis. ``train_mode``: the model runs in train
+  mode (BatchNorm batch statistics, updated in the state); False (a frozen backbone)
+  keeps the running averages. ``states`` is donated.
   """
 
   def step(state: TrainState, batch: Batch):
     def objective(params):
       v = variables(state.replace(params=params))
-      if state.batch_stats:
-        (logits, _), updates = state.apply_fn(v, batch.inputs, train=True,
-                                              mutable=["batch_stats"])
+      if state.batch_stats and train_mode:
+        (logits, features), updates = state.apply_fn(v, batch.inputs, train=True,
+                                                     mutable=["batch_stats"])
       else:
-        (logits, _), updates = state.apply_fn(v, batch.inputs, train=True), {}
-      return loss_fn(logits, batch), updates
+        (logits, features), updates = state.apply_fn(v, batch.inputs, train=train_mode), {}
+      return loss_fn(logits, features, head_weights(params)[0], batch), updates
 
     (loss, updates), grads = jax.value_and_grad(objective, has_aux=True)(state.params)
     state = state.apply_gradients(grads=grads)
