@@ -1,4 +1,5 @@
-"""``ncjax train --config FILE --workdir DIR [--config.KEY=VALUE ...] [--overwrite]`` and
+"""``ncjax train --config FILE --workdir DIR [--config.KEY=VALUE ...] [--overwrite]``,
+``ncjax study --config FILE --workdir DIR [--config.KEY=VALUE ...]`` and
 ``ncjax analyze DIR [--metrics NAME,...] [--split train|test] [--chunk_size K]``.
 
 The process-wide settings live here, not in the library: the XLA:CPU scheduler flag
@@ -33,6 +34,7 @@ _CHUNK = flags.DEFINE_integer("chunk_size", 16, "analyze: snapshots restored and
 
 USAGE = ("usage: ncjax train --config FILE --workdir DIR [--config.KEY=VALUE ...] "
          "[--overwrite] [--allow_change=KEY,...]\n"
+         "       ncjax study --config FILE --workdir DIR [--config.KEY=VALUE ...]\n"
          "       ncjax analyze DIR [--metrics NAME,...] [--split train|test] [--chunk_size K]")
 
 
@@ -43,10 +45,18 @@ def _fail(message: str, status: int = 2):
 
 def _process_settings() -> None:
   """XLA:CPU: a jitted vmap of the metrics intermittently never returns with the
-  concurrency-optimized scheduler (jaxlib 0.10.2); GPU/TPU ignore the flag. Plots: Agg."""
+  concurrency-optimized scheduler (jaxlib 0.10.2); GPU/TPU ignore the flag. JAX's
+  persistent compilation cache (unless JAX_COMPILATION_CACHE_DIR is set). Plots: Agg."""
   xla = os.environ.get("XLA_FLAGS", "")
   if FLAG not in xla:
     os.environ["XLA_FLAGS"] = f"{xla} --{FLAG}=false".strip()
+  # Compiled programs are kept across processes (runs of a study, resumed runs, analyze):
+  # most of a short run's time is XLA compiling the same train step and metrics pass.
+  import jax
+  if not jax.config.jax_compilation_cache_dir:
+    jax.config.update("jax_compilation_cache_dir",
+                      os.path.join(os.path.expanduser("~"), ".cache", "ncjax", "xla"))
+    jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.1)
   import matplotlib
   matplotlib.use("Agg")
 
@@ -62,6 +72,8 @@ def _train() -> None:
   from ncjax.train.config import validate
 
   config, workdir = _CONFIG.value, _WORKDIR.value
+  if "runs" in config:
+    _fail("this config describes a study of several runs: use `ncjax study`.")
   try:
     validate(config)  # before any data are loaded
     task = make_task(config)  # e.g. FileNotFoundError: a TFDS dataset not prepared
@@ -82,6 +94,24 @@ def _train() -> None:
         f"wrote {workdir}/metrics.jsonl, curves.png, checkpoints/")
 
 
+def _study() -> None:
+  if _CONFIG.value is None or _WORKDIR.value is None:
+    _fail(USAGE)
+  from ncjax import studies
+  from ncjax.train import NonFiniteLoss, rundir
+
+  try:
+    studies.validate_study(_CONFIG.value)  # every run's config, before anything runs
+    studies.run_study(_CONFIG.value, _WORKDIR.value)
+  except (rundir.RunDirError, FileNotFoundError, ValueError, ImportError) as e:
+    _fail(str(e))
+  except NonFiniteLoss as e:
+    _fail(str(e), 1)
+  except KeyboardInterrupt as e:
+    _fail(f"{e or 'interrupted'}", 130)
+  print(f"wrote {_WORKDIR.value}/summary.json")
+
+
 def _analyze(workdir: str) -> None:
   from ncjax.analysis.analyze import analyze
 
@@ -97,6 +127,8 @@ def _main(argv: list[str]) -> None:
   logging.set_verbosity(logging.WARNING)  # Orbax logs every save at INFO
   if argv[1:2] == ["train"] and len(argv) == 2:
     _train()
+  elif argv[1:2] == ["study"] and len(argv) == 2:
+    _study()
   elif argv[1:2] == ["analyze"] and len(argv) == 3:
     _analyze(argv[2])
   else:

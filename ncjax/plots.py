@@ -77,3 +77,24 @@ def grid(records: list[dict], path: str, title: str = "", columns: int = 4) -> N
   fig.tight_layout()
   fig.savefig(path, dpi=100)
   plt.close(fig)
+
+
+def transfer(rows: list[dict], rho: dict, path: str, title: str = "") -> None:
+  """Probe test accuracy against the source features' VCI and NC1 (one point per source
+  model, labelled), with the Spearman correlations in the titles."""
+  fig, axes = plt.subplots(1, 2, figsize=(10, 4), sharey=True)
+  probe = [100 * r["probe_test_accuracy"] for r in rows]
+  for ax, key, label in zip(axes, ("vci", "nc1"), ("VCI", "NC1")):
+    x = [r[key] for r in rows]
+    ax.scatter(x, probe)
+    for xi, yi, r in zip(x, probe, rows):
+      ax.annotate(r["source"], (xi, yi), fontsize=7, xytext=(3, 3), textcoords="offset points")
+    ax.set_xscale("log")
+    ax.set_xlabel(f"{label} of the source features (source train split)")
+    ax.set_title(f"Spearman rho = {rho[key]:+.2f}", fontsize=10)
+    ax.grid(alpha=0.3)
+  axes[0].set_ylabel("linear-probe test accuracy on target classes (%)")
+  fig.suptitle(title)
+  fig.tight_layout()
+  fig.savefig(path, dpi=120)
+  plt.close(fig)

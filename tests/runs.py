@@ -1,5 +1,5 @@
 """Helpers for tests that run training: the CLI command, a run's log, its final state,
-and a byte-for-byte picture of a run directory."""
+a byte-for-byte picture of a run directory, and tiny study configs."""
 
 import hashlib
 import json
@@ -54,3 +54,40 @@ def experiment_config(name: str):
   module = importlib.util.module_from_spec(spec)
   spec.loader.exec_module(module)
   return module.get_config()
+
+
+def study_run(classes=(0, 1), **overrides):
+  """A tiny classification run on synthetic data (dotted keys override)."""
+  from ncjax.train.config import base_config
+
+  c = base_config()
+  c.task = "classification"
+  c.data.name = "synthetic"
+  c.data.classes = classes
+  c.data.eval_batch_size = 128
+  c.model.name = "cnn"
+  c.model.kwargs = {"channels": (4,), "features": 8}
+  c.optim.name = "sgd"
+  c.update(dict(batch_size=32, lr=0.05, steps=20, metrics_every=20, checkpoint_every=20,
+                snapshots=1, sample_size=64))
+  for key, value in overrides.items():
+    node, _, leaf = key.rpartition(".")
+    (c[node] if node else c)[leaf] = value
+  return c
+
+
+def study_probe(source):
+  """A linear probe on other classes, started from the study's run ``source``."""
+  return study_run((2, 3), **{"init_from": f"@{source}", "freeze": "backbone",
+                         "data.train_per_class": 8, "batch_size": 16})
+
+
+def transfer_study(**runs):
+  """A transfer study pairing run ``x`` with ``probe_x``."""
+  import ml_collections
+
+  c = ml_collections.ConfigDict()
+  c.name, c.summary = "tiny", "transfer"
+  c.pairs = tuple((n, f"probe_{n}") for n in runs if not n.startswith("probe"))
+  c.runs = ml_collections.ConfigDict(runs)
+  return c

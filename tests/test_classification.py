@@ -128,9 +128,12 @@ def test_digits_sigkill_then_resume_is_exact(digits_run, tmp_path):
 @pytest.mark.slow
 def test_analyze_of_a_classification_run_equals_the_log(digits_run):
   # Batched and unbatched matmuls round differently; float32 amplifies that in RankMe
-  # of offset (post-ReLU) features (uncentred second moment, ~1e-3) and in the
-  # sample-level MIR/HDR (differences of entropies, ~1e-4).
-  rtol = {"collapse/effective_rank": 3e-3, "test_collapse/effective_rank": 3e-3,
+  # of offset (post-ReLU) features and in the sample-level MIR/HDR (differences of
+  # entropies, ~1e-4). RankMe takes singular values as square roots of the eigenvalues of
+  # the uncentred second moment: an eigenvalue's absolute error eps * lambda_max becomes
+  # a relative error eps * (sigma_max / sigma)^2 / 2 of a small singular value; 3.8e-3 was
+  # seen on a loaded machine, so 1e-2.
+  rtol = {"collapse/effective_rank": 1e-2, "test_collapse/effective_rank": 1e-2,
           "sample/mir": 1e-3, "sample/hdr": 1e-3}
   logged = {r["step"]: r for r in read_log(digits_run)}
   records = analyze(str(digits_run), chunk_size=2)

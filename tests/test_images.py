@@ -86,3 +86,19 @@ def test_unprepared_tfds_dataset_names_it_and_how_to_prepare(tmp_path):
   pytest.importorskip("tensorflow_datasets")
   with pytest.raises(FileNotFoundError, match=r"'cifar10' is not prepared in .*tfds build"):
     images.load("cifar10", data_dir=str(tmp_path))
+
+
+def test_class_subset_is_relabelled_in_the_given_order_and_few_shot(digits):
+  data = images.load("digits", classes=(7, 2), train_per_class=3)
+  assert data.num_classes == 2 and len(data.train) == 6
+  train = [(data.train[i]["label"], data.train[i]["image"]) for i in range(6)]
+  assert sorted(label for label, _ in train) == [0, 0, 0, 1, 1, 1]
+  # Relabelled images are the originals: 7 -> 0, 2 -> 1, the first three of each.
+  originals = {c: [digits.train[i]["image"] for i in range(len(digits.train))
+                   if digits.train[i]["label"] == c][:3] for c in (7, 2)}
+  for label, image in train:
+    assert any(np.array_equal(image, o) for o in originals[(7, 2)[label]])
+  test_labels = [digits.test[i]["label"] for i in range(len(digits.test))]
+  assert len(data.test) == sum(label in (7, 2) for label in test_labels)
+  with pytest.raises(ValueError, match="data.classes"):
+    images.load("digits", classes=(3, 10))

@@ -1,9 +1,10 @@
-"""The optimiser built from the config: AdamW equals optax.adamw; decoupled vs L2 decay;
-schedules."""
+"""The optimiser built from the config (AdamW equals optax.adamw; decoupled vs L2 decay;
+schedules; a frozen backbone) and the start from another run's backbone."""
 
 import jax.numpy as jnp
 import numpy as np
 import optax
+import pytest
 
 from ncjax.train.config import base_config
 from ncjax.train.state import make_optimizer
@@ -52,3 +53,54 @@ def test_cosine_schedule_with_warmup():
   lrs = [-float(u["w"]) for u in _updates(make_optimizer(c), params, grads, steps=100)]
   np.testing.assert_allclose(lrs[:3], [0.0, 0.1, 0.2], atol=1e-6)  # linear warm-up
   assert max(lrs) <= 1.0 + 1e-6 and lrs[-1] < 1e-3  # decays to ~0 at `steps`
+
+
+def _tiny_classification(**overrides):
+  c = base_config()
+  c.task = "classification"
+  c.data.name = "synthetic"
+  c.model.name = "cnn"
+  c.model.kwargs = {"channels": (4,), "features": 8}
+  c.optim.name = "sgd"
+  c.update(dict(batch_size=16, lr=0.1, steps=5, num_seeds=2) | overrides)
+  return c
+
+
+def test_transplant_takes_the_backbone_keeps_a_new_head_and_checks_shapes():
+  from ncjax.models import make_model
+  from ncjax.train.state import create_states, transplant
+
+  x = jnp.zeros((1, 8, 8, 3))
+  cnn = lambda classes, features=8: make_model("cnn", classes, channels=(4,), features=features)
+  source = create_states(_tiny_classification(num_seeds=1, seed=7), cnn(4), x)
+  fresh = create_states(_tiny_classification(), cnn(3), x)
+  got = transplant(fresh, {"params": source.params, "batch_stats": source.batch_stats})
+  for seed in range(2):  # one source seed starts every seed
+    np.testing.assert_array_equal(got.params["Dense_0"]["kernel"][seed],
+                                  source.params["Dense_0"]["kernel"][0])
+  np.testing.assert_array_equal(got.params["head"]["kernel"], fresh.params["head"]["kernel"])
+  wider = create_states(_tiny_classification(), cnn(3, features=9), x)
+  with pytest.raises(ValueError, match="init_from"):
+    transplant(wider, {"params": source.params, "batch_stats": source.batch_stats})
+
+
+def test_frozen_backbone_moves_only_the_head_and_keeps_batchnorm_statistics():
+  import jax
+
+  from ncjax.tasks import make_task
+  from ncjax.train.state import create_states, make_loss, make_train_step
+
+  config = _tiny_classification(freeze="backbone", weight_decay=1e-2)
+  task = make_task(config)
+  before = create_states(config, task.model, task.example_inputs)
+  before = jax.tree.map(np.asarray, before)  # host copies: the step donates its input
+  state = jax.tree.map(jnp.asarray, before)
+  step = make_train_step(make_loss(config), train_mode=False)
+  stream = task.train_stream(None)
+  for _ in range(3):
+    state, _ = step(state, next(stream))
+  for name in before.params:
+    same = jax.tree.map(np.array_equal, before.params[name], jax.device_get(state.params[name]))
+    assert all(jax.tree.leaves(same)) == (name != "head"), name
+  same = jax.tree.map(np.array_equal, before.batch_stats, jax.device_get(state.batch_stats))
+  assert all(jax.tree.leaves(same))

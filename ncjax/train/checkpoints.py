@@ -53,7 +53,8 @@ def reader(workdir: str) -> ocp.CheckpointManager:
   if not os.path.isdir(directory(workdir)):
     raise FileNotFoundError(f"no checkpoints under {workdir}/checkpoints")
   return ocp.CheckpointManager(directory(workdir),
-                               options=ocp.CheckpointManagerOptions(read_only=True))
+                               options=ocp.CheckpointManagerOptions(
+                                   read_only=True, save_interval_steps=0, create=False))
 
 
 def quarantine(workdir: str, step: int) -> str:

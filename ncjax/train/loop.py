@@ -119,6 +119,10 @@ def train(task, workdir: str, *, overwrite: bool = False,
   start, state, data_state = _resume(mngr, state, workdir)
   log_path = os.path.join(workdir, "metrics.jsonl")
   records = _repaired_log(log_path, mngr, start)
+  finished = [r for r in rundir.read_log(log_path) if r["step"] == start == config.steps]
+  if finished:  # nothing to train or log: e.g. a study run again
+    mngr.close()
+    return records + finished[:1]
   rundir.write_atomic(log_path, "".join(json.dumps(r) + "\n" for r in records))
 
   stream = task.train_stream(data_state)
