@@ -73,6 +73,14 @@ def _present_pairs(present: jax.Array, upper: bool) -> jax.Array:
   return pairs & (jnp.triu(jnp.ones((c, c), bool), 1) if upper else ~jnp.eye(c, dtype=bool))
 
 
+def _require_distinct_means(s: ClassStats, metric: str) -> None:
+  """Eagerly raises when every present class mean equals the global mean (e.g. constant
+  features), where ``metric`` is 0/0; under jit it is NaN then."""
+  m = s.scaled_centred_means
+  if check.is_concrete(m) and not np.any(np.asarray(m)[np.asarray(s.present)]):
+    raise ValueError(f"{metric} is 0/0: all class means are equal.")
+
+
 def cdnv(x, labels=None, *, num_classes: int | None = None, mask=None) -> jax.Array:
   """Class-distance normalised variance: mean over pairs c < c' of
   (v_c + v_c') / (2 ||mu_c - mu_c'||^2), v_c the mean squared distance to mu_c.
@@ -80,9 +88,11 @@ def cdnv(x, labels=None, *, num_classes: int | None = None, mask=None) -> jax.Ar
   Args:
     x: ClassStats, or (n, d) features with (n,) labels and num_classes.
   Returns:
-    Scalar >= 0.
+    Scalar >= 0 (inf when two present classes share a mean). Raises eagerly when all
+    class means are equal (0/0).
   """
   s = _stats(x, labels, num_classes, mask)
+  _require_distinct_means(s, "CDNV")
   m = s.scaled_centred_means  # distances from centred means: no cancellation of an offset
   g = matmul(m, m.T)
   sq = jnp.diag(g)[:, None] + jnp.diag(g)[None, :] - 2 * g
@@ -169,9 +179,11 @@ def nc3(x, head: jax.Array, labels=None, *, num_classes: int | None = None, mask
     x: ClassStats, or (n, d) features with (n,) labels and num_classes.
     head: (C, d) classifier weights.
   Returns:
-    Scalar in [0, 4]; 0 when W is a positive multiple of M.
+    Scalar in [0, 4]; 0 when W is a positive multiple of M. Raises eagerly when all
+    class means are equal (M = 0).
   """
   s = _stats(x, labels, num_classes, mask)
+  _require_distinct_means(s, "NC3")
   w = jnp.where(s.present[:, None], check.head(head, s.num_classes, s.dim), 0.0)
   unit = lambda a: a / kernels.frobenius_norm(a)
   return jnp.sum((unit(w) - unit(s.scaled_centred_means)) ** 2)

@@ -7,6 +7,7 @@ backend is the caller's choice (the CLI selects Agg).
 from __future__ import annotations
 
 import matplotlib.pyplot as plt
+import matplotlib.ticker
 import numpy as np
 
 
@@ -90,6 +91,7 @@ def transfer(rows: list[dict], rho: dict, path: str, title: str = "") -> None:
     for xi, yi, r in zip(x, probe, rows):
       ax.annotate(r["source"], (xi, yi), fontsize=7, xytext=(3, 3), textcoords="offset points")
     ax.set_xscale("log")
+    ax.xaxis.set_minor_formatter(matplotlib.ticker.NullFormatter())  # no crowded labels
     ax.set_xlabel(f"{label} of the source features (source train split)")
     ax.set_title(f"Spearman rho = {rho[key]:+.2f}", fontsize=10)
     ax.grid(alpha=0.3)

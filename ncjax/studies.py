@@ -54,6 +54,9 @@ def run_order(runs: ml_collections.ConfigDict) -> list[str]:
 
 def validate_study(study: ml_collections.ConfigDict) -> list[str]:
   """Checks every run's config and the summary's references; returns the run order."""
+  if "runs" not in study or "summary" not in study:
+    raise ValueError("not a study config (it needs runs and summary): for one run use "
+                     "`ncjax train`.")
   order = run_order(study.runs)
   for name in order:
     try:

@@ -9,7 +9,7 @@ import sys
 
 import pytest
 
-from tests.runs import ncjax_cmd, read_log, tree_digest
+from tests.runs import ROOT, ncjax_cmd, read_log, tree_digest
 
 SHORT = ["--config.steps=20", "--config.metrics_every=10", "--config.checkpoint_every=10",
          "--config.snapshots=2"]
@@ -44,6 +44,8 @@ def train_args(workdir, *extra, config=None):
     ("other_lr", ["--config.lr=0.01"], "different config: lr"),
     ("other_fraction", ["--config.data.train_fraction=0.4"], "data.train_fraction"),
     ("other_model_size", ["--config.model.kwargs.hidden_dim=64"], "model.kwargs.hidden_dim"),
+    ("missing_init_from", ["--config.init_from=/nonexistent"], "no checkpoints under"),
+    ("bad_loss_weight", ["--config.loss.cma_lam=2"], "config.loss.cma_lam must be"),
 ])
 def test_misuse_is_one_line_and_leaves_the_run_untouched(existing, name, extra, message):
   before = tree_digest(existing)
@@ -87,3 +89,13 @@ def test_usage_errors(tmp_path):
   result = run("analyze", str(tmp_path))
   assert result.returncode == 2
   assert "not an ncjax run directory" in result.stderr
+
+
+def test_study_and_train_refuse_each_others_configs(tmp_path):
+  study = run("study", "--config", os.path.join(ROOT, "experiments", "grokking.py"),
+              "--workdir", str(tmp_path / "s"))
+  assert study.returncode == 2 and "not a study config" in study.stderr, study.stderr[-2000:]
+  train = run("train", "--config", os.path.join(ROOT, "experiments", "vci_transfer.py"),
+              "--workdir", str(tmp_path / "t"))
+  assert train.returncode == 2 and "use `ncjax study`" in train.stderr, train.stderr[-2000:]
+  assert not os.path.exists(tmp_path / "s") and not os.path.exists(tmp_path / "t")

@@ -390,9 +390,14 @@ class StatsInputTest(parameterized.TestCase):
       ncjax.collapse_metrics(self.h, self.y, num_classes=5, head=np.float32(self.head),
                              bias=np.ones((40, 5), np.float32))
 
-  def test_vci_of_constant_features_raises_eagerly(self):
-    with self.assertRaisesRegex(ValueError, "all class means are equal"):
-      ncjax.vci(np.ones((10, 3), np.float32), np.arange(10) % 2, num_classes=2)
+  def test_constant_features_raise_eagerly_where_the_metric_is_0_over_0(self):
+    h, y = np.ones((10, 3), np.float32), np.arange(10) % 2
+    for name, fn in (("VCI", ncjax.vci), ("CDNV", ncjax.cdnv),
+                     ("NC3", lambda *a, **k: ncjax.nc3(a[0], np.eye(2, 3, dtype=np.float32),
+                                                        a[1], **k))):
+      with self.assertRaisesRegex(ValueError, f"{name} is 0/0: all class means are equal"):
+        fn(h, y, num_classes=2)
+    self.assertEqual(float(ncjax.nc1(h, y, num_classes=2)), 0.0)  # Sigma_W = 0: NC1 is 0
 
   def test_vci_near_collapse_is_in_unit_interval(self):
     h, y = offset_data(0.0, 1e-6)

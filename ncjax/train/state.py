@@ -117,12 +117,15 @@ def make_train_step(loss_fn: LossFn, *, train_mode: bool = True):
 
   ``loss_fn(logits, features, head, batch) -> scalar`` (``head``: the (C, d) head rows).
   States and batches carry a leading seed axis. ``train_mode``: the model runs in train
-  mode (BatchNorm batch statistics, updated in the state); False (a frozen backbone)
-  keeps the running averages. ``states`` is donated.
+  mode (BatchNorm batch statistics, updated in the state); False (a frozen backbone, a
+  linear probe) keeps the running averages and differentiates the head only. ``states``
+  is donated.
   """
 
   def step(state: TrainState, batch: Batch):
     def objective(params):
+      if not train_mode:  # a frozen backbone: no backward pass through it
+        params = {k: v if k == "head" else jax.lax.stop_gradient(v) for k, v in params.items()}
       v = variables(state.replace(params=params))
       if state.batch_stats and train_mode:
         (logits, features), updates = state.apply_fn(v, batch.inputs, train=True,
