@@ -13,30 +13,17 @@ for ``ce`` and ``cma``), with ``data.classes`` picking the source and target cla
 RESULT (filled in below from a measured run).
 """
 
-from ncjax.train.config import base_config
+from ncjax.train.config import digits_cnn_config
 
 SOURCE, TARGET = (0, 1, 2, 3, 4), (5, 6, 7, 8, 9)
 
 
 def digits_cnn(classes, **overrides):
-  """The digits CNN recipe of experiments/digits.py on a subset of the classes."""
-  c = base_config()
-  c.task = "classification"
-  c.data.name = "digits"
-  c.data.classes = classes
-  c.model.name = "cnn"
-  c.model.kwargs = {"channels": (32, 64), "features": 128, "head_bias": True}
-  c.optim.name = "sgd"
-  c.optim.schedule = "cosine"
-  c.optim.decoupled_weight_decay = False
-  c.update(dict(lr=0.05, weight_decay=5e-3, batch_size=128, steps=1500, metrics_every=250,
-                checkpoint_every=500, snapshots=10, sample_size=256))
-  c.optim.warmup_steps = 50
-  c.loss.label_smoothing = 0.1
-  for key, value in overrides.items():
-    node, _, leaf = key.rpartition(".")
-    (c if not node else c[node])[leaf] = value
-  return c
+  """The digits recipe on a subset of the classes, 1,500 steps."""
+  return digits_cnn_config(**{
+      "data.classes": classes, "data.eval_batch_size": 512, "steps": 1500,
+      "metrics_every": 250, "snapshots": 10, "sample_size": 256, "optim.warmup_steps": 50,
+      **overrides})
 
 
 def finetune(**overrides):

@@ -12,25 +12,16 @@ RESULT (filled in below from a measured run).
 
 import ml_collections
 
-from ncjax.train.config import base_config
+from ncjax.train.config import digits_cnn_config
 
 
 def arm(**loss):
-  c = base_config()
-  c.task = "classification"
-  c.data.name = "digits"
-  c.data.train_per_class = 30
-  c.model.name = "cnn"
-  c.model.kwargs = {"channels": (32, 64), "features": 128, "head_bias": True}
-  c.optim.name = "sgd"
-  c.optim.schedule = "cosine"
-  c.optim.warmup_steps = 50
-  c.optim.decoupled_weight_decay = False
-  c.loss.label_smoothing = 0.1
-  c.loss.update(loss)
-  c.update(dict(num_seeds=5, lr=0.05, weight_decay=5e-3, batch_size=100, steps=1000,
-                metrics_every=250, checkpoint_every=500, snapshots=5, sample_size=300))
-  return c
+  """The digits recipe on 30 train images per class, 1,000 steps, five seeds."""
+  return digits_cnn_config(**{
+      "data.train_per_class": 30, "data.eval_batch_size": 512, "optim.warmup_steps": 50,
+      "num_seeds": 5, "batch_size": 100, "steps": 1000, "metrics_every": 250,
+      "snapshots": 5, "sample_size": 300, **{f"loss.{k}": v for k, v in loss.items()},
+      "name": "digits, 30 train images per class" + (", information regulariser" * bool(loss))})
 
 
 def get_config():

@@ -123,6 +123,38 @@ def validate(config: ml_collections.ConfigDict) -> None:
          "data.train_per_class", "None or >= 1")
 
 
+def override(config: ml_collections.ConfigDict, overrides: dict) -> ml_collections.ConfigDict:
+  """Sets ``{"KEY": value}`` in ``config`` (dotted keys such as ``"loss.cma_lam"``, as on
+  the command line); returns it."""
+  for key, value in overrides.items():
+    node, _, leaf = key.rpartition(".")
+    (functools.reduce(getattr, node.split("."), config) if node else config)[leaf] = value
+  return config
+
+
+def digits_cnn_config(**overrides) -> ml_collections.ConfigDict:
+  """The digits recipe (experiments/digits.py): a small CNN on scikit-learn's digits,
+  SGD with Nesterov momentum, lr 0.05 with cosine decay after 100 warm-up steps, L2
+  weight decay 5e-3, label smoothing 0.1, batch 128, 3,000 steps; ``overrides`` as in
+  :func:`override` (keyword names cannot hold dots: pass ``**{"loss.cma_lam": 0.3}``)."""
+  c = base_config()
+  c.name = "digits, CNN, SGD (terminal phase)"
+  c.task = "classification"
+  c.data.name = "digits"
+  c.data.eval_batch_size = 650  # the 1,297 train images in two batches
+  c.model.name = "cnn"
+  c.model.kwargs = ml_collections.ConfigDict(
+      {"channels": (32, 64), "features": 128, "head_bias": True})
+  c.optim.name = "sgd"
+  c.optim.schedule = "cosine"
+  c.optim.warmup_steps = 100
+  c.optim.decoupled_weight_decay = False  # L2, as in the collapse literature's SGD
+  c.loss.label_smoothing = 0.1
+  c.update(dict(lr=0.05, weight_decay=5e-3, batch_size=128, steps=3000, metrics_every=100,
+                checkpoint_every=500, snapshots=30, sample_size=500))
+  return override(c, overrides)
+
+
 def cifar_wrn_config(dataset: str, width: int) -> ml_collections.ConfigDict:
   """The first paper's supervised setting: a WRN-28-``width`` on a TFDS CIFAR dataset,
   SGD with Nesterov momentum, lr 0.03 with cosine decay, weight decay 5e-4 (L2), batch
