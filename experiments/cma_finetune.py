@@ -41,7 +41,7 @@ def get_config():
   c = ml_collections.ConfigDict()
   c.name = "CMA fine-tuning, digits 0-4 -> 5-9 (10 per class)"
   c.summary = "compare"
-  c.compare = ("ce", "cma")
+  c.compare = ml_collections.ConfigDict({"ce": ("ce",), "cma": ("cma",)})
   c.runs = ml_collections.ConfigDict({
       "pretrain": digits_cnn(SOURCE, name="pretrain on digits 0-4"),
       "ce": finetune(),

@@ -5,8 +5,8 @@
 A study config holds ``runs`` (name -> a complete ``ncjax train`` config), run in
 ``workdir/<name>`` by the one trainer (each resumable like any run), and ``summary``:
 
-- ``compare``: final test accuracy of the runs named in ``compare`` (mean +- std over
-  seeds), written to ``summary.json``;
+- ``compare``: final test accuracy of each arm of ``compare`` (arm -> run names; every
+  seed of those runs pooled: mean +- std), written to ``summary.json``;
 - ``transfer``: for each (source, probe) in ``pairs``, the source run's final VCI and NC1
   on its train split against the probe run's final test accuracy; ``transfer.jsonl``,
   Spearman correlations in ``summary.json`` and the figure ``transfer.png``.
@@ -63,7 +63,8 @@ def validate_study(study: ml_collections.ConfigDict) -> list[str]:
       validate(study.runs[name])
     except ValueError as e:
       raise ValueError(f"runs.{name}: {e}") from e
-  named = list(study.get("compare", ())) + [n for pair in study.get("pairs", ()) for n in pair]
+  named = [n for runs in study.get("compare", {}).values() for n in runs]
+  named += [n for pair in study.get("pairs", ()) for n in pair]
   unknown = sorted(set(named) - set(order))
   if unknown:
     raise ValueError(f"the summary names runs that are not in the study: {unknown}.")
@@ -98,8 +99,8 @@ def _final(records: list[dict], key: str) -> np.ndarray:
 
 def _compare(study, logs) -> dict:
   out = {}
-  for name in study.compare:
-    acc = _final(logs[name], "test/accuracy")
+  for name, runs in study.compare.items():
+    acc = np.concatenate([_final(logs[run], "test/accuracy") for run in runs])
     out[name] = {"test_accuracy_mean": float(acc.mean()), "test_accuracy_std": float(acc.std()),
                  "seeds": len(acc), "test_accuracy": acc.tolist()}
     print(f"{name:>16}: test accuracy {100 * acc.mean():.2f}% +- {100 * acc.std():.2f}% "

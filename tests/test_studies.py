@@ -27,6 +27,7 @@ def test_runs_are_ordered_after_their_sources():
     (lambda s: s.update({"pairs": (("a", "c"),)}), "not in the study"),
     (lambda s: s.runs.a.update({"steps": 0}), "runs.a: config.steps"),
     (lambda s: s.update({"summary": "table"}), "summary must be"),
+    (lambda s: s.update({"compare": {"arm": ("a", "x")}}), "not in the study"),
 ])
 def test_a_bad_study_is_refused_naming_the_problem(change, match):
   study = _study(a=_run(), probe_a=_probe("a"))
