@@ -10,7 +10,10 @@ matters), five seeds each as one vmapped state, tested on every target test imag
 dataset works the same way: ``--config.runs.pretrain.data.name=cifar100`` (and the same
 for ``ce`` and ``cma``), with ``data.classes`` picking the source and target classes.
 
-RESULT (filled in below from a measured run).
+Measured on 2 CPU cores (cold compilation cache): 8 min 36 s. Target test accuracy over
+five seeds: CE 95.73% +- 0.79%, CE + CMA 96.13% +- 1.04%; paired by seed CMA is never
+worse and better in 3 of 5 (by 1-2 of 248 test images): the paper's direction, within
+the seeds' spread. Details: docs/transfer.md.
 """
 
 from ncjax.train.config import digits_cnn_config

@@ -8,7 +8,9 @@ class, so that test accuracy has room to move), seeds 0-4 as five one-seed runs 
 (five seeds in one vmapped state hang on XLA:CPU with this loss, jaxlib 0.10.2);
 ``info`` adds ``-0.1 I(G(f); G(w_y)) + 0.1 |H(G(f)) - H(G(w_y))|`` on every batch.
 
-RESULT (filled in below from a measured run).
+Measured on 2 CPU cores (15 min 26 s with the test suite running beside it): test accuracy
+CE 98.04% +- 0.32%, with the regulariser 98.12% +- 0.32% (no gain); train NC1 0.031 ->
+0.0031, VCI 0.015 -> 0.0018, sample HDR 0.34 -> 0.001. Details: docs/transfer.md.
 """
 
 import ml_collections

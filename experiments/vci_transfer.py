@@ -12,7 +12,10 @@ classes 5-9 from 20 train images per class, tested on every target test image. W
 ``transfer.jsonl``, ``summary.json`` (Spearman rho) and ``transfer.png``. Any TFDS
 dataset works the same way (``--config.runs.<name>.data.name=...`` for each run).
 
-RESULT (filled in below from a measured run).
+Measured on 2 CPU cores (cold compilation cache): 10 min 6 s. VCI 0.0024-0.051 across the
+eight models, probe accuracy 72.6-91.1%; Spearman rho with probe accuracy: VCI +0.17,
+NC1 +0.22. The most collapsed model transfers worst, as Liu & Xu predict, but the
+relation is weak and not monotone. Table and figure: docs/transfer.md.
 """
 
 import ml_collections
