@@ -48,7 +48,7 @@ def wrn_step_ms(width: int = 2, batch: int = 64) -> float:
   config = cifar_wrn_config("cifar10", width)
   model = make_model("wrn", 10, depth=28, width=width)
   state = create_states(config, model, jnp.zeros((1, 32, 32, 3)))
-  step = make_train_step(lambda logits, b: cross_entropy(logits, b.labels))
+  step = make_train_step(lambda logits, features, head, b: cross_entropy(logits, b.labels))
   key = jax.random.key(0)
   data = Batch(jax.random.normal(key, (1, batch, 32, 32, 3)),
                jax.random.randint(key, (1, batch), 0, 10), jnp.ones((1, batch), bool))

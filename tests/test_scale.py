@@ -148,10 +148,10 @@ def grokking_features(steps=300):
   from ncjax.models import head_weights
   from ncjax.tasks import make_task
   from ncjax.train.config import base_config
-  from ncjax.train.state import create_states, make_train_step
+  from ncjax.train.state import create_states, make_loss, make_train_step
   task = make_task(base_config())
   state = create_states(task.config, task.model, task.example_inputs)
-  step, stream = make_train_step(task.loss), task.train_stream(None)
+  step, stream = make_train_step(make_loss(task.config)), task.train_stream(None)
   for _ in range(steps):
     state, _ = step(state, next(stream))
   params = jax.tree.map(lambda x: x[0], state.params)
