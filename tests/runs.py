@@ -58,7 +58,7 @@ def experiment_config(name: str):
 
 def study_run(classes=(0, 1), **overrides):
   """A tiny classification run on synthetic data (dotted keys override)."""
-  from ncjax.train.config import base_config
+  from ncjax.train.config import base_config, override
 
   c = base_config()
   c.task = "classification"
@@ -70,10 +70,7 @@ def study_run(classes=(0, 1), **overrides):
   c.optim.name = "sgd"
   c.update(dict(batch_size=32, lr=0.05, steps=20, metrics_every=20, checkpoint_every=20,
                 snapshots=1, sample_size=64))
-  for key, value in overrides.items():
-    node, _, leaf = key.rpartition(".")
-    (c[node] if node else c)[leaf] = value
-  return c
+  return override(c, overrides)
 
 
 def study_probe(source):

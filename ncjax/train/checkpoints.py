@@ -127,11 +127,14 @@ def restore_weights(workdir: str) -> dict:
     FileNotFoundError: no readable checkpoint there.
   """
   mngr = reader(workdir)
-  for step in sorted(mngr.all_steps(), reverse=True):
-    try:
-      state = mngr.restore(step, args=ocp.args.Composite(state=ocp.args.StandardRestore()))
-    except Exception:  # noqa: BLE001 - an unreadable checkpoint: try an older one
-      continue
-    return {"params": state["state"]["params"],
-            "batch_stats": state["state"].get("batch_stats") or {}}
+  try:
+    for step in sorted(mngr.all_steps(), reverse=True):
+      try:
+        state = mngr.restore(step, args=ocp.args.Composite(state=ocp.args.StandardRestore()))
+      except Exception:  # noqa: BLE001 - an unreadable checkpoint: try an older one
+        continue
+      return {"params": state["state"]["params"],
+              "batch_stats": state["state"].get("batch_stats") or {}}
+  finally:
+    mngr.close()
   raise FileNotFoundError(f"no readable checkpoint under {workdir}/checkpoints")
