@@ -22,6 +22,7 @@ def get_config():
   c.data.train_fraction = 0.3
   c.model.name = "transformer"
   c.model.kwargs = ml_collections.ConfigDict({"d_model": 128, "num_heads": 4, "mlp_dim": 512})
+  c.optim.warmup_steps = 10  # the reference: lr * min(step / 10, 1)
   c.steps = 40_000
   c.metrics_every = 200
   c.checkpoint_every = 2000

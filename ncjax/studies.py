@@ -6,7 +6,9 @@ A study config holds ``runs`` (name -> a complete ``ncjax train`` config), run i
 ``workdir/<name>`` by the one trainer (each resumable like any run), and ``summary``:
 
 - ``compare``: final test accuracy of each arm of ``compare`` (arm -> run names; every
-  seed of those runs pooled: mean +- std), written to ``summary.json``;
+  seed of those runs pooled: mean +- std) and each seed's first logged step with test
+  accuracy >= 95% (None if never; its mean and std over the seeds that got there),
+  written to ``summary.json``;
 - ``transfer``: for each (source, probe) in ``pairs``, the source run's final VCI and NC1
   on its train split against the probe run's final test accuracy; ``transfer.jsonl``,
   Spearman correlations in ``summary.json`` and the figure ``transfer.png``.
@@ -97,14 +99,28 @@ def _final(records: list[dict], key: str) -> np.ndarray:
   return np.atleast_1d(np.asarray(records[-1][key], float))  # (S,)
 
 
+def steps_to(records: list[dict], key: str, threshold: float) -> list[int | None]:
+  """Each seed's first logged step with ``key`` >= ``threshold`` (None if never)."""
+  values = np.stack([np.atleast_1d(np.asarray(r[key], float)) for r in records])  # (T, S)
+  steps = [r["step"] for r in records]
+  return [steps[int(np.argmax(column))] if column.any() else None
+          for column in (values >= threshold).T]
+
+
 def _compare(study, logs) -> dict:
   out = {}
   for name, runs in study.compare.items():
     acc = np.concatenate([_final(logs[run], "test/accuracy") for run in runs])
+    reached = [s for run in runs for s in steps_to(logs[run], "test/accuracy", 0.95)]
+    got = np.asarray([s for s in reached if s is not None], float)
     out[name] = {"test_accuracy_mean": float(acc.mean()), "test_accuracy_std": float(acc.std()),
-                 "seeds": len(acc), "test_accuracy": acc.tolist()}
+                 "seeds": len(acc), "test_accuracy": acc.tolist(), "steps_to_test_95": reached,
+                 "steps_to_test_95_mean": float(got.mean()) if got.size else None,
+                 "steps_to_test_95_std": float(got.std()) if got.size else None}
+    when = (f"95% test at step {got.mean():.0f} +- {got.std():.0f} ({got.size}/{len(reached)})"
+            if got.size else "never 95% test")
     print(f"{name:>16}: test accuracy {100 * acc.mean():.2f}% +- {100 * acc.std():.2f}% "
-          f"({len(acc)} seeds)")
+          f"({len(acc)} seeds); {when}")
   return out
 
 

@@ -6,11 +6,11 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
-from ncjax.models.nets import EmbedMLP, Transformer
+from ncjax.models.nets import EmbedMLP, FlaxTransformer, Transformer
 from ncjax.models.vision import CNN, ResNet18, WideResNet
 
-MODELS = {"mlp": EmbedMLP, "transformer": Transformer, "cnn": CNN, "resnet18": ResNet18,
-          "wrn": WideResNet}
+MODELS = {"mlp": EmbedMLP, "transformer": Transformer, "flax_transformer": FlaxTransformer,
+          "cnn": CNN, "resnet18": ResNet18, "wrn": WideResNet}
 
 
 def make_model(name: str, num_classes: int, **kwargs) -> nn.Module:

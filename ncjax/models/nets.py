@@ -1,5 +1,6 @@
-"""Models for the algorithmic tasks (``train`` is accepted and ignored). Each returns ``(logits (n, C), features (n, d))`` where
-features are the penultimate representation and ``logits = features @ W^T + b``."""
+"""Models for the algorithmic tasks (``train`` is accepted and ignored). Each returns
+``(logits (n, C), features (n, d))`` where features are the penultimate representation
+and ``logits = features @ W^T + b``."""
 
 from __future__ import annotations
 
@@ -23,13 +24,64 @@ class EmbedMLP(nn.Module):
     return nn.Dense(self.num_classes, name="head")(features), features
 
 
-class Transformer(nn.Module):
-  """One-layer transformer (Nanda et al. / Song et al.): token and position embeddings,
-  multi-head attention and a ReLU MLP with residuals, read out at the last position.
+def _normal(std: float):
+  return nn.initializers.normal(std)
 
-  Only the last position feeds the readout, so its query alone is attended and only it
-  goes through the MLP: the same function as the full layer at a third of the MLP cost.
+
+class Transformer(nn.Module):
+  """The one-layer transformer of Nanda et al. (2023), "Progress measures for grokking",
+  as in their public code, which Song et al. (2024) train:
+
+  - token and learned position embeddings, N(0, 1/d_model) each;
+  - causal attention, ``num_heads`` heads of d_model/num_heads, Q, K, V and O without
+    biases, all N(0, 1/d_model), scores scaled by 1/sqrt(d_head);
+  - a ReLU MLP ``d_model -> mlp_dim -> d_model`` with zero-initialised biases, both weights
+    N(0, 1/d_model) (the output weight too, not 1/mlp_dim);
+  - residual connections, no LayerNorm;
+  - an unembedding without bias, N(0, 1/vocab) with vocab = p + 1.
+
+  One deliberate difference: the reference unembeds to all p + 1 tokens (the ``=`` token
+  is a possible output no label uses); here the head has the p classes only, so that its
+  rows are the class vectors the collapse metrics compare with the class means. The
+  reference also takes its cross-entropy in float64; training here is float32.
+
+  Only the last position feeds the readout and the model has one layer, so only its query
+  is computed and only it goes through the MLP: the same function at a third of the cost.
   """
+
+  vocab_size: int
+  num_classes: int
+  d_model: int = 128
+  num_heads: int = 4
+  mlp_dim: int = 512
+
+  @nn.compact
+  def __call__(self, tokens: jax.Array, train: bool = False) -> tuple[jax.Array, jax.Array]:
+    d, h = self.d_model, self.num_heads
+    if d % h:
+      raise ValueError(f"d_model ({d}) must be a multiple of num_heads ({h}).")
+    scale = d**-0.5
+    x = self.param("embed", _normal(scale), (self.vocab_size, d))[tokens]
+    x = x + self.param("pos_embed", _normal(scale), (tokens.shape[1], d))
+    qkv = self.param("qkv", _normal(scale), (3, d, h, d // h))
+    q = jnp.einsum("nd,dhk->nhk", x[:, -1], qkv[0])
+    k, v = (jnp.einsum("ntd,dhk->nthk", x, w) for w in qkv[1:])
+    # The last position attends to every position: the causal mask removes nothing.
+    attn = jax.nn.softmax(jnp.einsum("nhk,nthk->nht", q, k) * (d // h) ** -0.5, axis=-1)
+    z = jnp.einsum("nht,nthk->nhk", attn, v)
+    resid = x[:, -1] + jnp.einsum("nhk,hkd->nd", z, self.param("out", _normal(scale), (h, d // h, d)))
+    hidden = nn.relu(nn.Dense(self.mlp_dim, kernel_init=_normal(scale), name="mlp_in")(resid))
+    features = resid + nn.Dense(d, kernel_init=_normal(scale), name="mlp_out")(hidden)
+    head = nn.Dense(self.num_classes, use_bias=False, kernel_init=_normal(self.vocab_size**-0.5),
+                    name="head")
+    return head(features), features
+
+
+class FlaxTransformer(nn.Module):
+  """A one-layer transformer from flax's default layers (the model ncjax shipped as
+  ``transformer`` before it matched Nanda et al.): biases everywhere, LeCun-normal
+  initialisation, position embeddings N(0, 0.02^2), a head with bias. Readout at the
+  last position, which alone goes through the MLP."""
 
   vocab_size: int
   num_classes: int

@@ -55,6 +55,10 @@ def base_config() -> ml_collections.ConfigDict:
   c.optim.warmup_steps = 0  # linear warm-up from 0
   c.optim.decoupled_weight_decay = True  # False: L2 penalty added to the gradient
   c.optim.grad_clip = placeholder(float)  # global-norm clipping
+  c.optim.grokfast = "none"  # none | ema | ma: Grokfast gradient filter before the optimiser
+  c.optim.grokfast_lamb = 2.0  # g + lamb * slow(g)
+  c.optim.grokfast_alpha = 0.98  # ema: momentum of the gradient EMA
+  c.optim.grokfast_window = 100  # ma: number of past gradients averaged
 
   # --- loss ---
   c.loss = ml_collections.ConfigDict()
@@ -103,6 +107,11 @@ def validate(config: ml_collections.ConfigDict) -> None:
   need(config.optim.name in ("adamw", "sgd"), "optim.name", "adamw or sgd")
   need(config.optim.schedule in ("constant", "cosine"), "optim.schedule", "constant or cosine")
   need(0 <= config.optim.warmup_steps < config.steps, "optim.warmup_steps", "in [0, steps)")
+  need(config.optim.grokfast in ("none", "ema", "ma"), "optim.grokfast", "none, ema or ma")
+  need(config.optim.grokfast_lamb >= 0, "optim.grokfast_lamb", ">= 0")
+  need(0 <= config.optim.grokfast_alpha < 1, "optim.grokfast_alpha", "in [0, 1)")
+  need(isinstance(config.optim.grokfast_window, int) and config.optim.grokfast_window >= 1,
+       "optim.grokfast_window", "an int >= 1")
   need(0 <= config.loss.label_smoothing < 1, "loss.label_smoothing", "in [0, 1)")
   need(config.loss.temperature > 0, "loss.temperature", "> 0")
   need(0 <= config.loss.cma_lam <= 1, "loss.cma_lam", "in [0, 1]")

@@ -12,7 +12,7 @@ import ml_collections
 import optax
 from flax.training import train_state
 
-from ncjax import losses
+from ncjax import losses, optim
 from ncjax.data import Batch
 from ncjax.models import head_weights
 
@@ -31,7 +31,8 @@ def variables(state: TrainState) -> dict:
 
 def make_optimizer(config: ml_collections.ConfigDict) -> optax.GradientTransformation:
   """AdamW or SGD (momentum, Nesterov) with a constant or cosine schedule after a linear
-  warm-up, decoupled or L2 weight decay, optional global-norm clipping."""
+  warm-up, decoupled or L2 weight decay; first an optional Grokfast filter of the
+  gradient (:mod:`ncjax.optim`), then optional global-norm clipping."""
   o = config.optim
   if o.schedule == "cosine":
     lr = optax.warmup_cosine_decay_schedule(0.0, config.lr, o.warmup_steps, config.steps)
@@ -48,8 +49,10 @@ def make_optimizer(config: ml_collections.ConfigDict) -> optax.GradientTransform
   # Decoupled: lr * wd * w added after the adaptive/momentum direction (AdamW, SGDW).
   # L2: wd * w added to the gradient, so it goes through momentum (and Adam's scaling).
   chain = [direction, decay] if o.decoupled_weight_decay else [decay, direction]
+  grokfast = {"none": [], "ema": [optim.grokfast_ema(o.grokfast_alpha, o.grokfast_lamb)],
+              "ma": [optim.grokfast_ma(o.grokfast_window, o.grokfast_lamb)]}[o.grokfast]
   clip = [] if o.grad_clip is None else [optax.clip_by_global_norm(o.grad_clip)]
-  tx = optax.chain(*clip, *chain, optax.scale_by_learning_rate(lr))
+  tx = optax.chain(*grokfast, *clip, *chain, optax.scale_by_learning_rate(lr))
   if config.freeze == "backbone":  # a linear probe: only the head moves
     tx = optax.multi_transform({"head": tx, "frozen": optax.set_to_zero()},
                                lambda params: {k: "head" if k == "head" else "frozen"
