@@ -14,8 +14,9 @@ import numpy as np
 import orbax.checkpoint as ocp
 import pytest
 
-from ncjax.data import OPERATIONS, modular_arithmetic
-from ncjax.models import EmbedMLP, Transformer, head_weights
+from ncjax.data import OPERATIONS, algorithmic, num_classes
+from ncjax.data.algorithmic import S5
+from ncjax.models import EmbedMLP, FlaxTransformer, Transformer, head_weights
 from ncjax.train.checkpoints import snapshot_steps
 from tests.runs import final_params, ncjax_cmd, read_log
 
@@ -24,13 +25,18 @@ from tests.runs import final_params, ncjax_cmd, read_log
 @pytest.mark.parametrize("operation", sorted(OPERATIONS))
 def test_modular_labels(operation):
   p = 11
-  train, test = modular_arithmetic(p, operation, 0.4, seed=3)
+  train, test = algorithmic(operation, p, 0.4, seed=3)
   x = np.r_[train.inputs, test.inputs]
   y = np.r_[train.labels, test.labels]
+  divide = lambda a, b: next(c for c in range(p) if (c * b) % p == a)
   python_op = {"add": lambda a, b: (a + b) % p, "sub": lambda a, b: (a - b) % p,
-               "mul": lambda a, b: (a * b) % p, "div": lambda a, b: next(
-                   c for c in range(p) if (c * b) % p == a),
-               "x2xyy2": lambda a, b: (a * a + a * b + b * b) % p}[operation]
+               "mul": lambda a, b: (a * b) % p, "div": divide,
+               "div_or_sub": lambda a, b: divide(a, b) if b % 2 else (a - b) % p,
+               "x2y2": lambda a, b: (a * a + b * b) % p,
+               "x2xyy2": lambda a, b: (a * a + a * b + b * b) % p,
+               "x2xyy2x": lambda a, b: (a * a + a * b + b * b + a) % p,
+               "x3xy": lambda a, b: (a**3 + a * b) % p,
+               "x3xy2y": lambda a, b: (a**3 + a * b * b + b) % p}[operation]
   assert all(python_op(a, b) == label for (a, b, _), label in zip(x, y))
   assert len(y) == (p * (p - 1) if operation == "div" else p * p)
   assert len(np.unique(x[:, :2], axis=0)) == len(y)  # every pair once
@@ -38,10 +44,26 @@ def test_modular_labels(operation):
   assert len(train.labels) == round(0.4 * len(y))
 
 
+def test_s5_labels_are_compositions_computed_by_hand():
+  train, test = algorithmic("s5", 0, 0.5, seed=1)
+  x, y = np.r_[train.inputs, test.inputs], np.r_[train.labels, test.labels]
+  assert num_classes("s5", 0) == 120 and len(y) == 120 * 120 and (x[:, 2] == 120).all()
+  perms = [tuple(p) for p in S5]
+  assert len(set(perms)) == 120
+  for (a, b, _), label in zip(x[::97], y[::97]):
+    first, then = perms[b], perms[a]
+    assert perms[label] == tuple(then[first[i]] for i in range(5))  # (a o b)(i) = a(b(i))
+  identity = perms.index((0, 1, 2, 3, 4))
+  assert all(label == b for (a, b, _), label in zip(x, y) if a == identity)
+  # S5 is not abelian: some a o b != b o a.
+  table = dict(zip(map(tuple, x[:, :2]), y))
+  assert any(table[(a, b)] != table[(b, a)] for a, b in table)
+
+
 def test_split_depends_on_seed_only():
-  a, _ = modular_arithmetic(13, "add", 0.5, seed=1)
-  b, _ = modular_arithmetic(13, "add", 0.5, seed=1)
-  c, _ = modular_arithmetic(13, "add", 0.5, seed=2)
+  a, _ = algorithmic("add", 13, 0.5, seed=1)
+  b, _ = algorithmic("add", 13, 0.5, seed=1)
+  c, _ = algorithmic("add", 13, 0.5, seed=2)
   np.testing.assert_array_equal(a.inputs, b.inputs)
   assert not np.array_equal(a.inputs, c.inputs)
 
@@ -49,22 +71,56 @@ def test_split_depends_on_seed_only():
 @pytest.mark.parametrize("kwargs,message", [
     (dict(operation="pow"), "operation must be one of"),
     (dict(operation="div", modulus=12), "modulus must be prime"),
+    (dict(operation="div_or_sub", modulus=9), "modulus must be prime"),
     (dict(train_fraction=1.0), "train_fraction"),
 ])
 def test_bad_task(kwargs, message):
   args = dict(modulus=7, operation="add", train_fraction=0.5, seed=0) | kwargs
   with pytest.raises(ValueError, match=message):
-    modular_arithmetic(**args)
+    algorithmic(**args)
 
 
-@pytest.mark.parametrize("module", [EmbedMLP(8, 7, 4, 16), Transformer(8, 7, 16, 2, 32)])
+@pytest.mark.parametrize("module", [EmbedMLP(8, 7, 4, 16), Transformer(8, 7, 16, 2, 32),
+                                    FlaxTransformer(8, 7, 16, 2, 32)])
 def test_logits_are_features_times_head(module):
-  tokens = jnp.asarray(modular_arithmetic(7, "add", 0.5, 0)[0].inputs)
+  tokens = jnp.asarray(algorithmic("add", 7, 0.5, 0)[0].inputs)
   params = module.init(jax.random.key(0), tokens)["params"]
   logits, features = module.apply({"params": params}, tokens)
   w, b = head_weights(params)
   assert logits.shape == (len(tokens), 7) and w.shape == (7, features.shape[1])
   np.testing.assert_allclose(logits, features @ w.T + b, rtol=1e-5, atol=1e-5)
+
+
+def test_transformer_is_nanda_et_al_full_causal_forward():
+  """The paper model against a float64 NumPy forward of the reference architecture: every
+  position through causal attention and the MLP, read out at the last; no biases but the
+  MLP's, initialisation scales 1/sqrt(d_model) (unembedding 1/sqrt(vocab))."""
+  model = Transformer(vocab_size=24, num_classes=23, d_model=32, num_heads=4, mlp_dim=64)
+  tokens = jnp.asarray(algorithmic("add", 23, 0.5, 0)[0].inputs[:50])
+  params = jax.tree.map(lambda x: np.asarray(x, np.float64),
+                        model.init(jax.random.key(1), tokens)["params"])
+  assert "bias" not in params["head"]
+  assert sorted(params) == ["embed", "head", "mlp_in", "mlp_out", "out", "pos_embed", "qkv"]
+  big = Transformer(vocab_size=114, num_classes=113).init(jax.random.key(0), tokens)["params"]
+  for name, leaf, std in [("embed", big["embed"], 128**-0.5), ("qkv", big["qkv"], 128**-0.5),
+                          ("mlp_out", big["mlp_out"]["kernel"], 128**-0.5),
+                          ("head", big["head"]["kernel"], 114**-0.5)]:
+    np.testing.assert_allclose(np.std(leaf), std, rtol=0.05, err_msg=name)
+  assert not np.any(big["mlp_in"]["bias"])
+
+  x = params["embed"][np.asarray(tokens)] + params["pos_embed"]  # (n, 3, d)
+  q, k, v = (np.einsum("ntd,dhk->nhtk", x, w) for w in params["qkv"])
+  scores = np.einsum("nhqk,nhtk->nhqt", q, k) / np.sqrt(8)
+  scores = np.where(np.tril(np.ones((3, 3), bool)), scores, -np.inf)
+  attn = np.exp(scores - scores.max(-1, keepdims=True))
+  attn /= attn.sum(-1, keepdims=True)
+  x = x + np.einsum("nhqt,nhtk,hkd->nqd", attn, v, params["out"])
+  mlp = lambda x, p: x @ p["kernel"] + p["bias"]
+  x = x + mlp(np.maximum(mlp(x, params["mlp_in"]), 0), params["mlp_out"])
+  want = x[:, -1] @ params["head"]["kernel"]
+  logits, features = model.apply({"params": params}, tokens)
+  np.testing.assert_allclose(features, x[:, -1], rtol=1e-4, atol=1e-5)
+  np.testing.assert_allclose(logits, want, rtol=1e-4, atol=1e-5)
 
 
 @pytest.fixture(scope="module")

@@ -14,7 +14,7 @@ import pytest
 import ncjax
 from ncjax.analysis.analyze import analyze
 from ncjax.analysis.trajectory import evaluate, metric_function, trajectory_metrics
-from ncjax.data import modular_arithmetic
+from ncjax.data import algorithmic
 from ncjax.models import head_weights, make_model
 from ncjax.tasks import make_task
 from ncjax.train import train
@@ -95,7 +95,7 @@ def test_analyze_named_metrics_on_test_split(tmp_path):
   records = analyze(tmp_path, ["nc1", "vci", "mir", "nc2"], split="test")
   _, params = final_params(tmp_path)
   model = make_model("mlp", 23, vocab_size=24, embed_dim=16, hidden_dim=32)
-  _, test = modular_arithmetic(23, "add", 0.5, seed=0)
+  _, test = algorithmic("add", 23, 0.5, seed=0)
   params = jax.tree.map(lambda x: x[0], params)
   _, features = model.apply({"params": params}, test.inputs)
   w, _ = head_weights(params)

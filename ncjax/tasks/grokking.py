@@ -1,4 +1,5 @@
-"""Grokking: modular arithmetic (Power et al. 2022), every split on device.
+"""Grokking: the algorithmic tasks of Power et al. 2022 (modular arithmetic, polynomials,
+S5), every split on device.
 
 Seed i has its own train/test split (``config.seed + i``). Full batch when
 ``batch_size`` is None, else batch t is drawn from (seed, t) alone, so the data order
@@ -14,15 +15,17 @@ import jax.numpy as jnp
 import ml_collections
 import numpy as np
 
-from ncjax.data import Batch, Split, modular_arithmetic
+from ncjax import progress
+from ncjax.data import Batch, Split, algorithmic, num_classes
 from ncjax.models import make_model
-from ncjax.train.evaluate import make_evaluator
+from ncjax.train.evaluate import keyed, make_evaluator
+from ncjax.train.state import variables
 
 
 def seed_splits(config: ml_collections.ConfigDict) -> tuple[Split, Split]:
   """Train and test splits of every seed, stacked: inputs (S, n, 3), labels (S, n)."""
   d = config.data
-  splits = [modular_arithmetic(d.modulus, d.operation, d.train_fraction, config.seed + i)
+  splits = [algorithmic(d.operation, d.modulus, d.train_fraction, config.seed + i)
             for i in range(config.num_seeds)]
   stack = lambda parts: Split(*(np.stack(x) for x in zip(*parts)))
   return stack([s[0] for s in splits]), stack([s[1] for s in splits])
@@ -57,18 +60,43 @@ class _Stream:
     return {"step": self.step}
 
 
+def _train_pairs(train: Split, p: int) -> np.ndarray:
+  """(S, p * p) bool: pair (a, b), row a * p + b, is in seed s's train split."""
+  mask = np.zeros((len(train.inputs), p * p), bool)
+  for s, inputs in enumerate(train.inputs):
+    mask[s, inputs[:, 0] * p + inputs[:, 1]] = True
+  return mask
+
+
 class Grokking:
+  """The grokking task. Besides the shared metrics, for ``add`` it logs the Fourier
+  progress measures (``fourier/restricted_loss``, ``fourier/excluded_loss``,
+  ``fourier/key_fraction``; :func:`ncjax.progress.fourier_losses`) over all p * p pairs."""
 
   def __init__(self, config: ml_collections.ConfigDict):
     self.config = config
-    p = config.data.modulus
-    self.num_classes = p
-    self.model = make_model(config.model.name, p, vocab_size=p + 1,
+    c = num_classes(config.data.operation, config.data.modulus)
+    self.num_classes = c
+    self.model = make_model(config.model.name, c, vocab_size=c + 1,
                             **config.model.kwargs.to_dict())
     self.example_inputs = jnp.zeros((1, 3), jnp.int32)
     train, test = seed_splits(config)
     self.train, self.test = jax.device_put((_batch(train), _batch(test)))
-    self._evaluate = make_evaluator(p, data_axis=0)
+    self._evaluate = make_evaluator(c, data_axis=0)
+    self._fourier = None
+    if config.data.operation == "add":
+      a, b = np.divmod(np.arange(c * c), c)
+      pairs = jnp.asarray(np.stack([a, b, np.full_like(a, c)], 1), jnp.int32)
+      k = config.data.key_frequencies
+
+      @jax.jit
+      @jax.vmap
+      def fourier(state, train_mask):
+        logits, _ = state.apply_fn(variables(state), pairs, train=False)
+        return keyed("fourier", progress.fourier_losses(logits, train_mask, num_frequencies=k))
+
+      self._fourier = fourier
+      self._train_pairs = jax.device_put(_train_pairs(train, c))
 
   def train_stream(self, data_state: dict | None) -> _Stream:
     seeds = jnp.arange(self.config.num_seeds) + self.config.seed
@@ -87,4 +115,7 @@ class Grokking:
         lambda b: jax.tree.map(lambda x: x[seed_index], b))
     train, test = pick(self.train), pick(self.test)
     sample = jax.tree.map(lambda x: x[:, :self.config.sample_size], train)
-    return self._evaluate(states, {"train": lambda: [train], "test": lambda: [test]}, sample)
+    out = self._evaluate(states, {"train": lambda: [train], "test": lambda: [test]}, sample)
+    if self._fourier is not None:
+      out |= self._fourier(states, pick(self._train_pairs))
+    return out

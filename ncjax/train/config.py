@@ -11,6 +11,8 @@ import functools
 
 import ml_collections
 
+from ncjax.data.algorithmic import GROUPS, OPERATIONS
+
 placeholder = ml_collections.config_dict.placeholder
 
 
@@ -31,8 +33,9 @@ def base_config() -> ml_collections.ConfigDict:
   # --- data ---
   c.data = ml_collections.ConfigDict()
   c.data.modulus = 97  # grokking: all pairs (a, b) mod p, labelled (a op b) mod p
-  c.data.operation = "add"  # grokking: add | sub | mul | div | x2xyy2
+  c.data.operation = "add"  # grokking: a key of ncjax.data.OPERATIONS, or s5 (modulus unused)
   c.data.train_fraction = 0.5  # grokking: fraction of pairs in the train split
+  c.data.key_frequencies = 5  # grokking add: K of the Fourier progress measures
   c.data.name = "digits"  # classification: digits | synthetic | a TFDS image dataset
   c.data.data_dir = placeholder(str)  # classification: TFDS data_dir (None: TFDS default)
   c.data.augment = False  # classification: random crop (4-pixel padding) and flip
@@ -120,6 +123,10 @@ def validate(config: ml_collections.ConfigDict) -> None:
   need(config.freeze in ("none", "backbone"), "freeze", "none or backbone")
   if config.task == "grokking":
     need(config.data.modulus >= 2, "data.modulus", ">= 2")
+    need(config.data.operation in (*OPERATIONS, *GROUPS), "data.operation",
+         f"one of {sorted([*OPERATIONS, *GROUPS])}")
+    need(config.data.operation != "add" or 1 <= config.data.key_frequencies
+         <= config.data.modulus // 2, "data.key_frequencies", "in [1, modulus // 2]")
     need(0 < config.data.train_fraction < 1, "data.train_fraction", "in (0, 1)")
   else:
     need(config.batch_size is not None, "batch_size", "set for classification")

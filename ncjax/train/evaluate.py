@@ -6,7 +6,9 @@ Keys (defined here, used by every task, the logs, the plots and ``ncjax analyze`
 - ``collapse/<name>`` for the train split, ``test_collapse/<name>`` for the test split,
   ``<name>`` a key of :func:`ncjax.collapse_metrics` (nc1, vci, cdnv, mir, hdr, ...);
 - ``sample/mir, sample/hdr, sample/entropy_features, sample/entropy_head``: features z_i
-  against their head rows w_{y_i} on a fixed subset of train samples.
+  against their head rows w_{y_i} on a fixed subset of train samples;
+- ``weights/norm``: the global L2 norm of the parameters (a progress measure);
+- a task may add its own (the grokking task's ``fourier/*``).
 
 A pass accumulates, per split, ClassStats plus loss and accuracy sums; a second pass
 counts the NC4 disagreements against the split's own class means. Both are jitted per
@@ -20,7 +22,7 @@ from collections.abc import Callable, Iterable
 import jax
 import jax.numpy as jnp
 
-from ncjax import collapse, info, losses
+from ncjax import collapse, info, losses, progress
 from ncjax.data import Batch
 from ncjax.models import head_weights
 from ncjax.stats import ClassStats
@@ -77,6 +79,7 @@ def make_evaluator(num_classes: int, data_axis: int | None):
       lambda s, b, c: _accumulate(s, b, c, num_classes), in_axes=(*axes, 0)))
   count_nc4 = jax.jit(jax.vmap(_nc4_count, in_axes=(*axes, 0)))
   samples = jax.jit(jax.vmap(sample_metrics, in_axes=axes))
+  norms = jax.jit(jax.vmap(progress.weight_norm))
 
   @jax.jit
   @jax.vmap
@@ -105,6 +108,6 @@ def make_evaluator(num_classes: int, data_axis: int | None):
         disagreements += count_nc4(states, batch, stats)
       metrics, loss, accuracy = summarise(states, stats, carry[1], carry[2], disagreements)
       out |= {f"{split}/loss": loss, f"{split}/accuracy": accuracy, **keyed(prefix, metrics)}
-    return out | samples(states, sample)
+    return out | samples(states, sample) | {"weights/norm": norms(states.params)}
 
   return evaluate

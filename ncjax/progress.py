@@ -1,0 +1,70 @@
+"""Progress measures of grokking beside the information metrics (Nanda et al. 2023,
+"Progress measures for grokking via mechanistic interpretability"): pure functions.
+
+- :func:`weight_norm`: the global L2 norm of the parameters (weight decay's clock);
+- :func:`fourier_losses`: for a+b mod p, the restricted loss (the logits kept only along
+  the key frequencies) and the excluded loss (the key frequencies removed).
+
+For a+b the logits of a Fourier-multiplication network depend on (a, b) through
+cos(w_k (a + b)) and sin(w_k (a + b)), w_k = 2 pi k / p, for a few key frequencies k.
+Both directions depend on a + b mod p only, so the projection of the (p, p, C) logits
+onto them is a projection of their sums along the p anti-diagonals.
+"""
+
+from __future__ import annotations
+
+import jax
+import jax.numpy as jnp
+import optax
+
+from ncjax.losses import cross_entropy
+
+
+def weight_norm(params) -> jax.Array:
+  """sqrt of the sum of squares of every leaf of ``params``: a scalar."""
+  return optax.global_norm(params)
+
+
+def fourier_losses(logits: jax.Array, train_mask: jax.Array, *,
+                   num_frequencies: int) -> dict[str, jax.Array]:
+  """Restricted and excluded losses of a+b mod p.
+
+  Key frequencies: the ``num_frequencies`` k in 1..p//2 whose directions cos(w_k (a+b)),
+  sin(w_k (a+b)) carry the most squared norm of the centred logits, chosen at each call
+  (Nanda et al. read them off the trained network's neurons once; with a fixed set
+  early-training values differ).
+
+  Args:
+    logits: (p * p, C) over every pair, row a * p + b; the label of row (a, b) is
+      (a + b) mod p (C = p).
+    train_mask: (p * p,) bool, the train pairs.
+    num_frequencies: K, static, in [1, p // 2].
+  Returns:
+    ``restricted_loss``: cross-entropy over all pairs of the logits' key-frequency
+    component plus their per-class mean; ``excluded_loss``: cross-entropy over the train
+    pairs of the logits with that component removed; ``key_fraction``: the fraction of
+    the centred logits' squared norm along the key frequencies.
+  """
+  n, p = logits.shape
+  if n != p * p:
+    raise ValueError(f"logits must have shape (p * p, p), got {logits.shape}.")
+  if not 1 <= num_frequencies <= p // 2:
+    raise ValueError(f"num_frequencies must be in [1, {p // 2}], got {num_frequencies}.")
+  a, b = jnp.divmod(jnp.arange(n), p)
+  s = (a + b) % p
+  mean = jnp.mean(logits, axis=0)
+  sums = jax.ops.segment_sum(logits - mean, s, num_segments=p)  # (p, C): per a + b mod p
+  angle = 2 * jnp.pi * jnp.outer(jnp.arange(1, p // 2 + 1), jnp.arange(p)) / p  # (K_all, p)
+  # Unit directions over the p * p pairs: each s appears p times.
+  basis = jnp.stack([jnp.cos(angle), jnp.sin(angle)], 1)  # (K_all, 2, p)
+  norms = jnp.sqrt(p * jnp.sum(basis**2, axis=-1, keepdims=True))
+  basis = jnp.where(norms > 0, basis / jnp.where(norms > 0, norms, 1), 0.0)  # sin at p/2 is 0
+  coef = jnp.einsum("kjs,sc->kjc", basis, sums)  # (K_all, 2, C)
+  energy = jnp.sum(coef**2, axis=(1, 2))
+  _, key = jax.lax.top_k(energy, num_frequencies)
+  component = jnp.einsum("kjc,kjs->sc", coef[key], basis[key])[s]  # (p * p, C)
+  labels = s
+  total = jnp.sum((logits - mean) ** 2)
+  return {"restricted_loss": cross_entropy(component + mean, labels),
+          "excluded_loss": cross_entropy(logits - component, labels, mask=train_mask),
+          "key_fraction": jnp.sum(energy[key]) / jnp.maximum(total, jnp.finfo(total.dtype).tiny)}
