@@ -265,3 +265,18 @@ def test_config_typo_is_an_error_before_compiling(tmp_path):
   assert run.returncode != 0
   assert "stepz" in run.stderr
   assert not (tmp_path / "checkpoints").exists()
+
+
+def test_a_key_added_since_the_run_started_counts_as_its_default(tmp_path):
+  from ncjax.train import rundir
+  from ncjax.train.config import base_config
+
+  config = base_config()
+  rundir.prepare(config, str(tmp_path))
+  stored = json.load(open(tmp_path / "config.json"))
+  del stored["data"]["key_frequencies"]  # a run made before the key existed
+  (tmp_path / "config.json").write_text(json.dumps(stored))
+  rundir.prepare(config, str(tmp_path))  # resumes
+  config.data.key_frequencies = 3
+  with pytest.raises(rundir.RunDirError, match="data.key_frequencies"):
+    rundir.prepare(config, str(tmp_path))

@@ -16,7 +16,7 @@ import shutil
 import ml_collections
 
 from ncjax.train import checkpoints
-from ncjax.train.config import RESUMABLE_CHANGES
+from ncjax.train.config import RESUMABLE_CHANGES, base_config
 
 OUTPUTS = ("config.json", "schedule.json", "metrics.jsonl", "curves.png", "checkpoints",
            "corrupt", "analysis.jsonl", "analysis.png")
@@ -69,7 +69,8 @@ def prepare(config: ml_collections.ConfigDict, workdir: str, overwrite: bool = F
   A new directory gets config.json and schedule.json. An existing run is resumed only if
   its config equals ``config`` up to RESUMABLE_CHANGES and ``allow_changes`` (e.g. a
   smaller ``lr`` after a NaN stop; ``steps`` may grow, and the snapshot schedule is
-  extended, never shrunk); otherwise RunDirError names the differing keys. ``overwrite``
+  extended, never shrunk); otherwise RunDirError names the differing keys. A key the
+  stored config lacks (added to ncjax since) counts as its default. ``overwrite``
   deletes the run's outputs first.
   """
   config_path = os.path.join(workdir, "config.json")
@@ -84,6 +85,9 @@ def prepare(config: ml_collections.ConfigDict, workdir: str, overwrite: bool = F
   if os.path.exists(config_path):
     old = _as_json(load_config(workdir))
     flat_old, flat_new = _flat(old), _flat(new)
+    # A key added to ncjax after the run started, at its default, changes nothing.
+    defaults = _flat(_as_json(base_config()))
+    flat_old |= {k: defaults[k] for k in flat_new.keys() - flat_old.keys() if k in defaults}
     differ = sorted(k for k in flat_old.keys() | flat_new.keys()
                     if flat_old.get(k) != flat_new.get(k)
                     and k not in RESUMABLE_CHANGES | set(allow_changes))
