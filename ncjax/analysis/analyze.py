@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import json
 import os
-import sys
 from collections.abc import Sequence
 
 import jax
@@ -22,29 +21,6 @@ from ncjax.tasks import make_task
 from ncjax.train import checkpoints, rundir
 from ncjax.train.loop import json_record
 from ncjax.train.state import create_states, variables
-
-
-def _restored_chunks(workdir: str, like, chunk_size: int):
-  """Yields (steps, states stacked along the leading axis, (K * S,)) per chunk of intact
-  snapshots; the last chunk is padded by repeating its final snapshot (one compile)."""
-  mngr = checkpoints.reader(workdir)
-  try:
-    steps = list(mngr.all_steps())
-    if not steps:
-      raise FileNotFoundError(f"no checkpoints under {workdir}/checkpoints")
-    chunk_steps, chunk_states = [], []
-    for i, step in enumerate(steps):
-      try:
-        chunk_states.append(jax.device_get(checkpoints.restore(mngr, step, like)[0]))
-        chunk_steps.append(step)
-      except checkpoints.CorruptCheckpoint as e:
-        print(f"ncjax analyze: skipping step {step}: {e}", file=sys.stderr)
-      if chunk_states and (len(chunk_states) == chunk_size or i == len(steps) - 1):
-        padded = chunk_states + chunk_states[-1:] * (chunk_size - len(chunk_states))
-        yield chunk_steps, jax.tree.map(lambda *xs: np.concatenate(xs), *padded)
-        chunk_steps, chunk_states = [], []
-  finally:
-    mngr.close()
 
 
 def _named_metrics(task, names: Sequence[str], split: str, max_samples: int):
@@ -83,7 +59,7 @@ def analyze(workdir: str, metric_names: Sequence[str] | None = None, split: str 
   like = jax.eval_shape(lambda: create_states(config, task.model, task.example_inputs))
   records = []
   seed_index = np.tile(np.arange(seeds), chunk_size)
-  for steps, states in _restored_chunks(workdir, like, chunk_size):
+  for steps, states in checkpoints.restore_chunks(workdir, like, chunk_size, pad=True):
     values = jax.device_get(evaluate(jax.device_put(states), seed_index))
     for t, step in enumerate(steps):
       records.append(json_record(step, {k: np.asarray(v)[t * seeds:(t + 1) * seeds]

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import sys
 
 import jax
 import numpy as np
@@ -116,6 +117,36 @@ def restore(mngr: ocp.CheckpointManager, step: int, like) -> tuple[object, dict]
     raise CorruptCheckpoint(f"checkpoint {step} is corrupt: its data do not match the "
                             "checksum saved with it.")
   return state, meta
+
+
+def restore_chunks(workdir: str, like, chunk_size: int, *, pad: bool = False):
+  """Yields (steps, states stacked along the leading axis, (K * S, ...)) for chunks of
+  at most ``chunk_size`` intact checkpoints, oldest first; a corrupt one is named on
+  stderr and skipped. ``pad``: the last chunk repeats its final checkpoint up to
+  ``chunk_size`` (one shape: one compile of what consumes it).
+
+  Raises:
+    FileNotFoundError: no checkpoints under ``workdir``.
+  """
+  mngr = reader(workdir)
+  try:
+    steps = list(mngr.all_steps())
+    if not steps:
+      raise FileNotFoundError(f"no checkpoints under {workdir}/checkpoints")
+    chunk_steps, chunk_states = [], []
+    for i, step in enumerate(steps):
+      try:
+        chunk_states.append(jax.device_get(restore(mngr, step, like)[0]))
+        chunk_steps.append(step)
+      except CorruptCheckpoint as e:
+        print(f"ncjax: skipping step {step}: {e}", file=sys.stderr)
+      if chunk_states and (len(chunk_states) == chunk_size or i == len(steps) - 1):
+        if pad:
+          chunk_states += chunk_states[-1:] * (chunk_size - len(chunk_states))
+        yield chunk_steps, jax.tree.map(lambda *xs: np.concatenate(xs), *chunk_states)
+        chunk_steps, chunk_states = [], []
+  finally:
+    mngr.close()
 
 
 def restore_weights(workdir: str) -> dict:
