@@ -8,7 +8,8 @@ A study config holds ``runs`` (name -> a complete ``ncjax train`` config), run i
 - ``compare``: final test accuracy of each arm of ``compare`` (arm -> run names; every
   seed of those runs pooled: mean +- std) and each seed's first logged step with test
   accuracy >= 95% (None if never; its mean and std over the seeds that got there),
-  written to ``summary.json``;
+  written to ``summary.json``, and ``compare.png``: the keys of ``plot`` (default
+  :data:`PLOT_KEYS`) over steps, one line per run;
 - ``transfer``: for each (source, probe) in ``pairs``, the source run's final VCI and NC1
   on its train split against the probe run's final test accuracy; ``transfer.jsonl``,
   Spearman correlations in ``summary.json`` and the figure ``transfer.png``.
@@ -34,6 +35,9 @@ from ncjax.train.config import validate
 def _source(config: ml_collections.ConfigDict) -> str | None:
   init = config.init_from
   return init[1:] if init and init.startswith("@") else None
+
+
+PLOT_KEYS = ("test/accuracy", "collapse/mir", "collapse/hdr", "sample/mir", "sample/hdr")
 
 
 def run_order(runs: ml_collections.ConfigDict) -> list[str]:
@@ -89,8 +93,12 @@ def run_study(study: ml_collections.ConfigDict, workdir: str) -> dict:
     print(f"study: run {name} in {run_dir}", flush=True)
     logs[name] = train(make_task(config), run_dir)
     plots.curves(logs[name], os.path.join(run_dir, "curves.png"), title=config.name or name)
-  summary = (_compare(study, logs) if study.summary == "compare"
-             else _transfer(study, logs, workdir))
+  if study.summary == "compare":
+    summary = _compare(study, logs)
+    plots.overlay(logs, study.get("plot", PLOT_KEYS), os.path.join(workdir, "compare.png"),
+                  title=study.get("name", ""))
+  else:
+    summary = _transfer(study, logs, workdir)
   rundir.write_atomic(os.path.join(workdir, "summary.json"), json.dumps(summary, indent=1))
   return summary
 

@@ -64,3 +64,24 @@ def test_transfer_study_end_to_end(tmp_path):
   again = subprocess.run(cmd, capture_output=True, text=True, timeout=600, cwd=ROOT)
   assert again.returncode == 0, again.stderr[-2000:]
   assert tree_digest(tmp_path / "study" / "a" / "checkpoints") == before
+
+
+def test_steps_to_threshold_per_seed():
+  records = [{"step": 0, "acc": [0.1, 0.2, 0.0]}, {"step": 50, "acc": [0.96, 0.5, 0.0]},
+             {"step": 100, "acc": [0.9, 0.95, 0.0]}]
+  assert studies.steps_to(records, "acc", 0.95) == [50, 100, None]
+  assert studies.steps_to([{"step": 3, "acc": 0.97}], "acc", 0.95) == [3]  # one seed
+
+
+@pytest.mark.slow
+def test_compare_study_in_process(tmp_path):
+  import ml_collections
+
+  study = ml_collections.ConfigDict({"name": "tiny", "summary": "compare",
+                                     "runs": {"a": _run(), "b": _run(lr=0.2)},
+                                     "compare": {"slow": ("a",), "both": ("a", "b")}})
+  summary = studies.run_study(study, str(tmp_path))
+  assert summary["both"]["seeds"] == 2 and summary["slow"]["seeds"] == 1
+  assert len(summary["both"]["steps_to_test_95"]) == 2
+  assert json.load(open(tmp_path / "summary.json")) == summary
+  assert os.path.getsize(tmp_path / "compare.png") > 0
