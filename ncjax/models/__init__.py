@@ -7,10 +7,10 @@ import jax
 import jax.numpy as jnp
 
 from ncjax.models.nets import EmbedMLP, FlaxTransformer, Transformer
-from ncjax.models.vision import CNN, ResNet18, WideResNet
+from ncjax.models.vision import CNN, MLP, ResNet18, WideResNet
 
 MODELS = {"mlp": EmbedMLP, "transformer": Transformer, "flax_transformer": FlaxTransformer,
-          "cnn": CNN, "resnet18": ResNet18, "wrn": WideResNet}
+          "image_mlp": MLP, "cnn": CNN, "resnet18": ResNet18, "wrn": WideResNet}
 
 
 def make_model(name: str, num_classes: int, **kwargs) -> nn.Module:

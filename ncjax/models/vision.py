@@ -1,4 +1,5 @@
-"""Image classifiers with BatchNorm: a small CNN, ResNet-18 (CIFAR stem), Wide-ResNet-d-k.
+"""Image classifiers: an MLP, and with BatchNorm a small CNN, ResNet-18 (CIFAR stem),
+Wide-ResNet-d-k.
 
 Each maps images (n, H, W, C) to ``(logits (n, K), features (n, d))``, features being the
 globally pooled penultimate representation and ``logits = features @ W^T + b`` (the
@@ -34,6 +35,22 @@ class CNN(nn.Module):
       x = nn.max_pool(x, (2, 2), (2, 2), padding="SAME")
     features = nn.relu(nn.Dense(self.features)(x.reshape(x.shape[0], -1)))
     return nn.Dense(self.num_classes, use_bias=self.head_bias, name="head")(features), features
+
+
+class MLP(nn.Module):
+  """The flattened image through ``depth - 1`` ReLU layers of ``width`` units, then the
+  linear head (Omnigrok's MNIST model: width 200, depth 3). No BatchNorm."""
+
+  num_classes: int
+  width: int = 200
+  depth: int = 3
+
+  @nn.compact
+  def __call__(self, x: jax.Array, train: bool = False) -> tuple[jax.Array, jax.Array]:
+    features = x.reshape(x.shape[0], -1)
+    for _ in range(self.depth - 1):
+      features = nn.relu(nn.Dense(self.width)(features))
+    return nn.Dense(self.num_classes, name="head")(features), features
 
 
 class _BasicBlock(nn.Module):

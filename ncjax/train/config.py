@@ -45,8 +45,9 @@ def base_config() -> ml_collections.ConfigDict:
 
   # --- model ---
   c.model = ml_collections.ConfigDict()
-  c.model.name = "mlp"  # mlp | transformer | cnn | resnet18 | wrn
+  c.model.name = "mlp"  # a key of ncjax.models.MODELS: mlp, transformer, cnn, wrn, ...
   c.model.kwargs = ml_collections.ConfigDict({"embed_dim": 128, "hidden_dim": 512})
+  c.model.init_scale = 1.0  # every initial parameter times this (Omnigrok's alpha)
 
   # --- optimiser ---
   c.optim = ml_collections.ConfigDict()
@@ -106,6 +107,7 @@ def validate(config: ml_collections.ConfigDict) -> None:
   need(isinstance(config.seed, int) and config.seed >= 0, "seed", "an int >= 0")
   need(config.batch_size is None or config.batch_size >= 1, "batch_size", "None or >= 1")
   need(config.lr > 0, "lr", "> 0")
+  need(config.model.init_scale > 0, "model.init_scale", "> 0")
   need(config.weight_decay >= 0, "weight_decay", ">= 0")
   need(config.optim.name in ("adamw", "sgd"), "optim.name", "adamw or sgd")
   need(config.optim.schedule in ("constant", "cosine"), "optim.schedule", "constant or cosine")

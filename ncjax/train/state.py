@@ -63,12 +63,14 @@ def make_optimizer(config: ml_collections.ConfigDict) -> optax.GradientTransform
 def create_states(config: ml_collections.ConfigDict, model: nn.Module,
                   example_inputs: jax.Array) -> TrainState:
   """One TrainState with a leading seed axis (S = config.num_seeds); seed i is
-  initialised from ``config.seed + i``. ``example_inputs``: (1, ...) of the task's inputs."""
+  initialised from ``config.seed + i``, every parameter times ``config.model.init_scale``.
+  ``example_inputs``: (1, ...) of the task's inputs."""
   tx = make_optimizer(config)
 
   def create(key):
     init = model.init(key, example_inputs, train=False)
-    return TrainState.create(apply_fn=model.apply, params=init["params"], tx=tx,
+    params = jax.tree.map(lambda p: p * config.model.init_scale, init["params"])
+    return TrainState.create(apply_fn=model.apply, params=params, tx=tx,
                              batch_stats=init.get("batch_stats", {}))
 
   keys = jnp.stack([jax.random.key(config.seed + i) for i in range(config.num_seeds)])
