@@ -1,29 +1,21 @@
 """The paper's grokking setting (Song et al. 2024, after Nanda et al. 2023): a+b mod 113,
-30% train (3,830 pairs), one-layer transformer (d_model 128, 4 heads, MLP 512), full
-batch, AdamW lr 1e-3, betas (0.9, 0.98), weight decay 1.
+30% train (3,830 pairs), Nanda et al.'s one-layer transformer (d_model 128, 4 heads, MLP
+512, no LayerNorm; ncjax/models/nets.py), full batch, AdamW lr 1e-3 after a 10-step
+warm-up, betas (0.9, 0.98), weight decay 1.
 
   ncjax train --config experiments/grokking_paper.py --workdir runs/grok_paper
 
-Expected (paper): train accuracy 100% within ~1k steps, test accuracy jumps to ~100%
-around 10k steps; MIR(head, means) rises and plateaus during memorisation while HDR
-falls; at the jump HDR spikes and MIR dips, then both settle. Not run to the end on
-this 2-core CPU (40k steps).
+Measured on 2 CPU cores (other jobs beside it; ~21 min to step 6,400): train accuracy
+100% at step 184, test accuracy >= 95% at step 6,400 (metrics every 200 steps).
+Train-split MIR(means, head) 0.89 through memorisation, dipping to 0.41 after the jump;
+its HDR 0.12 through memorisation, 0.41 at the jump, ~0.25 after. Sample-level HDR
+falls 0.90 -> 0.05 during memorisation. The paper: HDR .46 -> .08 during memorisation,
+.49 at the jump, ~.12 after; MIR .615 plateau, dip ~.36. Details and the comparison with
+the previous model: docs/grokking.md.
 """
 
-import ml_collections
-
-from ncjax.train.config import base_config
+from ncjax.train.config import grokking_paper_config
 
 
 def get_config():
-  c = base_config()
-  c.name = "a+b mod 113, transformer, 30% train (paper)"
-  c.data.modulus = 113
-  c.data.train_fraction = 0.3
-  c.model.name = "transformer"
-  c.model.kwargs = ml_collections.ConfigDict({"d_model": 128, "num_heads": 4, "mlp_dim": 512})
-  c.optim.warmup_steps = 10  # the reference: lr * min(step / 10, 1)
-  c.steps = 40_000
-  c.metrics_every = 200
-  c.checkpoint_every = 2000
-  return c
+  return grokking_paper_config()

@@ -99,3 +99,17 @@ def test_study_and_train_refuse_each_others_configs(tmp_path):
               "--workdir", str(tmp_path / "t"))
   assert train.returncode == 2 and "use `ncjax study`" in train.stderr, train.stderr[-2000:]
   assert not os.path.exists(tmp_path / "s") and not os.path.exists(tmp_path / "t")
+
+
+@pytest.mark.parametrize("name", sorted(f[:-3] for f in os.listdir(os.path.join(ROOT, "experiments"))
+                                        if f.endswith(".py")))
+def test_every_experiment_config_is_valid(name):
+  from ncjax.studies import validate_study
+  from ncjax.train.config import validate
+  from tests.runs import experiment_config
+
+  config = experiment_config(name)
+  if "runs" in config:
+    validate_study(config)
+  else:
+    validate(config)

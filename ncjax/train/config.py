@@ -173,6 +173,22 @@ def digits_cnn_config(**overrides) -> ml_collections.ConfigDict:
   return override(c, overrides)
 
 
+def grokking_paper_config(**overrides) -> ml_collections.ConfigDict:
+  """The paper's grokking setting (Song et al. 2024, after Nanda et al. 2023): a+b mod
+  113, 30% train, Nanda et al.'s one-layer transformer (d_model 128, 4 heads, MLP 512),
+  full batch, AdamW lr 1e-3 after a 10-step warm-up, betas (0.9, 0.98), weight decay 1;
+  ``overrides`` as in :func:`override`."""
+  c = base_config()
+  c.name = "a+b mod 113, transformer, 30% train (paper)"
+  c.data.modulus = 113
+  c.data.train_fraction = 0.3
+  c.model.name = "transformer"
+  c.model.kwargs = ml_collections.ConfigDict({"d_model": 128, "num_heads": 4, "mlp_dim": 512})
+  c.optim.warmup_steps = 10  # the reference: lr * min(step / 10, 1)
+  c.update(dict(steps=40_000, metrics_every=200, checkpoint_every=2000))
+  return override(c, overrides)
+
+
 def cifar_wrn_config(dataset: str, width: int) -> ml_collections.ConfigDict:
   """The first paper's supervised setting: a WRN-28-``width`` on a TFDS CIFAR dataset,
   SGD with Nesterov momentum, lr 0.03 with cosine decay, weight decay 5e-4 (L2), batch
