@@ -77,17 +77,11 @@ class Transformer(nn.Module):
     return head(features), features
 
 
-class FlaxTransformer(nn.Module):
-  """A one-layer transformer from flax's default layers (the model ncjax shipped as
-  ``transformer`` before it matched Nanda et al.): biases everywhere, LeCun-normal
-  initialisation, position embeddings N(0, 0.02^2), a head with bias. Readout at the
-  last position, which alone goes through the MLP."""
-
-  vocab_size: int
-  num_classes: int
-  d_model: int = 128
-  num_heads: int = 4
-  mlp_dim: int = 512
+class FlaxTransformer(Transformer):
+  """The same sizes as :class:`Transformer` built from flax's default layers (the model
+  ncjax shipped as ``transformer`` before it matched Nanda et al.): biases everywhere,
+  LeCun-normal initialisation, position embeddings N(0, 0.02^2), a head with bias.
+  Readout at the last position, which alone goes through the MLP."""
 
   @nn.compact
   def __call__(self, tokens: jax.Array, train: bool = False) -> tuple[jax.Array, jax.Array]:
