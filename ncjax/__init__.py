@@ -30,6 +30,6 @@ from ncjax.info import (
 )
 from ncjax.kernels import cosine_gram, hadamard_features, normalize_rows, trace_normalize
 from ncjax.stats import ClassStats
-from ncjax import sharding, spectral
+from ncjax import losses, optim, progress, sharding, spectral
 
 __version__ = "0.1.0"
