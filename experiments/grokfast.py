@@ -10,8 +10,8 @@ decay 1), five seeds in one vmapped run per arm:
 
   ncjax study --config experiments/grokfast.py --workdir runs/grokfast
 
-AdamW stops at step 2,000 and the two faster arms at 1,200 (an arm that has not reached 95% by then is
-reported as such). Prints each arm's steps to 95% test accuracy (mean +- std over seeds; metrics every 50
+AdamW and Grokfast stop at step 2,000, the lr-matched AdamW at 1,200 (an arm that has
+not reached 95% by then is reported as such). Prints each arm's steps to 95% test accuracy (mean +- std over seeds; metrics every 50
 steps) and writes summary.json; results in docs/grokking.md.
 """
 
@@ -35,7 +35,7 @@ def get_config():
   c.summary = "compare"
   c.runs = ml_collections.ConfigDict({
       "adamw": arm(2000),  # groks near step 1,600-2,000 (experiments/grokking.py)
-      "grokfast_ema": arm(1200, **{"optim.grokfast": "ema", "optim.grokfast_lamb": LAMB,
+      "grokfast_ema": arm(2000, **{"optim.grokfast": "ema", "optim.grokfast_lamb": LAMB,
                              "name": "Grokfast EMA (alpha 0.98, lamb 2)"}),
       "adamw_lr_matched": arm(1200, lr=(1 + LAMB) * 1e-3, name="AdamW, lr 3e-3"),
   })
