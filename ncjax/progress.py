@@ -17,6 +17,7 @@ import jax
 import jax.numpy as jnp
 import optax
 
+from ncjax import _validation as check
 from ncjax.losses import cross_entropy
 
 
@@ -45,26 +46,32 @@ def fourier_losses(logits: jax.Array, train_mask: jax.Array, *,
     pairs of the logits with that component removed; ``key_fraction``: the fraction of
     the centred logits' squared norm along the key frequencies.
   """
-  n, p = logits.shape
-  if n != p * p:
+  logits = check.real_floating(logits, "logits")
+  if logits.ndim != 2 or logits.shape[0] != logits.shape[1] ** 2:
     raise ValueError(f"logits must have shape (p * p, p), got {logits.shape}.")
+  n, p = logits.shape
+  train_mask = check.as_mask(train_mask, n, "train_mask")
+  check.finite(logits, "logits")
   if not 1 <= num_frequencies <= p // 2:
     raise ValueError(f"num_frequencies must be in [1, {p // 2}], got {num_frequencies}.")
   a, b = jnp.divmod(jnp.arange(n), p)
   s = (a + b) % p
   mean = jnp.mean(logits, axis=0)
-  sums = jax.ops.segment_sum(logits - mean, s, num_segments=p)  # (p, C): per a + b mod p
+  centred = logits - mean
+  # Energies in units of the largest centred logit: no overflow of squares at 1e30.
+  unit = jnp.max(jnp.abs(centred))
+  unit = jnp.where(unit > 0, unit, 1.0)
+  sums = jax.ops.segment_sum(centred, s, num_segments=p)  # (p, C): per a + b mod p
   angle = 2 * jnp.pi * jnp.outer(jnp.arange(1, p // 2 + 1), jnp.arange(p)) / p  # (K_all, p)
   # Unit directions over the p * p pairs: each s appears p times.
   basis = jnp.stack([jnp.cos(angle), jnp.sin(angle)], 1)  # (K_all, 2, p)
   norms = jnp.sqrt(p * jnp.sum(basis**2, axis=-1, keepdims=True))
   basis = jnp.where(norms > 0, basis / jnp.where(norms > 0, norms, 1), 0.0)  # sin at p/2 is 0
   coef = jnp.einsum("kjs,sc->kjc", basis, sums)  # (K_all, 2, C)
-  energy = jnp.sum(coef**2, axis=(1, 2))
+  energy = jnp.sum((coef / unit) ** 2, axis=(1, 2))
   _, key = jax.lax.top_k(energy, num_frequencies)
   component = jnp.einsum("kjc,kjs->sc", coef[key], basis[key])[s]  # (p * p, C)
-  labels = s
-  total = jnp.sum((logits - mean) ** 2)
-  return {"restricted_loss": cross_entropy(component + mean, labels),
-          "excluded_loss": cross_entropy(logits - component, labels, mask=train_mask),
+  total = jnp.sum((centred / unit) ** 2)
+  return {"restricted_loss": cross_entropy(component + mean, s),  # label of (a, b): s
+          "excluded_loss": cross_entropy(logits - component, s, mask=train_mask),
           "key_fraction": jnp.sum(energy[key]) / jnp.maximum(total, jnp.finfo(total.dtype).tiny)}

@@ -86,11 +86,43 @@ def test_fourier_losses_compile_once_and_vmap():
     np.testing.assert_allclose(out["excluded_loss"][i], one["excluded_loss"], rtol=1e-5)
 
 
-@pytest.mark.parametrize("shape,k,message", [((10, 3), 1, "p \\* p"), ((49, 7), 4, "num_frequencies"),
+@pytest.mark.parametrize("shape,k,message", [((10, 3), 1, "p \\* p"), ((49,), 1, "p \\* p"),
+                                             ((49, 7), 4, "num_frequencies"),
                                              ((49, 7), 0, "num_frequencies")])
 def test_bad_arguments(shape, k, message):
   with pytest.raises(ValueError, match=message):
     progress.fourier_losses(jnp.zeros(shape), jnp.ones(shape[0], bool), num_frequencies=k)
+
+
+@pytest.mark.parametrize("logits,mask,message", [
+    (np.zeros((49, 7), int), np.ones(49, bool), "logits must be real floating"),
+    (np.full((49, 7), np.nan, np.float32), np.ones(49, bool), "logits contains NaN"),
+    (np.zeros((49, 7), np.float32), np.ones(48, bool), "train_mask must have shape"),
+    (np.zeros((49, 7), np.float32), np.ones(49), "train_mask must be boolean")])
+def test_bad_inputs_name_the_argument(logits, mask, message):
+  with pytest.raises(ValueError, match=message):
+    progress.fourier_losses(logits, mask, num_frequencies=2)
+
+
+@pytest.mark.parametrize("offset,scale", [(1e4, 1.0), (0.0, 1e-30), (0.0, 1e30)])
+def test_offset_and_scale(offset, scale):
+  """A common offset changes no logit difference; the key frequencies and key fraction
+  do not depend on the scale (the losses do, as a softmax does)."""
+  p = 11
+  rng = np.random.default_rng(0)
+  logits = rng.normal(size=(p * p, p)).astype(np.float32)
+  mask = rng.random(p * p) < 0.5
+  base = progress.fourier_losses(logits, mask, num_frequencies=3)
+  moved = progress.fourier_losses(logits * np.float32(scale) + np.float32(offset), mask,
+                                  num_frequencies=3)
+  np.testing.assert_allclose(moved["key_fraction"], base["key_fraction"], rtol=1e-3)
+  if scale == 1.0:
+    for name in ("restricted_loss", "excluded_loss"):
+      np.testing.assert_allclose(moved[name], base[name], rtol=2e-3)
+  want = _reference(logits.astype(np.float64) * scale, mask, 3)
+  assert all(np.isfinite(float(v)) for v in moved.values())
+  if scale != 1.0:
+    np.testing.assert_allclose(moved["restricted_loss"], want["restricted_loss"], rtol=1e-4)
 
 
 def test_weight_norm_is_the_global_l2_norm():
