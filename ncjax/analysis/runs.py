@@ -73,6 +73,4 @@ def load_run(workdir: str) -> Run:
   """
   config = rundir.load_config(workdir)
   records = rundir.read_log(os.path.join(workdir, "metrics.jsonl"))
-  folder = checkpoints.directory(workdir)
-  steps = sorted(int(s) for s in os.listdir(folder) if s.isdigit()) if os.path.isdir(folder) else []
-  return Run(workdir, config, records, steps)
+  return Run(workdir, config, records, checkpoints.saved_steps(workdir))

@@ -31,6 +31,12 @@ def directory(workdir: str) -> str:
   return os.path.abspath(os.path.join(workdir, "checkpoints"))
 
 
+def saved_steps(workdir: str) -> list[int]:
+  """Sorted steps of the checkpoint folders under ``workdir`` (none: [])."""
+  folder = directory(workdir)
+  return sorted(int(s) for s in os.listdir(folder) if s.isdigit()) if os.path.isdir(folder) else []
+
+
 def manager(workdir: str, trajectory: list[int], checkpoint_every: int,
             keep: int) -> ocp.CheckpointManager:
   """A CheckpointManager under ``workdir/checkpoints`` keeping the ``trajectory`` steps

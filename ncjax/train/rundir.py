@@ -96,8 +96,7 @@ def prepare(config: ml_collections.ConfigDict, workdir: str, overwrite: bool = F
       raise RunDirError(f"{workdir} holds a run with a different config: {shown}"
                         f"{' ...' if len(differ) > 4 else ''}; use another --workdir, "
                         "--overwrite to start afresh, or --allow_change=KEY to resume with it.")
-    saved = [int(s) for s in os.listdir(checkpoints.directory(workdir)) if s.isdigit()] if (
-        os.path.isdir(checkpoints.directory(workdir))) else []
+    saved = checkpoints.saved_steps(workdir)
     if saved and max(saved) > config.steps:
       raise RunDirError(f"{workdir} has a checkpoint at step {max(saved)}, beyond "
                         f"config.steps = {config.steps}.")
