@@ -49,8 +49,11 @@ def make_optimizer(config: ml_collections.ConfigDict) -> optax.GradientTransform
   # Decoupled: lr * wd * w added after the adaptive/momentum direction (AdamW, SGDW).
   # L2: wd * w added to the gradient, so it goes through momentum (and Adam's scaling).
   chain = [direction, decay] if o.decoupled_weight_decay else [decay, direction]
-  grokfast = {"none": [], "ema": [optim.grokfast_ema(o.grokfast_alpha, o.grokfast_lamb)],
-              "ma": [optim.grokfast_ma(o.grokfast_window, o.grokfast_lamb)]}[o.grokfast]
+  grokfast = []  # only the chosen filter is built (and checks its own arguments)
+  if o.grokfast == "ema":
+    grokfast = [optim.grokfast_ema(o.grokfast_alpha, o.grokfast_lamb)]
+  elif o.grokfast == "ma":
+    grokfast = [optim.grokfast_ma(o.grokfast_window, o.grokfast_lamb)]
   clip = [] if o.grad_clip is None else [optax.clip_by_global_norm(o.grad_clip)]
   tx = optax.chain(*grokfast, *clip, *chain, optax.scale_by_learning_rate(lr))
   if config.freeze == "backbone":  # a linear probe: only the head moves
