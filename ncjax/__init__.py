@@ -10,10 +10,14 @@ from ncjax.collapse import (
     collapse_metrics,
     collapse_metrics_from_stats,
     effective_rank,
+    gnc2,
     nc1,
     nc2,
     nc3,
     nc4,
+    nc5,
+    nci_score,
+    unc3,
     vci,
 )
 from ncjax.info import (

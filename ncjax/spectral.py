@@ -100,6 +100,20 @@ def psd_entropy(k: jax.Array) -> jax.Array:
   return spectrum_entropy(psd_eigvalsh(k))
 
 
+def factor_eigvalsh(f: jax.Array) -> jax.Array:
+  """Eigenvalues (ascending, >= 0) of the smaller of ``f f^T`` and ``f^T f``: the
+  nonzero spectrum of K = f f^T, padded with zeros to min(n, m).
+
+  Args:
+    f: (..., n, m) factor; the route is picked from the static n and m.
+  Returns:
+    (..., min(n, m)) eigenvalues.
+  """
+  n, m = f.shape[-2:]
+  ft = jnp.swapaxes(f, -1, -2)
+  return psd_eigvalsh(matmul(ft, f) if m < n else matmul(f, ft))
+
+
 def factor_entropy(f: jax.Array) -> jax.Array:
   """Entropy of ``K = f f^T`` (trace-normalised) by the cheaper of K and f^T f.
 
@@ -108,10 +122,7 @@ def factor_entropy(f: jax.Array) -> jax.Array:
   Returns:
     (...) entropy in nats.
   """
-  n, m = f.shape[-2:]
-  ft = jnp.swapaxes(f, -1, -2)
-  k = matmul(ft, f) if m < n else matmul(f, ft)
-  return psd_entropy(k)
+  return spectrum_entropy(factor_eigvalsh(f))
 
 
 def default_rtol(size: int, dtype) -> float:

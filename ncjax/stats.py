@@ -96,34 +96,60 @@ class ClassStats:
   @classmethod
   def _from_batch(cls, features, labels, num_classes: int, mask) -> "ClassStats":
     """:meth:`from_batch` without validation (inputs already checked)."""
-    keep = mask[:, None]
-    features = jnp.where(keep, features, 0.0)  # padding may hold NaN
-    n_kept = jnp.maximum(jnp.sum(mask), 1).astype(features.dtype)
-    shift = jnp.sum(features / n_kept, axis=0)  # the batch mean; divided first: no overflow
-    x = jnp.where(keep, features - shift, 0.0)
-    scale = _or_one(_power_of_two(jnp.max(jnp.abs(x))))
-    x = x / scale
-    onehot = jax.nn.one_hot(labels, num_classes, dtype=x.dtype) * keep
-    counts = onehot.sum(0)
-    per_class = lambda v: matmul(onehot.T, v) / jnp.maximum(counts, 1)[:, None]
-    rough = per_class(x)
-    means = rough + per_class(x - rough[labels])  # corrected two-pass mean
-    centred = (x - means[labels]) * keep
-    return cls(
-        counts=counts, shift=shift, scale=scale, scaled_means=means,
-        scaled_within=matmul(centred.T, centred),
-        scaled_spread=matmul(onehot.T, jnp.sum(centred**2, axis=1)),
-    )
+    return cls._identity(num_classes, features.shape[1], features.dtype)._absorb(
+        features, labels, mask)
 
   def update(self, features, labels, mask=None) -> "ClassStats":
-    """Adds a batch: ``self.merge(ClassStats.from_batch(...))``; features (n, d) with d
-    equal to this accumulator's, labels (n,) int, mask optional (n,) bool."""
+    """Adds a batch, the same as ``self.merge(ClassStats.from_batch(...))`` but in one
+    n x d x d product; features (n, d) with d equal to this accumulator's, labels (n,)
+    int, mask optional (n,) bool."""
     features = check.features(features, "features", min_rows=1)
     if features.shape[1] != self.dim:
       raise ValueError(f"features must have {self.dim} columns like these statistics, "
                        f"got shape {features.shape}.")
-    return self.merge(ClassStats.from_batch(features, labels, num_classes=self.num_classes,
-                                            mask=mask))
+    labels = check.labels(labels, features.shape[0], self.num_classes)
+    mask = check.as_mask(mask, features.shape[0])
+    check.finite(features, "features", mask)
+    return self._absorb(features.astype(self.counts.dtype), labels, mask)
+
+  def _absorb(self, features, labels, mask) -> "ClassStats":
+    """:meth:`update` without validation. O(n d^2 + n d + C d): per-class sums by
+    ``segment_sum`` (no n x C one-hot) and no C x d x d merge term.
+
+    The batch is mapped into this accumulator's frame (its shift; a scale grown to cover
+    the batch), and its class means b_c are found by a corrected two-pass. Chan's merge
+    term n_a n_b / (n_a + n_b) (b_c - a_c)(b_c - a_c)^T is then folded into the batch's
+    own scatter: centring class c's rows at b_c - sqrt(n_a / (n_a + n_b)) (b_c - a_c)
+    instead of at b_c adds exactly that term, so one product of the centred rows gives
+    the merged scatter. Every term added is PSD: nothing cancels.
+    """
+    c = self.num_classes
+    keep = mask[:, None]
+    features = jnp.where(keep, features, 0.0)  # padding may hold NaN
+    has = self.total > 0
+    n_kept = jnp.maximum(jnp.sum(mask), 1).astype(features.dtype)
+    shift = jnp.where(has, self.shift, jnp.sum(features / n_kept, axis=0))  # no overflow
+    x = jnp.where(keep, features - shift, 0.0)
+    scale = _or_one(jnp.maximum(jnp.where(has, self.scale, 0.0),
+                                _power_of_two(jnp.max(jnp.abs(x)))))
+    a = self._in_frame(shift, scale)
+    x = x / scale
+    counts = jax.ops.segment_sum(mask.astype(x.dtype), labels, c)
+    per_class = lambda v: (jax.ops.segment_sum(v, labels, c)
+                           / jnp.maximum(counts, 1)[:, None])
+    rough = per_class(x)
+    means = rough + per_class(jnp.where(keep, x - rough[labels], 0.0))
+    total = a.counts + counts
+    delta = means - a.scaled_means  # only rows of classes in the batch are used below
+    pull = jnp.sqrt(a.counts / jnp.maximum(total, 1))
+    centred = jnp.where(keep, x - (means - pull[:, None] * delta)[labels], 0.0)
+    return ClassStats(
+        counts=total, shift=shift, scale=scale,
+        scaled_means=a.scaled_means + delta * (counts / jnp.maximum(total, 1))[:, None],
+        scaled_within=a.scaled_within + matmul(centred.T, centred),
+        scaled_spread=a.scaled_spread + jax.ops.segment_sum(jnp.sum(centred**2, axis=1),
+                                                            labels, c),
+    )
 
   def merge(self, other: "ClassStats") -> "ClassStats":
     """Statistics of the union of both sample sets (Chan et al. pairwise update)."""
@@ -152,7 +178,9 @@ class ClassStats:
 
   def _in_frame(self, shift: jax.Array, scale: jax.Array) -> "ClassStats":
     """The same statistics about ``shift`` in units of ``scale`` (scale >= self.scale)."""
-    ratio = self.scale / scale  # a power of two: exact
+    # A power of two: exact. An empty accumulator (the identity, scale 1) may meet a
+    # smaller scale; its moments are all 0, and ratio^2 must not overflow into 0 * inf.
+    ratio = jnp.where(self.total > 0, self.scale / scale, 0.0)
     means = self.scaled_means * ratio + (self.shift - shift) / scale
     return ClassStats(
         counts=self.counts, shift=shift, scale=scale,

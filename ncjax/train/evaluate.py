@@ -40,13 +40,13 @@ def _forward(state: TrainState, inputs: jax.Array):
   return state.apply_fn(variables(state), inputs, train=False)
 
 
-def _accumulate(state: TrainState, batch: Batch, carry, num_classes: int):
+def _accumulate(state: TrainState, batch: Batch, carry):
   stats, loss_sum, correct = carry
   logits, features = _forward(state, batch.inputs)
   n = jnp.sum(batch.mask)
   loss_sum += losses.cross_entropy(logits, batch.labels, mask=batch.mask) * n
   correct += jnp.sum((jnp.argmax(logits, -1) == batch.labels) & batch.mask)
-  stats = stats.merge(ClassStats._from_batch(features, batch.labels, num_classes, batch.mask))
+  stats = stats._absorb(features, batch.labels, batch.mask)
   return stats, loss_sum, correct
 
 
@@ -75,8 +75,7 @@ def make_evaluator(num_classes: int, data_axis: int | None):
   None when the data are shared.
   """
   axes = (0, data_axis)
-  accumulate = jax.jit(jax.vmap(
-      lambda s, b, c: _accumulate(s, b, c, num_classes), in_axes=(*axes, 0)))
+  accumulate = jax.jit(jax.vmap(_accumulate, in_axes=(*axes, 0)))
   count_nc4 = jax.jit(jax.vmap(_nc4_count, in_axes=(*axes, 0)))
   samples = jax.jit(jax.vmap(sample_metrics, in_axes=axes))
   norms = jax.jit(jax.vmap(progress.weight_norm))
