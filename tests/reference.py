@@ -137,6 +137,40 @@ def nc4(h, y, num_classes, head, bias):
   return np.mean(network != nearest)
 
 
+def gnc2(h, y, num_classes):
+  """Mean over pairs of log(1 / ||u_i - u_j||), u the normalised centred means."""
+  m = class_moments(h, y, num_classes)["m"]
+  u = m / np.linalg.norm(m, axis=1, keepdims=True)
+  i, j = np.triu_indices(len(u), 1)
+  return np.mean(-np.log(np.linalg.norm(u[i] - u[j], axis=1)))
+
+
+def unc3(h, y, num_classes, head):
+  """Standard deviation over classes of cos(w_c, M_c)."""
+  s = class_moments(h, y, num_classes)
+  w = np.asarray(head, np.float64)[s["present"]]
+  cos = np.sum(w * s["m"], 1) / (np.linalg.norm(w, axis=1) * np.linalg.norm(s["m"], axis=1))
+  return cos.std()
+
+
+def nc5(h, y, num_classes, ood):
+  """Mean over classes of |cos(M_c, mean(ood) - mu_G)|."""
+  s = class_moments(h, y, num_classes)
+  g = np.asarray(ood, np.float64).mean(0) - s["mu_g"]
+  cos = s["m"] @ g / (np.linalg.norm(s["m"], axis=1) * np.linalg.norm(g))
+  return np.mean(np.abs(cos))
+
+
+def nci_score(h, y, num_classes, head, bias, features, alpha):
+  """pytorch-ood's NCI: -(w_c . z) / ||z|| - alpha ||h||_1, z = h - mu_G, c predicted."""
+  mu_g = np.asarray(h, np.float64).mean(0)
+  f = np.asarray(features, np.float64)
+  head = np.asarray(head, np.float64)
+  predicted = np.argmax(f @ head.T + bias, 1)
+  z = f - mu_g
+  return -np.sum(head[predicted] * z, 1) / np.linalg.norm(z, axis=1) - alpha * np.abs(f).sum(1)
+
+
 def effective_rank(h):
   sv = np.linalg.svd(np.asarray(h, np.float64), compute_uv=False)
   p = sv / sv.sum()

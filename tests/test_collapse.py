@@ -67,6 +67,8 @@ class ReferenceTest(chex.TestCase):
     want = {k: v for k, v in ref.nc2(h, y, 5, head).items()}
     want |= {k: getattr(ref, k)(h, y, 5) for k in STATS_METRICS}
     want["nc3"] = ref.nc3(h, y, 5, head)
+    want["unc3"] = ref.unc3(h, y, 5, head)
+    want["gnc2"] = ref.gnc2(h, y, 5)
     want["nc4"] = ref.nc4(h, y, 5, head, bias)
     want["effective_rank"] = ref.effective_rank(h)
     m = ref.class_moments(h, y, 5)["m"]
@@ -117,15 +119,124 @@ class ClosedFormTest(parameterized.TestCase):
     bias = -head @ mu_g  # equal norms: argmax(W h + b) = nearest class mean
     out = ncjax.collapse_metrics(*f32(h), y, num_classes=6, **heads(head, bias))
     for key in ("equinorm_means", "equiangular_means", "maxangle_means", "equinorm_head",
-                "equiangular_head", "maxangle_head", "nc3", "nc4"):
+                "equiangular_head", "maxangle_head", "nc3", "unc3", "nc4"):
       self.assertAlmostEqual(float(out[key]), 0.0, places=5, msg=key)
     self.assertAlmostEqual(float(out["hdr"]), 0.0, places=5)
     self.assertAlmostEqual(float(out["entropy_means"]), np.log(5), places=4)
+    self.assertAlmostEqual(float(out["gnc2"]), -0.5 * np.log(2 * 6 / 5), places=5)
+
+  def test_unc3_zero_for_head_rows_along_their_means_at_any_lengths(self):
+    h, y, head, _ = dataset(seed=12)
+    m = ref.class_moments(h, y, 5)["m"]
+    aligned = m * np.array([0.5, 1.0, 2.0, 3.0, 7.0])[:, None]
+    unc3 = lambda w: float(ncjax.unc3(jnp.float32(h), jnp.float32(w), y, num_classes=5))
+    self.assertAlmostEqual(unc3(aligned), 0.0, places=6)
+    self.assertGreater(unc3(head), 1e-3)
+
+  def test_nc5_closed_forms(self):
+    """OOD mean orthogonal to the ETF span: 0; along one class mean: (1 + 1) / C."""
+    c, d = 5, 8
+    h, y, m = etf_configuration(c=c, d=d)
+    s = ncjax.class_stats(jnp.float32(h), y, num_classes=c)
+    basis = np.linalg.svd(m)[2]  # rows c-1.. span the complement of the means
+    mu_g = h.mean(0)
+    noise = np.random.default_rng(0).normal(size=(50, d - c + 1)) @ basis[c - 1:]
+    ood = mu_g + 4.0 * basis[-1] + noise
+    self.assertAlmostEqual(float(ncjax.nc5(s, jnp.float32(ood))), 0.0, places=5)
+    along = mu_g + 3.0 * m[0] + np.zeros((7, d))
+    self.assertAlmostEqual(float(ncjax.nc5(s, jnp.float32(along))), 2.0 / c, places=5)
 
   def test_vci_zero_and_nc1_zero_at_full_collapse(self):
     h, y, _ = etf_configuration(s=0.0)
     self.assertAlmostEqual(float(ncjax.vci(jnp.float32(h), y, num_classes=5)), 0.0, places=5)
     self.assertAlmostEqual(float(ncjax.nc1(jnp.float32(h), y, num_classes=5)), 0.0, places=6)
+
+
+class ManyClassesTest(parameterized.TestCase):
+  """C > d, absent classes, masks: the d x d NC1 route and the tiles against references."""
+
+  def data(self, c=11, d=6, n=400, seed=13, offset=0.0):
+    rng = np.random.default_rng(seed)
+    y = rng.integers(0, c, n)
+    y[np.isin(y, (2, 7))] = 3  # classes 2 and 7 absent
+    means = 3 * rng.normal(size=(c, d))
+    h = means[y] + rng.normal(size=(n, d)) + offset
+    return h, y, means + 0.5 * rng.normal(size=(c, d)), rng.normal(size=c)
+
+  @parameterized.parameters(0.0, 1e4)
+  def test_against_references(self, offset):
+    h, y, head, bias = self.data(offset=offset)
+    s = ncjax.class_stats(jnp.float32(h), y, num_classes=11)
+    present = ref.class_moments(h, y, 11)["present"]
+    rtol = 1e-4 if offset == 0 else 2e-3
+    for name in ("nc1", "cdnv", "vci", "gnc2"):
+      np.testing.assert_allclose(getattr(ncjax, name)(s), getattr(ref, name)(h, y, 11),
+                                 rtol=rtol, err_msg=name)
+    np.testing.assert_allclose(ncjax.unc3(s, jnp.float32(head)), ref.unc3(h, y, 11, head),
+                               rtol=rtol)
+    for key, value in ref.nc2(h, y, 11, head).items():
+      np.testing.assert_allclose(ncjax.nc2(s, head=jnp.float32(head))[key], value, rtol=rtol,
+                                 err_msg=key)
+    np.testing.assert_allclose(ncjax.nc4(jnp.float32(h), s, jnp.float32(head), jnp.float32(bias)),
+                               ref.nc4(h, y, 11, head, bias), atol=1e-6)
+    ood = np.random.default_rng(1).normal(size=(60, 6)) + offset + 1.0
+    np.testing.assert_allclose(ncjax.nc5(s, jnp.float32(ood)), ref.nc5(h, y, 11, ood), rtol=rtol)
+    got = ncjax.nci_score(jnp.float32(ood), s, jnp.float32(head), jnp.float32(bias), alpha=1e-4)
+    want = ref.nci_score(h, y, 11, head, bias, np.float32(ood), 1e-4)
+    np.testing.assert_allclose(got, want, rtol=2e-3, atol=1e-3 if offset else 1e-5)
+    self.assertLen(present, 9)
+
+  @parameterized.parameters(1, 3, 4, 10)
+  def test_tiled_equals_dense(self, tile_size):
+    h, y, head, bias = self.data()
+    mask = jnp.asarray(np.random.default_rng(2).random(len(y)) < 0.8)
+    kw = dict(num_classes=11, head=jnp.float32(head), bias=jnp.float32(bias), mask=mask)
+    dense = ncjax.collapse_metrics(jnp.float32(h), y, **kw)  # 11 <= TILE: one block
+    tiled = ncjax.collapse_metrics(jnp.float32(h), y, **kw, tile_size=tile_size)
+    self.assertEqual(set(tiled), set(dense))
+    for key in dense:
+      np.testing.assert_allclose(tiled[key], dense[key], rtol=1e-5, atol=1e-7, err_msg=key)
+
+  def test_no_class_by_class_or_sample_by_class_arrays(self):
+    """The compiled programs hold no C x C block (pairs by tiles) and no n x C one-hot."""
+    c, d, n, t = 3000, 8, 64, 256
+    s = jax.ShapeDtypeStruct
+    stats = jax.eval_shape(lambda: ncjax.ClassStats.empty(num_classes=c, dim=d))
+    update = jax.jit(ncjax.ClassStats.update).lower(
+        stats, s((n, d), jnp.float32), s((n,), jnp.int32)).as_text()
+    self.assertFalse(f"<{n}x{c}x" in update, "an n x C array in ClassStats.update")
+    metrics = jax.jit(lambda st, w: ncjax.collapse_metrics_from_stats(
+        st, w, tile_size=t, joint_entropy=False)).lower(stats, s((c, d), jnp.float32)).as_text()
+    self.assertFalse(f"<{c}x{c}x" in metrics, "a C x C array in collapse_metrics_from_stats")
+    self.assertTrue(f"<{t}x{c}x" in metrics, "no (tile, C) block")  # the tiles are there
+
+  def test_compiles_once_per_tile_size(self):
+    fn = jax.jit(chex.assert_max_traces(ncjax.collapse_metrics, n=2),
+                 static_argnames=("num_classes", "tile_size"))
+    chex.clear_trace_counter()
+    for tile_size in (3, 4):  # 11 classes: 4 blocks (1 padded row) and 3 (1 padded)
+      for seed in range(3):
+        h, y, head, bias = self.data(seed=seed)
+        fn(jnp.float32(h), y, num_classes=11, head=jnp.float32(head), tile_size=tile_size)
+
+  def test_update_equals_merge_of_a_batch(self):
+    h, y, _, _ = self.data(offset=1e3)
+    a = ncjax.class_stats(jnp.float32(h[:150]), y[:150], num_classes=11)
+    fused = a.update(jnp.float32(h[150:]), y[150:])
+    merged = a.merge(ncjax.class_stats(jnp.float32(h[150:]), y[150:], num_classes=11))
+    chex.assert_trees_all_close(fused, merged, rtol=1e-5, atol=1e-6)
+
+  def test_bad_inputs(self):
+    h, y, head, _ = self.data()
+    s = ncjax.class_stats(jnp.float32(h), y, num_classes=11)
+    with self.assertRaisesRegex(ValueError, "tile_size must be an int >= 1"):
+      ncjax.cdnv(s, tile_size=0)
+    with self.assertRaisesRegex(ValueError, "ood features are 5-d, stats 6-d"):
+      ncjax.nc5(s, np.ones((4, 5), np.float32))
+    with self.assertRaisesRegex(ValueError, "ood contains NaN"):
+      ncjax.nc5(s, np.full((4, 6), np.nan, np.float32))
+    with self.assertRaisesRegex(TypeError, "stats must be a ClassStats"):
+      ncjax.nci_score(np.float32(h), h, np.float32(head))
 
 
 class InvarianceTest(parameterized.TestCase):
