@@ -21,7 +21,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from ncjax import _validation as check
-from ncjax import info, kernels, spectral
+from ncjax import info, kernels, sharding, spectral
 from ncjax.kernels import matmul
 from ncjax.stats import ClassStats
 
@@ -87,16 +87,19 @@ def _tile_size(tile_size) -> int:
   return int(tile_size)
 
 
-def _pair_means(x: jax.Array, keep: jax.Array, terms, tile_size: int) -> dict:
+def _pair_means(x: jax.Array, keep: jax.Array, terms, tile_size: int, mesh=None) -> dict:
   """Means over the ordered pairs (i, j), i != j, of kept rows of the (t, C) arrays
   ``terms(cos, rows)``: ``cos`` holds the cosines between rows ``rows`` (t,) of x and
-  every row. Row blocks of t = min(tile_size, C) rows one at a time (``lax.map``): at
-  most a (t, C) block exists. Each pair counts twice, so means over i < j are the same.
+  every row. Row blocks of t = min(tile_size, C) rows one at a time (``lax.map``; with a
+  mesh, the blocks split across its devices): at most a (t, C) block exists per device.
+  Each pair counts twice, so means over i < j are the same.
   """
   c = x.shape[0]
   u = kernels.normalize_rows(x, keep)
   t = min(_tile_size(tile_size), c)
-  index = jnp.arange(-(-c // t) * t).reshape(-1, t)  # the last block padded past c
+  devices = 1 if mesh is None else mesh.size
+  blocks = -(-(-(-c // t)) // devices) * devices  # padded past c to whole blocks per device
+  index = jnp.arange(blocks * t).reshape(-1, t)
 
   def block(index):
     rows = jnp.minimum(index, c - 1)
@@ -106,9 +109,9 @@ def _pair_means(x: jax.Array, keep: jax.Array, terms, tile_size: int) -> dict:
     values = terms(cos, rows)
     return {k: jnp.sum(jnp.sum(jnp.where(pair, v, 0.0), axis=1)) for k, v in values.items()}
 
-  sums = jax.lax.map(block, index)
+  sums = sharding.sum_over_blocks(block, index, mesh)
   n = jnp.sum(keep)
-  return {k: jnp.sum(v) / (n * (n - 1)) for k, v in sums.items()}
+  return {k: v / (n * (n - 1)) for k, v in sums.items()}
 
 
 def _mean_cosine(x: jax.Array, keep: jax.Array) -> jax.Array:
@@ -126,7 +129,7 @@ def _angle_terms(x: jax.Array, keep: jax.Array):
   return lambda cos, rows: {"cos_var": (cos - mean) ** 2, "maxangle": jnp.abs(cos - etf)}
 
 
-def _mean_pairs(s: ClassStats, tile_size: int) -> dict[str, jax.Array]:
+def _mean_pairs(s: ClassStats, tile_size: int, mesh=None) -> dict[str, jax.Array]:
   """The pairwise metrics of the centred class means in one tiled pass: ``cdnv``,
   ``equiangular_means``, ``maxangle_means``, ``gnc2``."""
   m = s.scaled_centred_means  # distances from centred means: no cancellation of an offset
@@ -141,7 +144,7 @@ def _mean_pairs(s: ClassStats, tile_size: int) -> dict[str, jax.Array]:
         "gnc2": -0.5 * jnp.log(2.0 - 2.0 * cos),  # log 1 / ||u_i - u_j||
     }
 
-  out = _pair_means(m, s.present, terms, tile_size)
+  out = _pair_means(m, s.present, terms, tile_size, mesh)
   return {"cdnv": out["cdnv"], "equiangular_means": jnp.sqrt(out["cos_var"]),
           "maxangle_means": out["maxangle"], "gnc2": out["gnc2"]}
 
@@ -250,8 +253,8 @@ def nc2(
   return out
 
 
-def _head_angles(head: jax.Array, present: jax.Array, tile_size: int) -> dict:
-  angles = _pair_means(head, present, _angle_terms(head, present), tile_size)
+def _head_angles(head: jax.Array, present: jax.Array, tile_size: int, mesh=None) -> dict:
+  angles = _pair_means(head, present, _angle_terms(head, present), tile_size, mesh)
   return {"equinorm_head": _equinorm(head, present),
           "equiangular_head": jnp.sqrt(angles["cos_var"]), "maxangle_head": angles["maxangle"]}
 
@@ -472,7 +475,7 @@ def _effective_rank(second_moment: jax.Array) -> jax.Array:
 
 def collapse_metrics_from_stats(
     stats: ClassStats, head: jax.Array | None = None, *, tile_size: int = TILE,
-    joint_entropy: bool = True,
+    joint_entropy: bool = True, mesh=None,
 ) -> dict[str, jax.Array]:
   """All metrics computable from class statistics (everything but NC4), each spectrum
   and each tiled pass over the class pairs computed once.
@@ -483,6 +486,8 @@ def collapse_metrics_from_stats(
     joint_entropy: with a head, also ``mi`` and ``mir``, which need the joint entropy of
       the two C x C cosine Grams: an O(C^3) eigenproblem (and C x C memory) whatever the
       route, out of reach at vocabulary scale (C = 32k); set False there.
+    mesh: optional ``jax.sharding.Mesh`` (``ncjax.sharding.sample_mesh()``): the tiles
+      of class pairs are split across its devices (the statistics stay replicated).
   Returns:
     Dict with keys ``nc1, cdnv, vci, effective_rank, equinorm_means, equiangular_means,
     maxangle_means, gnc2, entropy_means``; with a head also ``nc3, unc3``, the head NC2
@@ -492,7 +497,7 @@ def collapse_metrics_from_stats(
     raise check.InputTypeError(f"stats must be a ClassStats, got {type(stats).__name__}.")
   check.classes_present(stats.counts)
   _require_distinct_means(stats, "collapse_metrics")
-  pairs = _mean_pairs(stats, tile_size)
+  pairs = _mean_pairs(stats, tile_size, mesh)
   out = {"nc1": nc1(stats), "vci": vci(stats), "cdnv": pairs["cdnv"], "gnc2": pairs["gnc2"]}
   # Z^T Z / scale^2 from the class statistics: sum_c (W_c + n_c a_c a_c^T) with
   # a_c = mu_c / scale; no second pass over Z (effective rank is scale-invariant).
@@ -507,7 +512,7 @@ def collapse_metrics_from_stats(
     out["entropy_means"] = info.matrix_entropy(m, mask=present)
     return out
   head = check.head(head, stats.num_classes, stats.dim)
-  out |= _head_angles(head, present, tile_size)
+  out |= _head_angles(head, present, tile_size, mesh)
   out |= {"nc3": nc3(stats, head), "unc3": unc3(stats, head)}
   if not joint_entropy:
     h_head, h_means = info.matrix_entropy(head, mask=present), info.matrix_entropy(m, mask=present)

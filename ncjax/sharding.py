@@ -117,6 +117,19 @@ def class_stats(features, labels, mesh: Mesh, *, num_classes: int, mask=None) ->
                        out_specs=PartitionSpec())(features, labels, mask)
 
 
+def sum_over_blocks(fn, blocks: jax.Array, mesh: Mesh | None = None):
+  """``sum_b fn(blocks[b])`` for a pytree-valued ``fn``, one block at a time
+  (``lax.map``). With a mesh the blocks (B a multiple of the mesh size) are split across
+  its devices and the partial sums ``psum``'d: how the tiled pairwise metrics of
+  ``ncjax.collapse`` spread their class tiles over devices."""
+  local = lambda b: jax.tree.map(lambda x: jnp.sum(x, axis=0), jax.lax.map(fn, b))
+  if mesh is None:
+    return local(blocks)
+  if blocks.shape[0] % mesh.size:
+    raise ValueError(f"{blocks.shape[0]} blocks do not split over {mesh.size} devices.")
+  return _reduce_rows(local, mesh, blocks)
+
+
 def eigvalsh(stack: jax.Array, mesh: Mesh) -> jax.Array:
   """Eigenvalues of a stack of T symmetric PSD matrices (T, m, m), each device solving
   its share (T padded to a multiple of the mesh size). Returns (T, m), clamped at 0."""

@@ -89,6 +89,23 @@ def test_sample_sharded_metrics_equal_single_device(mesh, n):
   check(ncjax.vci(stats), ncjax.vci(single))
 
 
+@pytest.mark.parametrize("tile_size", [4, 64])  # 37 classes: 10 tiles padded to 16; 1 to 8
+def test_class_tiles_split_across_devices_equal_single_device(mesh, tile_size):
+  rng = np.random.default_rng(3)
+  c, d, n = 37, 6, 900
+  labels = rng.integers(0, c, n)
+  labels[labels == 5] = 6  # class 5 absent
+  features = np.float32(3 * rng.normal(size=(c, d))[labels] + rng.normal(size=(n, d)))
+  head = np.float32(rng.normal(size=(c, d)))
+  stats = ncjax.class_stats(features, labels, num_classes=c)
+  fn = jax.jit(lambda s, w, mesh: ncjax.collapse_metrics_from_stats(
+      s, w, tile_size=tile_size, mesh=mesh), static_argnums=2)
+  single, split = fn(stats, head, None), fn(stats, head, mesh)
+  for key in ("cdnv", "gnc2", "equiangular_means", "maxangle_means", "equiangular_head",
+              "maxangle_head"):
+    np.testing.assert_allclose(split[key], single[key], rtol=1e-5, err_msg=key)
+
+
 def test_one_device_mesh_equals_single_device():
   mesh = sharding.sample_mesh(jax.devices()[:1])
   z1, z2 = np.float32(structured(501, 6, seed=8)), np.float32(structured(501, 4, seed=9))
