@@ -60,7 +60,7 @@ def metrics(apply_fn, params, train, test, num_classes, sample_size):
                                                 head=w, bias=b))
     if name == "train":
       z, labels = features[:sample_size], y[:sample_size]
-  h1, h2, h12 = ncjax.entropies(z, w[labels], mask=jnp.any(z != 0, axis=1))
+  h1, h2, h12 = ncjax.label_entropies(z, w, labels, mask=jnp.any(z != 0, axis=1))
   return out | keyed("sample", {"mir": ncjax.mir_from_entropies(h1, h2, h12),
                                 "hdr": ncjax.hdr_from_entropies(h1, h2)})
 
@@ -119,9 +119,9 @@ def same_quantities(apply_fn, params, train, test, num_classes, sample_size):
   w, _ = head_weights(params)
   counts = jax.ops.segment_sum(jnp.ones_like(labels, z.dtype), labels, num_classes)
   means = jax.ops.segment_sum(z, labels, num_classes) / counts[:, None]
-  for key, (a, b) in (("collapse", (w, means - z.mean(0))),
-                      ("sample", (z[:sample_size], w[labels[:sample_size]]))):
-    h1, h2, h12 = ncjax.entropies(a, b)
+  pairs = {"collapse": ncjax.entropies(w, means - z.mean(0)),
+           "sample": ncjax.label_entropies(z[:sample_size], w, labels[:sample_size])}
+  for key, (h1, h2, h12) in pairs.items():
     out[f"{key}/mir"], out[f"{key}/hdr"] = (ncjax.mir_from_entropies(h1, h2, h12),
                                             ncjax.hdr_from_entropies(h1, h2))
   return out

@@ -27,6 +27,7 @@ from ncjax.info import (
     hdr_from_entropies,
     joint_entropy,
     joint_entropy_slq,
+    label_entropies,
     matrix_entropy,
     mir,
     mir_from_entropies,

@@ -184,6 +184,31 @@ def entropies(
   return spectral.factor_entropy(zn1), spectral.factor_entropy(zn2), _joint(zn1, zn2, mask)
 
 
+def label_entropies(
+    z: jax.Array, rows: jax.Array, labels: jax.Array, *, mask: jax.Array | None = None
+) -> tuple[jax.Array, jax.Array, jax.Array]:
+  """:func:`entropies` of features z_i and per-class rows r_{y_i} (e.g. head rows w_{y_i}),
+  without the n x n Gram of the repeated rows.
+
+  G(r_y) = E G(r) E^T (E the n x C one-hot) has the nonzero spectrum of the C x C matrix
+  N^1/2 G(r) N^1/2, N the class counts among the kept samples, so H(G(r_y)) is taken
+  from the smaller of C x C and d2 x d2. The joint entropy needs the samples.
+
+  Args:
+    z: (n, d1) features; rows: (C, d2) one row per class; labels: (n,) int in [0, C);
+    mask: optional (n,) bool.
+  Returns:
+    (H(G(z)), H(G(rows[labels])), H(G(z) o G(rows[labels]))) in nats.
+  """
+  rows = check.features(rows, "rows", min_rows=1)
+  labels = check.labels(labels, jnp.shape(z)[0], rows.shape[0])
+  zn1, zn2, mask = _normalized_pair(z, rows[labels], mask)
+  counts = jax.ops.segment_sum(mask.astype(zn1.dtype), labels, rows.shape[0])
+  weighted = kernels.normalize_rows(rows, counts > 0) * jnp.sqrt(counts)[:, None]
+  return (spectral.factor_entropy(zn1), spectral.factor_entropy(weighted),
+          _joint(zn1, zn2, mask))
+
+
 def mutual_information(
     z1: jax.Array, z2: jax.Array, *, mask: jax.Array | None = None
 ) -> jax.Array:

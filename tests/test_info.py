@@ -60,6 +60,32 @@ class ReferenceTest(chex.TestCase):
                                ref.matrix_entropy(z1) / np.log(40), rtol=RTOL)
 
 
+class LabelEntropiesTest(chex.TestCase):
+  """H(G(rows[labels])) from the weighted C x C Gram equals the n x n route."""
+
+  @chex.variants(with_jit=True, without_jit=True)
+  @parameterized.parameters((7, 5), (7, 40))  # C x C route (C < d2) and d2 x d2 route
+  def test_equals_the_repeated_rows(self, c, d2):
+    rng = np.random.default_rng(0)
+    labels = rng.integers(0, c, 120)
+    labels[labels == 3] = 4  # class 3 absent: its row may be anything, even zero
+    rows = rng.normal(size=(c, d2))
+    rows[3] = 0.0
+    z = rng.normal(size=(120, 9))
+    mask = rng.random(120) < 0.8
+    fn = self.variant(ncjax.label_entropies)
+    got = fn(jnp.float32(z), jnp.float32(rows), jnp.asarray(labels), mask=jnp.asarray(mask))
+    kept = labels[mask]
+    want = (ref.matrix_entropy(z[mask]), ref.matrix_entropy(rows[kept]),
+            ref.joint_entropy(z[mask], rows[kept]))
+    np.testing.assert_allclose(got, want, rtol=1e-4)
+
+  def test_bad_labels(self):
+    with self.assertRaisesRegex(ValueError, r"labels must lie in \[0, 3\)"):
+      ncjax.label_entropies(np.ones((4, 2), np.float32), np.eye(3, dtype=np.float32),
+                            np.array([0, 1, 2, 3]))
+
+
 class ClosedFormTest(chex.TestCase):
 
   @chex.variants(with_jit=True, without_jit=True)

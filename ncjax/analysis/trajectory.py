@@ -89,10 +89,10 @@ METRICS: dict[str, tuple[str, Callable[[Inputs], object]]] = {
     "mir": ("MIR(head, means)", _pair(info.mir)),
     "hdr": ("HDR(head, means)", _pair(info.hdr)),
     "mutual_information": ("I(head; means)", _pair(info.mutual_information)),
-    "sample_mir": ("MIR(features, w_y)",
-                   lambda x: info.mir(x.features, x.head[x.labels])),
-    "sample_hdr": ("HDR(features, w_y)",
-                   lambda x: info.hdr(x.features, x.head[x.labels])),
+    "sample_mir": ("MIR(features, w_y)", lambda x: info.mir_from_entropies(
+        *info.label_entropies(x.features, x.head, x.labels))),
+    "sample_hdr": ("HDR(features, w_y)", lambda x: info.hdr_from_entropies(
+        *info.label_entropies(x.features, x.head, x.labels)[:2])),
 }
 
 

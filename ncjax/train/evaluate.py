@@ -61,7 +61,7 @@ def sample_metrics(state: TrainState, batch: Batch) -> dict:
   _, z = _forward(state, batch.inputs)
   w, _ = head_weights(state.params)
   alive = batch.mask & jnp.any(z != 0, axis=1)  # all-zero ReLU features have no direction
-  h_z, h_w, h_joint = info.entropies(z, w[batch.labels], mask=alive)
+  h_z, h_w, h_joint = info.label_entropies(z, w, batch.labels, mask=alive)
   return keyed("sample", {"mir": info.mir_from_entropies(h_z, h_w, h_joint),
                           "hdr": info.hdr_from_entropies(h_z, h_w),
                           "entropy_features": h_z, "entropy_head": h_w})
