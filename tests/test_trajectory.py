@@ -41,7 +41,7 @@ ILL_CONDITIONED = {"collapse/nc1": 1e-4, "collapse/hdr": 1e-4, "sample/hdr": 1e-
 @pytest.mark.slow
 @pytest.mark.parametrize("batch_size", [None, 64])
 def test_vmapped_seeds_equal_separate_runs(tmp_path, batch_size):
-  seeds = 4
+  seeds = 2
   together = train(make_task(tiny_config(num_seeds=seeds, batch_size=batch_size)), tmp_path / "all")
   _, stacked = final_params(tmp_path / "all")
   for i in range(seeds):
