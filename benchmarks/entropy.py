@@ -1,5 +1,7 @@
 """ncjax.matrix_entropy vs the dense n x n route (PyTorch, as the authors compute it) and
-vs the floor (one bare jitted eigvalsh of the d x d covariance, matmul included).
+vs the floor (one bare jitted eigvalsh of the d x d covariance, matmul included); then
+the eigensolver's standing where no route helps (d >= n: the n x n Gram either way):
+ncjax's values-only path vs torch.linalg.eigvalsh vs jnp.linalg.eigvalsh on one matrix.
 
   pip install torch==2.13.0   # benchmark only, never an ncjax dependency
   python -m benchmarks.entropy
@@ -46,6 +48,19 @@ def main():
         f"torch {torch.__version__} with {torch.get_num_threads()} threads")
   print(table(["n", "ncjax ms", "floor ms", "torch dense ms", "dense / ncjax",
                "ncjax / floor"], rows))
+  rows = []
+  values_only, jnp_eigvalsh = jax.jit(ncjax.spectral.psd_eigvalsh), jax.jit(jnp.linalg.eigvalsh)
+  for n in (97, 512, 1024):
+    f = np.random.default_rng(n).normal(size=(n, n)).astype(np.float32)
+    k = f @ f.T / n
+    kj, kt = jnp.asarray(k), torch.from_numpy(k)
+    np.testing.assert_allclose(values_only(kj), torch.linalg.eigvalsh(kt).numpy(), atol=1e-3)
+    times = [best_of(values_only, kj, repeats=20), best_of(torch.linalg.eigvalsh, kt, repeats=20),
+             best_of(jnp_eigvalsh, kj, repeats=20)]
+    rows.append([n, *(f"{t * 1e3:.2f}" for t in times), f"{times[1] / times[0]:.2f}x"])
+  print("\ndense eigenvalues of one n x n PSD matrix (d >= n: what every route reduces to)")
+  print(table(["n", "ncjax psd_eigvalsh ms", "torch.linalg.eigvalsh ms",
+               "jnp.linalg.eigvalsh ms", "torch / ncjax"], rows))
 
 
 if __name__ == "__main__":
