@@ -13,6 +13,7 @@ The Python API for custom loops::
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable, Sequence
 from typing import NamedTuple
 
@@ -34,6 +35,13 @@ def stack(snapshots) -> object:
   return snapshots
 
 
+@functools.lru_cache(maxsize=8)
+def _batched(fn: Callable):
+  """``jit(vmap(fn))``, kept per ``fn``: a second call with the same function (the next
+  trajectory, a benchmark repeat) does not trace and compile it again."""
+  return jax.jit(jax.vmap(fn))
+
+
 def evaluate(fn: Callable, snapshots, chunk_size: int = 16, progress: bool = True) -> dict:
   """``fn(params) -> dict of arrays`` for every snapshot, as ``{key: (T, ...) np.ndarray}``.
 
@@ -51,7 +59,7 @@ def evaluate(fn: Callable, snapshots, chunk_size: int = 16, progress: bool = Tru
   devices = jax.devices()
   chunk = -(-chunk_size // len(devices)) * len(devices)
   sharding = NamedSharding(Mesh(np.array(devices), ("snapshots",)), PartitionSpec("snapshots"))
-  batched = jax.jit(jax.vmap(fn))
+  batched = _batched(fn)
   parts = []
   for start in tqdm.trange(0, total, chunk, desc="analyze", disable=not progress or None):
     idx = np.minimum(np.arange(start, start + chunk), total - 1)
