@@ -424,7 +424,8 @@ def nc5(stats: ClassStats, ood, *, mask: jax.Array | None = None) -> jax.Array:
     ood: (n, d) OOD features, or a ClassStats of them (its global mean is used).
     mask: optional (n,) bool for OOD features.
   Returns:
-    Scalar in [0, 1]; 0 when the OOD mean is orthogonal to every class mean.
+    Scalar in [0, 1]; 0 when the OOD mean is orthogonal to every class mean. Raises
+    eagerly when the OOD mean equals the ID global mean (0/0); NaN then under jit.
   """
   if not isinstance(stats, ClassStats):
     raise check.InputTypeError(f"stats must be a ClassStats, got {type(stats).__name__}.")
@@ -443,7 +444,10 @@ def nc5(stats: ClassStats, ood, *, mask: jax.Array | None = None) -> jax.Array:
   check.classes_present(ood.counts, minimum=1)
   offset = ((ood.shift - stats.shift) / stats.scale
             + ood.scaled_global_mean * (ood.scale / stats.scale))
-  g = kernels.normalize_rows((offset - stats.scaled_global_mean)[None, :])[0]
+  g = offset - stats.scaled_global_mean
+  if check.is_concrete(g) and not np.any(np.asarray(g)):
+    raise ValueError("NC5 is 0/0: the OOD mean equals the in-distribution global mean.")
+  g = kernels.normalize_rows(g[None, :])[0]
   cos = matmul(kernels.normalize_rows(stats.scaled_centred_means, stats.present), g)
   return jnp.sum(jnp.where(stats.present, jnp.abs(cos), 0.0)) / stats.num_present
 

@@ -237,6 +237,8 @@ class ManyClassesTest(parameterized.TestCase):
       ncjax.nc5(s, np.full((4, 6), np.nan, np.float32))
     with self.assertRaisesRegex(TypeError, "stats must be a ClassStats"):
       ncjax.nci_score(np.float32(h), h, np.float32(head))
+    with self.assertRaisesRegex(ValueError, "NC5 is 0/0"):
+      ncjax.nc5(s, s)  # the in-distribution features as their own OOD set
 
 
 class InvarianceTest(parameterized.TestCase):
