@@ -98,7 +98,8 @@ def _pair_means(x: jax.Array, keep: jax.Array, terms, tile_size: int, mesh=None)
   u = kernels.normalize_rows(x, keep)
   t = min(_tile_size(tile_size), c)
   devices = 1 if mesh is None else mesh.size
-  blocks = -(-(-(-c // t)) // devices) * devices  # padded past c to whole blocks per device
+  tiles = -(-c // t)
+  blocks = -(-tiles // devices) * devices  # whole blocks per device, padded past c
   index = jnp.arange(blocks * t).reshape(-1, t)
 
   def block(index):
