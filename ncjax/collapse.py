@@ -432,20 +432,25 @@ def nc5(stats: ClassStats, ood, *, mask: jax.Array | None = None) -> jax.Array:
     raise check.InputTypeError(f"stats must be a ClassStats, got {type(stats).__name__}.")
   check.classes_present(stats.counts)
   _require_distinct_means(stats, "NC5")
+  # g = (mu_OOD - mu_G) / scale, measured from the ID reference point: no offset cancels.
   if isinstance(ood, ClassStats):
     if mask is not None:
       raise ValueError("mask goes with OOD features, not with a ClassStats.")
+    if ood.dim != stats.dim:
+      raise ValueError(f"ood features are {ood.dim}-d, stats {stats.dim}-d.")
+    check.classes_present(ood.counts, minimum=1)
+    g = ((ood.shift - stats.shift) / stats.scale
+         + ood.scaled_global_mean * (ood.scale / stats.scale))
   else:
     ood = check.features(ood, "ood", min_rows=1)
+    if ood.shape[1] != stats.dim:
+      raise ValueError(f"ood features are {ood.shape[1]}-d, stats {stats.dim}-d.")
     mask = check.as_mask(mask, ood.shape[0])
+    check.enough_rows(mask, minimum=1)
     check.finite(ood, "ood", mask)
-    ood = ClassStats._from_batch(ood, jnp.zeros(ood.shape[0], jnp.int32), 1, mask)
-  if ood.dim != stats.dim:
-    raise ValueError(f"ood features are {ood.dim}-d, stats {stats.dim}-d.")
-  check.classes_present(ood.counts, minimum=1)
-  offset = ((ood.shift - stats.shift) / stats.scale
-            + ood.scaled_global_mean * (ood.scale / stats.scale))
-  g = offset - stats.scaled_global_mean
+    x = jnp.where(mask[:, None], (ood - stats.shift) / stats.scale, 0.0)
+    g = jnp.sum(x / jnp.sum(mask), axis=0)  # divided first: no overflow
+  g = g - stats.scaled_global_mean
   if check.is_concrete(g) and not np.any(np.asarray(g)):
     raise ValueError("NC5 is 0/0: the OOD mean equals the in-distribution global mean.")
   g = kernels.normalize_rows(g[None, :])[0]

@@ -202,7 +202,8 @@ def label_entropies(
   """
   rows = check.features(rows, "rows", min_rows=1)
   labels = check.labels(labels, jnp.shape(z)[0], rows.shape[0])
-  zn1, zn2, mask = _normalized_pair(z, rows[labels], mask)
+  (z, picked), mask = check.feature_inputs(mask, z=z, **{"rows[labels]": rows[labels]})
+  zn1, zn2 = kernels.normalize_rows(z, mask), kernels.normalize_rows(picked, mask)
   counts = jax.ops.segment_sum(mask.astype(zn1.dtype), labels, rows.shape[0])
   weighted = kernels.normalize_rows(rows, counts > 0) * jnp.sqrt(counts)[:, None]
   return (spectral.factor_entropy(zn1), spectral.factor_entropy(weighted),
