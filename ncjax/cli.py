@@ -87,11 +87,11 @@ def _train() -> None:
     _fail(str(e), 1)
   except KeyboardInterrupt as e:
     _fail(f"{e or 'interrupted'}", 130)
-  plots.curves(records, os.path.join(workdir, "curves.png"), title=config.get("name", ""))
+  figures = plots.run_figures(records, config, workdir)
   last = records[-1]
   acc = {k: float(np.median(last[f"{k}/accuracy"])) for k in ("train", "test")}  # of seeds
   print(f"step {last['step']}: train acc {acc['train']:.3f}, test acc {acc['test']:.3f}; "
-        f"wrote {workdir}/metrics.jsonl, curves.png, checkpoints/")
+        f"wrote {workdir}/metrics.jsonl, {', '.join(figures)}, checkpoints/")
 
 
 def _study() -> None:

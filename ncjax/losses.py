@@ -27,13 +27,15 @@ def cross_entropy(logits: jax.Array, labels: jax.Array, *, label_smoothing: floa
 
   Args:
     logits: (n, C); labels: (n,) int in [0, C); label_smoothing: in [0, 1), the target
-      is (1 - s) one_hot + s / C; temperature: > 0; mask: optional (n,) bool.
+      is (1 - s) one_hot + s / C; temperature: > 0; mask: optional (n,) bool. A traced
+      label_smoothing or temperature (a member's value in a vmapped sweep) is not checked
+      here: the config's validation checked it.
   Returns:
     Scalar loss.
   """
-  if not 0.0 <= label_smoothing < 1.0:
+  if check.is_concrete(label_smoothing) and not 0.0 <= label_smoothing < 1.0:
     raise ValueError(f"label_smoothing must be in [0, 1), got {label_smoothing}.")
-  if not temperature > 0:
+  if check.is_concrete(temperature) and not temperature > 0:
     raise ValueError(f"temperature must be > 0, got {temperature}.")
   targets = optax.smooth_labels(jax.nn.one_hot(labels, logits.shape[-1], dtype=logits.dtype),
                                 label_smoothing)

@@ -1,10 +1,13 @@
 """PNG plots of logged metric trajectories (one seed, or the median and range of several).
 
-Used by the CLI after training and by ``ncjax analyze``; imports neither. The matplotlib
+Used by the CLI and studies after training (:func:`run_figures`) and by ``ncjax analyze``;
+imports neither. The matplotlib
 backend is the caller's choice (the CLI selects Agg).
 """
 
 from __future__ import annotations
+
+import os
 
 import matplotlib.pyplot as plt
 import matplotlib.ticker
@@ -120,4 +123,113 @@ def transfer(rows: list[dict], rho: dict, path: str, title: str = "") -> None:
   fig.suptitle(title)
   fig.tight_layout()
   fig.savefig(path, dpi=120)
+  plt.close(fig)
+
+
+SWEEP_KEYS = ("test/accuracy", "collapse/mir", "collapse/hdr", "collapse/nc1", "collapse/vci")
+
+
+def _by_value(records: list[dict], key: str, values, seeds: int) -> dict[str, list[dict]]:
+  """{"name=value": records of that value's seeds} of a swept run (value-major members)."""
+  part = lambda x, v: x[v * seeds:(v + 1) * seeds] if isinstance(x, list) else x
+  name = key.split(".")[-1]
+  return {f"{name}={value:g}": [{k: part(x, v) for k, x in r.items()} for r in records]
+          for v, value in enumerate(values)}
+
+
+def sweep(records: list[dict], key: str, values, seeds: int, path: str, title: str = "") -> None:
+  """The final value of each of :data:`SWEEP_KEYS` against the swept value (median and
+  min-max band over the seeds of each value)."""
+  fig, axes = plt.subplots(1, len(SWEEP_KEYS), figsize=(3.2 * len(SWEEP_KEYS), 3.2))
+  x = np.asarray(values, float)
+  for ax, metric in zip(axes, SWEEP_KEYS):
+    y = np.reshape(np.asarray(records[-1][metric], float), (len(x), seeds))
+    ax.plot(x, np.median(y, 1), "o-")
+    if seeds > 1:
+      ax.fill_between(x, y.min(1), y.max(1), alpha=0.2)
+    if metric.endswith(("nc1", "vci")):
+      ax.set_yscale("log")
+    if x.min() > 0 and x.max() / x.min() >= 10:
+      ax.set_xscale("log")
+    ax.set_xlabel(key)
+    ax.set_title(metric, fontsize=9)
+    ax.grid(alpha=0.3)
+  fig.suptitle(f"{title} (step {records[-1]['step']}" + (f", {seeds} seeds)" if seeds > 1 else ")"),
+               fontsize=10)
+  fig.tight_layout()
+  fig.savefig(path, dpi=110)
+  plt.close(fig)
+
+
+def run_figures(records: list[dict], config, workdir: str) -> list[str]:
+  """The figures of one run in ``workdir``: ``curves.png``; with layer metrics
+  ``layers.png`` (:func:`layers`); for a vmapped sweep also
+  ``sweep.png`` (:func:`sweep`) and ``sweep_curves.png`` (the metrics over steps, one line
+  per swept value). Returns the file names written."""
+  title = config.get("name", "")
+  curves(records, os.path.join(workdir, "curves.png"), title=title)
+  written = ["curves.png"]
+  if config.get("layer_metrics"):
+    layers(records, os.path.join(workdir, "layers.png"), title=title)
+    written.append("layers.png")
+  if not config.get("sweep_key"):
+    return written
+  key, values, seeds = config.sweep_key, config.sweep_values, config.num_seeds
+  sweep(records, key, values, seeds, os.path.join(workdir, "sweep.png"), title=title)
+  overlay(_by_value(records, key, values, seeds), SWEEP_KEYS,
+          os.path.join(workdir, "sweep_curves.png"), title=title)
+  return [*written, "sweep.png", "sweep_curves.png"]
+
+
+def points(rows: list[dict], x_name: str, keys, path: str, title: str = "") -> None:
+  """One panel per key against ``x_name`` (alpha on a path, sparsity), one line per
+  ``run`` of ``rows`` (dicts with ``run``, ``x_name`` and the keys)."""
+  runs = list(dict.fromkeys(r["run"] for r in rows))
+  columns = 4
+  fig, axes = plt.subplots(-(-len(keys) // columns), columns, figsize=(13, 3 * -(-len(keys) // columns)),
+                           squeeze=False)
+  for ax, key in zip(axes.flat, keys):
+    for run in runs:
+      part = [r for r in rows if r["run"] == run]
+      ax.plot([r[x_name] for r in part], [r[key] for r in part], "o-", label=run, markersize=3)
+    if key.endswith(("nc1", "vci")):
+      ax.set_yscale("log")
+    ax.set_title(key, fontsize=9)
+    ax.set_xlabel(x_name)
+    ax.grid(alpha=0.3)
+  for ax in list(axes.flat)[len(keys):]:
+    ax.axis("off")
+  axes[0, 0].legend(fontsize=7)
+  fig.suptitle(title, fontsize=10)
+  fig.tight_layout()
+  fig.savefig(path, dpi=110)
+  plt.close(fig)
+
+
+LAYER_PANELS = ("nc1", "vci", "cdnv", "entropy_means", "effective_rank")
+
+
+def layers(records: list[dict], path: str, title: str = "", lines: int = 7) -> None:
+  """Each of :data:`LAYER_PANELS` against depth (block 1, 2, ..., then the penultimate
+  features, ``collapse/*``), one line per logged step (up to ``lines`` of them, log-spaced;
+  median over seeds)."""
+  depth = sorted({int(k.split("/")[0][5:]) for k in records[-1] if k.startswith("layer")})
+  names = [f"block {i}" for i in depth] + ["features"]
+  picks = sorted(set(np.unique(np.geomspace(1, len(records), lines).astype(int) - 1)))
+  colours = plt.cm.viridis(np.linspace(0, 1, len(picks)))
+  fig, axes = plt.subplots(1, len(LAYER_PANELS), figsize=(3.3 * len(LAYER_PANELS), 3.4))
+  for ax, metric in zip(axes, LAYER_PANELS):
+    for colour, t in zip(colours, picks):
+      r = records[t]
+      y = [np.median(r[f"layer{i}/{metric}"]) for i in depth] + [np.median(r[f"collapse/{metric}"])]
+      ax.plot(range(len(names)), y, "o-", color=colour, markersize=3, label=f"step {r['step']}")
+    if metric in ("nc1", "vci", "cdnv"):
+      ax.set_yscale("log")
+    ax.set_xticks(range(len(names)), names, rotation=45, fontsize=7)
+    ax.set_title(metric, fontsize=9)
+    ax.grid(alpha=0.3)
+  axes[0].legend(fontsize=6)
+  fig.suptitle(title, fontsize=10)
+  fig.tight_layout()
+  fig.savefig(path, dpi=110)
   plt.close(fig)

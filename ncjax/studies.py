@@ -12,7 +12,18 @@ A study config holds ``runs`` (name -> a complete ``ncjax train`` config), run i
   :data:`PLOT_KEYS`) over steps, one line per run;
 - ``transfer``: for each (source, probe) in ``pairs``, the source run's final VCI and NC1
   on its train split against the probe run's final test accuracy; ``transfer.jsonl``,
-  Spearman correlations in ``summary.json`` and the figure ``transfer.png``.
+  Spearman correlations in ``summary.json`` and the figure ``transfer.png``;
+- ``lmc`` (linear mode connectivity): for every run (two or more members, e.g. two seeds
+  or ``init_seed`` shared), every logged metric at the ``alphas`` points of the straight
+  line from member 0's final parameters to member 1's, BatchNorm statistics recomputed at
+  each point; ``lmc.jsonl``, the barriers in ``summary.json``, ``lmc.png``;
+- ``pruning``: for every run, member 0's final network pruned by global magnitude at each
+  of ``sparsities``, measured as pruned and after ``finetune`` (overrides of the run's
+  config for a short fine-tune, pruned weights held at 0); ``pruning.jsonl``,
+  ``pruning.png``.
+
+The points of ``lmc`` and ``pruning`` are one vmapped state each, measured by the
+trainer's own evaluator (:mod:`ncjax.analysis.points`).
 
 ``init_from = "@name"`` in a run starts it from the run ``name`` of the same study;
 runs are trained in an order that puts every such source first.
@@ -23,13 +34,17 @@ from __future__ import annotations
 import json
 import os
 
+import jax
 import ml_collections
 import numpy as np
 
 from ncjax import plots
+from ncjax.analysis import points
 from ncjax.tasks import make_task
-from ncjax.train import rundir, train
-from ncjax.train.config import validate
+from ncjax.train import checkpoints, rundir, train
+from ncjax.train.config import member_seeds, validate
+from ncjax.train.loop import json_record
+from ncjax.train.state import make_loss, make_optimizer
 
 
 def _source(config: ml_collections.ConfigDict) -> str | None:
@@ -37,6 +52,7 @@ def _source(config: ml_collections.ConfigDict) -> str | None:
   return init[1:] if init and init.startswith("@") else None
 
 
+SUMMARIES = ("compare", "transfer", "lmc", "pruning")
 PLOT_KEYS = ("test/accuracy", "collapse/mir", "collapse/hdr", "sample/mir", "sample/hdr")
 
 
@@ -74,8 +90,20 @@ def validate_study(study: ml_collections.ConfigDict) -> list[str]:
   unknown = sorted(set(named) - set(order))
   if unknown:
     raise ValueError(f"the summary names runs that are not in the study: {unknown}.")
-  if study.summary not in ("compare", "transfer"):
-    raise ValueError(f"summary must be compare or transfer, got {study.summary!r}.")
+  if study.summary not in SUMMARIES:
+    raise ValueError(f"summary must be one of {SUMMARIES}, got {study.summary!r}.")
+  if study.summary == "lmc":
+    alphas = np.asarray(study.get("alphas", ()), float)
+    if alphas.ndim != 1 or alphas.size < 2:
+      raise ValueError(f"lmc: alphas must list >= 2 points, got {study.get('alphas')!r}.")
+    few = [n for n in order if len(member_seeds(study.runs[n])) < 2]
+    if few:
+      raise ValueError(f"lmc: runs {few} have one member; interpolation needs two "
+                       "(num_seeds = 2).")
+  if study.summary == "pruning":
+    points.check_sparsities(study.get("sparsities", ()))
+    finetune = _finetune_config(study, study.runs[order[0]])
+    validate(finetune)
   return order
 
 
@@ -92,13 +120,15 @@ def run_study(study: ml_collections.ConfigDict, workdir: str) -> dict:
     run_dir = os.path.join(workdir, name)
     print(f"study: run {name} in {run_dir}", flush=True)
     logs[name] = train(make_task(config), run_dir)
-    plots.curves(logs[name], os.path.join(run_dir, "curves.png"), title=config.name or name)
+    plots.run_figures(logs[name], config, run_dir)
   if study.summary == "compare":
     summary = _compare(study, logs)
     plots.overlay(logs, study.get("plot", PLOT_KEYS), os.path.join(workdir, "compare.png"),
                   title=study.get("name", ""))
-  else:
+  elif study.summary == "transfer":
     summary = _transfer(study, logs, workdir)
+  else:
+    summary = {"lmc": _lmc, "pruning": _pruning}[study.summary](study, order, workdir)
   rundir.write_atomic(os.path.join(workdir, "summary.json"), json.dumps(summary, indent=1))
   return summary
 
@@ -153,3 +183,94 @@ def _transfer(study, logs, workdir) -> dict:
   print(f"Spearman rho with probe accuracy: VCI {rho['vci']:+.3f}, NC1 {rho['nc1']:+.3f}")
   plots.transfer(rows, rho, os.path.join(workdir, "transfer.png"), title=study.get("name", ""))
   return {"rows": rows, "spearman": rho}
+
+
+BATCH_STATS_SAMPLES = 4096  # train examples for the BatchNorm statistics at each point
+POINT_KEYS = ("train/loss", "test/loss", "test/accuracy", "collapse/mir", "collapse/hdr",
+              "collapse/nc1", "collapse/vci", "collapse/entropy_means")
+
+
+def _measure(task, states, label: str, x_name: str, xs) -> list[dict]:
+  """The trainer's metrics of the K members of ``states``: one record per point."""
+  inputs, _ = task.examples("train", BATCH_STATS_SAMPLES)
+  states = points.recompute_batch_stats(states, inputs)
+  values = task.evaluate(states, np.zeros(len(xs), int))
+  rows = [json_record(0, {k: v[i:i + 1] for k, v in values.items()}, 1) for i in range(len(xs))]
+  return [{"run": label, x_name: float(x), **{k: v for k, v in r.items() if k != "step"}}
+          for x, r in zip(xs, rows)]
+
+
+def _final_weights(workdir: str, members: list[int]) -> tuple[dict, dict]:
+  """(params, batch_stats) of the given members of the run's newest checkpoint."""
+  weights = checkpoints.restore_weights(workdir)
+  pick = lambda tree: jax.tree.map(lambda x: np.asarray(x)[members], tree)
+  return pick(weights["params"]), pick(weights["batch_stats"])
+
+
+def _write_rows(workdir: str, name: str, rows: list[dict]) -> None:
+  rundir.write_atomic(os.path.join(workdir, f"{name}.jsonl"),
+                      "".join(json.dumps(r) + "\n" for r in rows))
+
+
+def _lmc(study, order, workdir) -> dict:
+  alphas = np.asarray(study.alphas, float)
+  rows, summary = [], {}
+  for name in order:
+    task = make_task(study.runs[name])
+    params, batch_stats = _final_weights(os.path.join(workdir, name), [0, 1])
+    first = lambda tree, i: jax.tree.map(lambda x: x[i], tree)
+    line = lambda tree: points.interpolate(first(tree, 0), first(tree, 1), alphas)
+    states = points.states_at(line(params), line(batch_stats), task.model,
+                              make_optimizer(task.config))
+    run_rows = _measure(task, states, name, "alpha", alphas)
+    rows += run_rows
+    summary[name] = {key: _barrier(alphas, [r[key] for r in run_rows])
+                     for key in ("train/loss", "test/loss")}
+    summary[name]["test/accuracy_drop"] = -_barrier(alphas, [-r["test/accuracy"] for r in run_rows])
+    print(f"{name:>16}: loss barrier train {summary[name]['train/loss']:.4f}, test "
+          f"{summary[name]['test/loss']:.4f}; test accuracy drop "
+          f"{100 * summary[name]['test/accuracy_drop']:.2f} points")
+  _write_rows(workdir, "lmc", rows)
+  plots.points(rows, "alpha", POINT_KEYS, os.path.join(workdir, "lmc.png"),
+               title=study.get("name", ""))
+  return summary
+
+
+def _barrier(xs: np.ndarray, ys) -> float:
+  """max over the path of y minus the straight line between its end values."""
+  ys = np.asarray(ys, float)
+  t = (xs - xs[0]) / (xs[-1] - xs[0])
+  return float(np.max(ys - ((1 - t) * ys[0] + t * ys[-1])))
+
+
+def _finetune_config(study, config):
+  """The run's config for one network, no warm-up, updated by ``study.finetune``."""
+  c = ml_collections.ConfigDict(config.to_dict())
+  c.num_seeds, c.sweep_key, c.sweep_values, c.optim.warmup_steps = 1, "", (), 0
+  c.update(study.get("finetune", {}))
+  return c
+
+
+def _pruning(study, order, workdir) -> dict:
+  sparsities = np.asarray(study.sparsities, float)
+  rows = []
+  for name in order:
+    task = make_task(study.runs[name])
+    params, batch_stats = _final_weights(os.path.join(workdir, name), [0])
+    params, masks = points.magnitude_prune(jax.tree.map(lambda x: x[0], params), sparsities)
+    batch_stats = jax.tree.map(lambda x: np.repeat(x, len(sparsities), 0), batch_stats)
+    tune = _finetune_config(study, task.config)
+    states = points.states_at(params, batch_stats, task.model, make_optimizer(tune))
+    rows += _measure(task, states, f"{name} pruned", "sparsity", sparsities)
+    tuned = points.finetune(states, masks, make_task(tune).train_stream(None), make_loss(tune),
+                            tune.steps)
+    rows += _measure(task, tuned, f"{name} + {tune.steps} fine-tune steps", "sparsity",
+                     sparsities)
+  _write_rows(workdir, "pruning", rows)
+  for r in rows:
+    print(f"{r['run']:>36} sparsity {r['sparsity']:.2f}: test acc "
+          f"{100 * r['test/accuracy']:6.2f}%, MIR {r['collapse/mir']:.3f}, HDR "
+          f"{r['collapse/hdr']:.3f}, NC1 {r['collapse/nc1']:.4f}")
+  plots.points(rows, "sparsity", POINT_KEYS, os.path.join(workdir, "pruning.png"),
+               title=study.get("name", ""))
+  return {"rows": rows}

@@ -145,3 +145,35 @@ def test_analyze_of_a_classification_run_equals_the_log(digits_run):
     for key in record.keys() - {"step"}:
       np.testing.assert_allclose(record[key], want[key], rtol=rtol.get(key, 1e-4), atol=1e-6,
                                  err_msg=key)
+
+
+def test_layer_metrics_are_each_blocks_pooled_features_against_float64():
+  config = digits_config(layer_metrics=True)
+  task = Classification(config)
+  states = create_states(config, task.model, task.example_inputs)
+  got = task.evaluate(states)
+  state = jax.tree.map(lambda x: x[0], states)
+  batch = next(images.eval_batches(images.digits(), "train", 2000))
+  _, exposed = task.model.apply({"params": state.params, "batch_stats": state.batch_stats},
+                                batch.inputs[batch.mask], train=False, mutable=["intermediates"])
+  blocks = exposed["intermediates"]["layers"]
+  assert [b.shape[1] for b in blocks] == [8, 16]  # the CNN's channels, pooled
+  y = batch.labels[batch.mask]
+  for i, h in enumerate(blocks, start=1):
+    h = np.asarray(h, np.float64)
+    want = {"nc1": ref.nc1(h, y, 10), "vci": ref.vci(h, y, 10), "cdnv": ref.cdnv(h, y, 10),
+            "effective_rank": ref.effective_rank(h),
+            "entropy_means": ref.matrix_entropy(ref.class_moments(h, y, 10)["m"])}
+    for key, value in want.items():
+      np.testing.assert_allclose(got[f"layer{i}/{key}"][0], value, rtol=2e-4, atol=1e-6,
+                                 err_msg=f"layer{i}/{key}")
+  assert not any(k.startswith("layer") for k in Classification(digits_config()).evaluate(states))
+
+
+@pytest.mark.parametrize("module,channels", [(WideResNet(10, depth=16, width=1), [16] * 2 + [32] * 2 + [64] * 2),
+                                             (ResNet18(10, width=2), [2] * 2 + [4] * 2 + [8] * 2 + [16] * 2)])
+def test_residual_models_expose_every_block(module, channels):
+  x = jnp.zeros((2, 8, 8, 3))
+  v = module.init(jax.random.key(0), x)
+  (_, features), exposed = module.apply(v, x, mutable=["intermediates"])
+  assert [b.shape for b in exposed["intermediates"]["layers"]] == [(2, c) for c in channels]

@@ -104,3 +104,71 @@ def test_frozen_backbone_moves_only_the_head_and_keeps_batchnorm_statistics():
     assert all(jax.tree.leaves(same)) == (name != "head"), name
   same = jax.tree.map(np.array_equal, before.batch_stats, jax.device_get(state.batch_stats))
   assert all(jax.tree.leaves(same))
+
+
+def _trained(config, steps=3):
+  """Host params of every member after ``steps`` train steps of ``config``."""
+  import jax
+
+  from ncjax.tasks import make_task
+  from ncjax.train.config import swept_loss_options
+  from ncjax.train.state import create_states, make_loss, make_train_step
+
+  task = make_task(config)
+  state = create_states(config, task.model, task.example_inputs)
+  step = make_train_step(make_loss(config), loss_options=swept_loss_options(config))
+  stream = task.train_stream(None)
+  for _ in range(steps):
+    state, _ = step(state, next(stream))
+  return jax.device_get(state.params)
+
+
+@pytest.mark.parametrize("key,values", [("loss.temperature", (0.5, 3.0)),
+                                        ("loss.label_smoothing", (0.0, 0.3))])
+def test_each_member_of_a_vmapped_sweep_trains_exactly_as_its_own_run(key, values):
+  import jax
+
+  from ncjax.train.config import member_seeds, override
+
+  swept = _tiny_classification(num_seeds=2, sweep_key=key, sweep_values=values)
+  assert member_seeds(swept) == [0, 1, 0, 1]
+  got = _trained(swept)
+  for v, value in enumerate(values):
+    alone = _trained(override(_tiny_classification(num_seeds=2), {key: value}))
+    for seed in range(2):
+      pick = lambda tree, i: jax.tree.map(lambda x: x[i], tree)
+      jax.tree.map(lambda a, b: np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6),
+                   pick(got, 2 * v + seed), pick(alone, seed))
+  # The two values train differently (the sweep is not a no-op).
+  assert not np.allclose(jax.tree.leaves(got)[0][0], jax.tree.leaves(got)[0][2])
+
+
+def test_init_seed_starts_every_member_from_one_initialisation():
+  import jax
+
+  from ncjax.tasks import make_task
+  from ncjax.train.state import create_states
+
+  for init_seed, same in ((3, True), (None, False)):
+    config = _tiny_classification(init_seed=init_seed)
+    task = make_task(config)
+    params = create_states(config, task.model, task.example_inputs).params
+    equal = [np.array_equal(x[0], x[1]) for x in jax.tree.leaves(params)]
+    assert all(equal) is same
+
+
+@pytest.mark.parametrize("overrides,match", [
+    ({"sweep_key": "lr", "sweep_values": (0.1,)}, "sweep_key"),
+    ({"sweep_key": "loss.temperature"}, "sweep_values"),
+    ({"sweep_values": (1.0,)}, "sweep_values"),
+    ({"sweep_key": "loss.temperature", "sweep_values": (1.0, 1.0)}, "distinct"),
+    ({"sweep_key": "loss.label_smoothing", "sweep_values": (0.1, 1.5)},
+     r"sweep_values: 1.5: config.loss.label_smoothing"),
+    ({"init_seed": -1}, "init_seed"),
+    ({"layer_metrics": True, "model.name": "image_mlp"}, "layer_metrics"),
+])
+def test_bad_sweeps_are_refused_naming_the_key(overrides, match):
+  from ncjax.train.config import override, validate
+
+  with pytest.raises(ValueError, match=match):
+    validate(override(_tiny_classification(), overrides))

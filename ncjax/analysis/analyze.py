@@ -19,6 +19,7 @@ from ncjax.analysis import trajectory
 from ncjax.models import head_weights
 from ncjax.tasks import make_task
 from ncjax.train import checkpoints, rundir
+from ncjax.train.config import member_seeds
 from ncjax.train.loop import json_record
 from ncjax.train.state import create_states, variables
 
@@ -50,7 +51,7 @@ def analyze(workdir: str, metric_names: Sequence[str] | None = None, split: str 
     raise ValueError(f"split must be 'train' or 'test', got {split!r}.")
   config = rundir.load_config(workdir)
   task = make_task(config)
-  seeds = config.num_seeds
+  seeds = len(member_seeds(config))
   if metric_names is None:
     evaluate = task.evaluate
   else:

@@ -18,6 +18,7 @@ import ml_collections
 import numpy as np
 
 from ncjax.train import checkpoints, rundir
+from ncjax.train.config import member_seeds
 
 
 @dataclasses.dataclass(frozen=True)
@@ -58,7 +59,7 @@ class Run:
 
     if not (isinstance(chunk_size, int) and chunk_size >= 1):
       raise ValueError(f"chunk_size must be an int >= 1, got {chunk_size!r}.")
-    task, seeds = self.task, self.config.num_seeds
+    task, seeds = self.task, len(member_seeds(self.config))
     like = jax.eval_shape(lambda: create_states(self.config, task.model, task.example_inputs))
     for steps, states in checkpoints.restore_chunks(self.workdir, like, chunk_size):
       yield steps, jax.tree.map(lambda x: x.reshape(len(steps), seeds, *x.shape[1:]),

@@ -11,6 +11,7 @@ from ncjax.models.vision import CNN, MLP, ResNet18, WideResNet
 
 MODELS = {"mlp": EmbedMLP, "transformer": Transformer, "flax_transformer": FlaxTransformer,
           "image_mlp": MLP, "cnn": CNN, "resnet18": ResNet18, "wrn": WideResNet}
+LAYERED = ("cnn", "resnet18", "wrn")  # models exposing every block's output (vision.LAYERS)
 
 
 def make_model(name: str, num_classes: int, **kwargs) -> nn.Module:

@@ -15,7 +15,16 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
-_norm = functools.partial(nn.BatchNorm, momentum=0.9, epsilon=1e-5)
+LAYERS = "layers"
+
+
+def _expose(module: nn.Module, x: jax.Array) -> None:
+  """Records block output ``x`` (n, H, W, C) pooled to (n, C) when asked (see above)."""
+  module.sow("intermediates", LAYERS, jnp.mean(x, axis=(1, 2)))
+
+
+BN_MOMENTUM = 0.9  # running average = BN_MOMENTUM * running average + (1 - BN_MOMENTUM) * batch
+_norm = functools.partial(nn.BatchNorm, momentum=BN_MOMENTUM, epsilon=1e-5)
 _conv = functools.partial(nn.Conv, use_bias=False, kernel_init=nn.initializers.he_normal())
 
 
@@ -33,6 +42,7 @@ class CNN(nn.Module):
     for c in self.channels:
       x = nn.relu(_norm(use_running_average=not train)(_conv(c, (3, 3))(x)))
       x = nn.max_pool(x, (2, 2), (2, 2), padding="SAME")
+      _expose(self, x)
     features = nn.relu(nn.Dense(self.features)(x.reshape(x.shape[0], -1)))
     return nn.Dense(self.num_classes, use_bias=self.head_bias, name="head")(features), features
 
@@ -83,6 +93,7 @@ class ResNet18(nn.Module):
       for block in range(2):
         stride = 2 if stage > 0 and block == 0 else 1
         x = _BasicBlock(self.width * multiple, stride)(x, train)
+        _expose(self, x)
     features = jnp.mean(x, axis=(1, 2))
     return nn.Dense(self.num_classes, name="head")(features), features
 
@@ -123,6 +134,7 @@ class WideResNet(nn.Module):
       for block in range(blocks):
         stride = 2 if stage > 0 and block == 0 else 1
         x = _WideBlock(channels * self.width, stride)(x, train)
+        _expose(self, x)
     x = nn.relu(_norm(use_running_average=not train)(x))
     features = jnp.mean(x, axis=(1, 2))
     return nn.Dense(self.num_classes, name="head")(features), features

@@ -1,7 +1,8 @@
 """Grokking: the algorithmic tasks of Power et al. 2022 (modular arithmetic, polynomials,
 S5), every split on device.
 
-Seed i has its own train/test split (``config.seed + i``). Full batch when
+Each member of the state (seed i, ``config.seed + i``, for each swept value) has its
+seed's own train/test split. Full batch when
 ``batch_size`` is None, else batch t is drawn from (seed, t) alone, so the data order
 needs no saved position and a resumed run is exact.
 """
@@ -18,15 +19,17 @@ import numpy as np
 from ncjax import progress
 from ncjax.data import Batch, Split, algorithmic, num_classes
 from ncjax.models import make_model
+from ncjax.train.config import member_seeds
 from ncjax.train.evaluate import keyed, make_evaluator
 from ncjax.train.state import variables
 
 
 def seed_splits(config: ml_collections.ConfigDict) -> tuple[Split, Split]:
-  """Train and test splits of every seed, stacked: inputs (S, n, 3), labels (S, n)."""
+  """Train and test splits of every member (its seed), stacked: inputs (M, n, 3), labels
+  (M, n)."""
   d = config.data
-  splits = [algorithmic(d.operation, d.modulus, d.train_fraction, config.seed + i)
-            for i in range(config.num_seeds)]
+  splits = [algorithmic(d.operation, d.modulus, d.train_fraction, seed)
+            for seed in member_seeds(config)]
   stack = lambda parts: Split(*(np.stack(x) for x in zip(*parts)))
   return stack([s[0] for s in splits]), stack([s[1] for s in splits])
 
@@ -99,7 +102,7 @@ class Grokking:
       self._train_pairs = jax.device_put(_train_pairs(train, c))
 
   def train_stream(self, data_state: dict | None) -> _Stream:
-    seeds = jnp.arange(self.config.num_seeds) + self.config.seed
+    seeds = jnp.asarray(member_seeds(self.config))
     step = 0 if data_state is None else data_state["step"]
     return _Stream(self.train, seeds, self.config.batch_size, step)
 

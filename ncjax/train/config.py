@@ -10,8 +10,10 @@ from __future__ import annotations
 import functools
 
 import ml_collections
+import numpy as np
 
 from ncjax.data.algorithmic import GROUPS, OPERATIONS
+from ncjax.models import LAYERED
 
 placeholder = ml_collections.config_dict.placeholder
 
@@ -25,6 +27,11 @@ def base_config() -> ml_collections.ConfigDict:
   # --- run: the same meaning in every task ---
   c.seed = 0  # seed of the first run: initialisation, data split and order
   c.num_seeds = 1  # S > 1 trains seeds seed..seed+S-1 as one vmapped state
+  c.init_seed = placeholder(int)  # set: every member starts from this initialisation
+  # A vmapped sweep: every value of sweep_values (of the key sweep_key, one of SWEEPABLE)
+  # times every seed is one member of the state (value-major); see member_seeds.
+  c.sweep_key = ""
+  c.sweep_values = ()
   c.steps = 3000  # optimiser steps
   c.batch_size = placeholder(int)  # None: full batch (grokking only)
   c.lr = 1e-3  # peak learning rate
@@ -78,11 +85,33 @@ def base_config() -> ml_collections.ConfigDict:
 
   # --- metrics, logging and checkpoints: the same meaning in every task ---
   c.metrics_every = 100  # steps between metrics passes (train and test splits)
+  c.layer_metrics = False  # NC1, VCI, CDNV, entropy, effective rank after every block
   c.sample_size = 512  # train samples for the sample-level MIR/HDR (dense n x n Gram)
   c.snapshots = 40  # log-spaced trajectory snapshots, kept forever
   c.checkpoint_every = 500  # resume points
   c.keep_checkpoints = 2  # latest resume points kept
   return c
+
+
+# Config keys a vmapped sweep can vary: values that enter the loss's arithmetic only.
+SWEEPABLE = ("loss.temperature", "loss.label_smoothing")
+
+
+def member_seeds(config: ml_collections.ConfigDict) -> list[int]:
+  """The seed of each member of the vmapped state (its data split and order, and its
+  initialisation unless ``init_seed`` is set): ``seed + i`` for the ``num_seeds`` seeds,
+  repeated for every value of ``sweep_values`` (value-major)."""
+  repeats = len(config.sweep_values) or 1
+  return [config.seed + i for _ in range(repeats) for i in range(config.num_seeds)]
+
+
+def swept_loss_options(config: ml_collections.ConfigDict) -> dict[str, np.ndarray]:
+  """``{loss option: (M,) float32}``, each member's value of the swept key ({} without a
+  sweep), for :func:`ncjax.train.state.make_train_step`."""
+  if not config.sweep_key:
+    return {}
+  values = np.repeat(np.asarray(config.sweep_values, np.float32), config.num_seeds)
+  return {config.sweep_key.split(".")[1]: values}
 
 
 # Keys whose value may differ when an existing run directory is resumed.
@@ -105,6 +134,7 @@ def validate(config: ml_collections.ConfigDict) -> None:
     need(isinstance(config[key], int) and config[key] >= 1, key, "an int >= 1")
   need(isinstance(config.snapshots, int) and config.snapshots >= 0, "snapshots", "an int >= 0")
   need(isinstance(config.seed, int) and config.seed >= 0, "seed", "an int >= 0")
+  need(config.init_seed is None or config.init_seed >= 0, "init_seed", "None or an int >= 0")
   need(config.batch_size is None or config.batch_size >= 1, "batch_size", "None or >= 1")
   need(config.lr > 0, "lr", "> 0")
   need(config.model.init_scale > 0, "model.init_scale", "> 0")
@@ -123,6 +153,19 @@ def validate(config: ml_collections.ConfigDict) -> None:
   need(config.loss.info_lam >= 0, "loss.info_lam", ">= 0")
   need(config.loss.info_lam2 >= 0, "loss.info_lam2", ">= 0")
   need(config.freeze in ("none", "backbone"), "freeze", "none or backbone")
+  need(not config.layer_metrics or config.model.name in LAYERED, "layer_metrics",
+       f"False unless model.name is one of {LAYERED}")
+  need(config.sweep_key in ("", *SWEEPABLE), "sweep_key", f"empty or one of {SWEEPABLE}")
+  need(bool(config.sweep_key) == bool(config.sweep_values), "sweep_values",
+       "non-empty exactly when sweep_key is set")
+  need(len(set(config.sweep_values)) == len(config.sweep_values), "sweep_values", "distinct")
+  for value in config.sweep_values:  # each member's config must be valid on its own
+    member = ml_collections.ConfigDict(config.to_dict())
+    member.sweep_key, member.sweep_values = "", ()
+    try:
+      validate(override(member, {config.sweep_key: value}))
+    except ValueError as e:
+      raise ValueError(f"config.sweep_values: {value!r}: {e}") from e
   if config.task == "grokking":
     need(config.data.modulus >= 2, "data.modulus", ">= 2")
     need(config.data.operation in (*OPERATIONS, *GROUPS), "data.operation",

@@ -8,6 +8,8 @@ Keys (defined here, used by every task, the logs, the plots and ``ncjax analyze`
 - ``sample/mir, sample/hdr, sample/entropy_features, sample/entropy_head``: features z_i
   against their head rows w_{y_i} on a fixed subset of train samples;
 - ``weights/norm``: the global L2 norm of the parameters (a progress measure);
+- with layer metrics, ``layer<i>/<name>`` for the train split's features after block i
+  (1, 2, ...; pooled, see ``ncjax.models.vision``), ``<name>`` in :data:`LAYER_KEYS`;
 - a task may add its own (the grokking task's ``fourier/*``).
 
 A pass accumulates, per split, ClassStats plus loss and accuracy sums; a second pass
@@ -25,6 +27,7 @@ import jax.numpy as jnp
 from ncjax import collapse, info, losses, progress
 from ncjax.data import Batch
 from ncjax.models import head_weights
+from ncjax.models.vision import LAYERS
 from ncjax.stats import ClassStats
 from ncjax.train.state import TrainState, variables
 
@@ -36,18 +39,35 @@ def keyed(prefix: str, values: dict) -> dict:
   return {f"{prefix}/{name}": v for name, v in values.items()}
 
 
+LAYER_KEYS = ("nc1", "vci", "cdnv", "entropy_means", "effective_rank")
+
+
 def _forward(state: TrainState, inputs: jax.Array):
   return state.apply_fn(variables(state), inputs, train=False)
 
 
+def _forward_layers(state: TrainState, inputs: jax.Array):
+  """(logits, features, every block's pooled output) (see ``ncjax.models.vision``)."""
+  (logits, features), exposed = state.apply_fn(variables(state), inputs, train=False,
+                                               mutable=["intermediates"])
+  return logits, features, exposed["intermediates"][LAYERS]
+
+
 def _accumulate(state: TrainState, batch: Batch, carry):
-  stats, loss_sum, correct = carry
-  logits, features = _forward(state, batch.inputs)
+  """Adds a batch to (stats, loss sum, correct count, per-layer stats); the per-layer
+  stats are an empty tuple when the layers are not measured."""
+  stats, loss_sum, correct, layer_stats = carry
+  if layer_stats:
+    logits, features, layers = _forward_layers(state, batch.inputs)
+    layer_stats = tuple(s._absorb(x, batch.labels, batch.mask)
+                        for s, x in zip(layer_stats, layers, strict=True))
+  else:
+    logits, features = _forward(state, batch.inputs)
   n = jnp.sum(batch.mask)
   loss_sum += losses.cross_entropy(logits, batch.labels, mask=batch.mask) * n
   correct += jnp.sum((jnp.argmax(logits, -1) == batch.labels) & batch.mask)
   stats = stats._absorb(features, batch.labels, batch.mask)
-  return stats, loss_sum, correct
+  return stats, loss_sum, correct, layer_stats
 
 
 def _nc4_count(state: TrainState, batch: Batch, stats: ClassStats) -> jax.Array:
@@ -67,12 +87,13 @@ def sample_metrics(state: TrainState, batch: Batch) -> dict:
                           "entropy_features": h_z, "entropy_head": h_w})
 
 
-def make_evaluator(num_classes: int, data_axis: int | None):
+def make_evaluator(num_classes: int, data_axis: int | None, layers: bool = False):
   """``evaluate(states, splits, sample) -> dict of (S,) arrays`` for states with a leading
   axis S. ``splits``: ``{"train": batches, "test": batches}`` where ``batches()`` returns a
   fresh iterable of :class:`Batch`; ``sample``: the Batch for :func:`sample_metrics`.
   ``data_axis``: 0 when every state has its own data (a leading S axis on each batch),
-  None when the data are shared.
+  None when the data are shared. ``layers``: also the ``layer<i>/*`` metrics of the
+  train split (a model in ``ncjax.models.LAYERED``).
   """
   axes = (0, data_axis)
   accumulate = jax.jit(jax.vmap(_accumulate, in_axes=(*axes, 0)))
@@ -82,11 +103,25 @@ def make_evaluator(num_classes: int, data_axis: int | None):
 
   @jax.jit
   @jax.vmap
-  def summarise(state, stats, loss_sum, correct, disagreements):
+  def summarise(state, stats, loss_sum, correct, disagreements, layer_stats):
     w, _ = head_weights(state.params)
     out = collapse.collapse_metrics_from_stats(stats, w)
     out["nc4"] = disagreements / stats.total
-    return out, loss_sum / stats.total, correct / stats.total
+    by_layer = {}
+    for i, s in enumerate(layer_stats):
+      layer = collapse.collapse_metrics_from_stats(s)
+      by_layer |= keyed(f"layer{i + 1}", {k: layer[k] for k in LAYER_KEYS})
+    return out, by_layer, loss_sum / stats.total, correct / stats.total
+
+  def identity(states, batch, split: str):
+    """The empty accumulator of ``split``, shaped by the model's feature dimensions."""
+    size = jax.tree.leaves(states.params)[0].shape[0]
+    forward = _forward_layers if layers and split == "train" else _forward
+    shapes = jax.eval_shape(jax.vmap(forward, in_axes=axes), states, batch.inputs)
+    empty = lambda x: ClassStats._identity(num_classes, x.shape[-1], jnp.float32)
+    carry = (empty(shapes[1]), jnp.float32(0), jnp.float32(0),
+             tuple(empty(x) for x in shapes[2]) if len(shapes) == 3 else ())
+    return jax.tree.map(lambda x: jnp.broadcast_to(x, (size, *x.shape)), carry)
 
   def evaluate(states: TrainState, splits: dict[str, Callable[[], Iterable[Batch]]],
                sample: Batch) -> dict:
@@ -95,18 +130,15 @@ def make_evaluator(num_classes: int, data_axis: int | None):
     for split, prefix in SPLITS.items():
       carry = None
       for batch in splits[split]():
-        if carry is None:  # the identity, shaped by the model's feature dimension
-          features = jax.eval_shape(jax.vmap(_forward, in_axes=axes), states, batch.inputs)[1]
-          empty = ClassStats._identity(num_classes, features.shape[-1], jnp.float32)
-          carry = jax.tree.map(lambda x: jnp.broadcast_to(x, (size, *x.shape)),
-                               (empty, jnp.float32(0), jnp.float32(0)))
-        carry = accumulate(states, batch, carry)
+        carry = accumulate(states, batch, carry or identity(states, batch, split))
       stats = carry[0]
       disagreements = jnp.zeros(size)
       for batch in splits[split]():
         disagreements += count_nc4(states, batch, stats)
-      metrics, loss, accuracy = summarise(states, stats, carry[1], carry[2], disagreements)
-      out |= {f"{split}/loss": loss, f"{split}/accuracy": accuracy, **keyed(prefix, metrics)}
+      metrics, by_layer, loss, accuracy = summarise(states, stats, carry[1], carry[2],
+                                                    disagreements, carry[3])
+      out |= {f"{split}/loss": loss, f"{split}/accuracy": accuracy, **keyed(prefix, metrics),
+              **by_layer}
     return out | samples(states, sample) | {"weights/norm": norms(states.params)}
 
   return evaluate

@@ -17,7 +17,7 @@ import numpy as np
 import tqdm
 
 from ncjax.train import checkpoints, rundir
-from ncjax.train.config import validate
+from ncjax.train.config import member_seeds, swept_loss_options, validate
 from ncjax.train.state import create_states, make_loss, make_train_step, transplant
 
 
@@ -25,10 +25,10 @@ class NonFiniteLoss(RuntimeError):
   """The training loss became NaN or Inf."""
 
 
-def json_record(step: int, metrics: dict, num_seeds: int) -> dict:
-  """A JSON record: scalars for one seed, lists of per-seed values for several."""
+def json_record(step: int, metrics: dict, members: int) -> dict:
+  """A JSON record: scalars for one member, lists of per-member values for several."""
   values = jax.device_get(metrics)
-  per_seed = lambda v: float(v[0]) if num_seeds == 1 else [float(x) for x in v]
+  per_seed = lambda v: float(v[0]) if members == 1 else [float(x) for x in v]
   return {"step": step, **{k: per_seed(v) for k, v in values.items()}}
 
 
@@ -126,7 +126,9 @@ def train(task, workdir: str, *, overwrite: bool = False,
   rundir.write_atomic(log_path, "".join(json.dumps(r) + "\n" for r in records))
 
   stream = task.train_stream(data_state)
-  step_fn = make_train_step(make_loss(config), train_mode=config.freeze != "backbone")
+  step_fn = make_train_step(make_loss(config), train_mode=config.freeze != "backbone",
+                            loss_options=swept_loss_options(config))
+  members = len(member_seeds(config))
   saved_steps = set(mngr.all_steps())
   pending, pending_from = [], start
   bar = tqdm.tqdm(total=config.steps, initial=start, desc="train", dynamic_ncols=True,
@@ -138,7 +140,7 @@ def train(task, workdir: str, *, overwrite: bool = False,
         saved = step in saved_steps
         saving = not saved and (mngr.should_save(step) or last)
         if step == start or stop.requested or saving or step % config.metrics_every == 0:
-          record = json_record(step, task.evaluate(state), config.num_seeds)
+          record = json_record(step, task.evaluate(state), members)
           _check_finite(pending, pending_from, record, mngr)
           pending, pending_from = [], step
           records.append(record)

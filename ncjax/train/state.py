@@ -15,6 +15,7 @@ from flax.training import train_state
 from ncjax import losses, optim
 from ncjax.data import Batch
 from ncjax.models import head_weights
+from ncjax.train.config import member_seeds
 
 
 class TrainState(train_state.TrainState):
@@ -65,8 +66,9 @@ def make_optimizer(config: ml_collections.ConfigDict) -> optax.GradientTransform
 
 def create_states(config: ml_collections.ConfigDict, model: nn.Module,
                   example_inputs: jax.Array) -> TrainState:
-  """One TrainState with a leading seed axis (S = config.num_seeds); seed i is
-  initialised from ``config.seed + i``, every parameter times ``config.model.init_scale``.
+  """One TrainState with a leading member axis (M members, see
+  :func:`ncjax.train.config.member_seeds`); member i is initialised from its seed (or
+  from ``config.init_seed`` for all), every parameter times ``config.model.init_scale``.
   ``example_inputs``: (1, ...) of the task's inputs."""
   tx = make_optimizer(config)
 
@@ -76,7 +78,10 @@ def create_states(config: ml_collections.ConfigDict, model: nn.Module,
     return TrainState.create(apply_fn=model.apply, params=params, tx=tx,
                              batch_stats=init.get("batch_stats", {}))
 
-  keys = jnp.stack([jax.random.key(config.seed + i) for i in range(config.num_seeds)])
+  seeds = member_seeds(config)
+  if config.init_seed is not None:
+    seeds = [config.init_seed] * len(seeds)
+  keys = jnp.stack([jax.random.key(s) for s in seeds])
   return jax.vmap(create)(keys)
 
 
@@ -109,28 +114,32 @@ def transplant(states: TrainState, source: dict) -> TrainState:
   return states.replace(params=params, batch_stats=batch_stats)
 
 
-LossFn = Callable[[jax.Array, jax.Array, jax.Array, Batch], jax.Array]
+LossFn = Callable[..., jax.Array]
 
 
 def make_loss(config: ml_collections.ConfigDict) -> LossFn:
-  """``loss(logits, features, head, batch) -> scalar`` from ``config.loss`` (see
-  :func:`ncjax.losses.supervised_loss`)."""
+  """``loss(logits, features, head, batch, **swept) -> scalar`` from ``config.loss`` (see
+  :func:`ncjax.losses.supervised_loss`); ``swept`` overrides loss options per member."""
   options = config.loss.to_dict()
-  return lambda logits, features, head, batch: losses.supervised_loss(
-      logits, features, head, batch.labels, mask=batch.mask, **options)
+  return lambda logits, features, head, batch, **swept: losses.supervised_loss(
+      logits, features, head, batch.labels, mask=batch.mask, **(options | swept))
 
 
-def make_train_step(loss_fn: LossFn, *, train_mode: bool = True):
-  """A jitted ``step(states, batches) -> (states, loss (S,))`` vmapped over seeds.
+def make_train_step(loss_fn: LossFn, *, train_mode: bool = True,
+                    loss_options: dict[str, jax.Array] | None = None):
+  """A jitted ``step(states, batches) -> (states, loss (M,))`` vmapped over members.
 
-  ``loss_fn(logits, features, head, batch) -> scalar`` (``head``: the (C, d) head rows).
-  States and batches carry a leading seed axis. ``train_mode``: the model runs in train
+  ``loss_fn(logits, features, head, batch, **options) -> scalar`` (``head``: the (C, d)
+  head rows). States and batches carry a leading member axis; ``loss_options``: optional
+  ``{name: (M,) array}``, each member's own value of those loss options (a vmapped sweep,
+  :func:`ncjax.train.config.swept_loss_options`). ``train_mode``: the model runs in train
   mode (BatchNorm batch statistics, updated in the state); False (a frozen backbone, a
   linear probe) keeps the running averages and differentiates the head only. ``states``
   is donated.
   """
+  loss_options = {k: jnp.asarray(v) for k, v in (loss_options or {}).items()}
 
-  def step(state: TrainState, batch: Batch):
+  def step(state: TrainState, batch: Batch, options: dict):
     def objective(params):
       if not train_mode:  # a frozen backbone: no backward pass through it
         params = {k: v if k == "head" else jax.lax.stop_gradient(v) for k, v in params.items()}
@@ -140,7 +149,7 @@ def make_train_step(loss_fn: LossFn, *, train_mode: bool = True):
                                                      mutable=["batch_stats"])
       else:
         (logits, features), updates = state.apply_fn(v, batch.inputs, train=train_mode), {}
-      return loss_fn(logits, features, head_weights(params)[0], batch), updates
+      return loss_fn(logits, features, head_weights(params)[0], batch, **options), updates
 
     (loss, updates), grads = jax.value_and_grad(objective, has_aux=True)(state.params)
     state = state.apply_gradients(grads=grads)
@@ -148,4 +157,6 @@ def make_train_step(loss_fn: LossFn, *, train_mode: bool = True):
       state = state.replace(batch_stats=updates["batch_stats"])
     return state, loss
 
-  return jax.jit(jax.vmap(step), donate_argnums=0)
+  vmapped = jax.vmap(step)
+  return jax.jit(lambda states, batches: vmapped(states, batches, loss_options),
+                 donate_argnums=0)
