@@ -8,7 +8,12 @@ networks are members of one vmapped state (one compile). The logged losses are a
 T = 1. Writes ``sweep.png`` (final test accuracy, MIR, HDR, NC1, VCI against T) and
 ``sweep_curves.png`` (the same over steps, one line per T) beside ``curves.png``.
 
-RESULT
+Measured on 2 CPU cores: 4 min 45 s (beside a test run; 3 min 29 s for the same-sized
+label-smoothing sweep). Every T reaches 100% train accuracy; at step 1,000, T = 0.25, 0.5,
+1, 2, 4: test accuracy 99.4, 99.4, 99.0, 99.0, 99.0%; NC1 0.169, 0.154, 0.146, 0.138,
+0.133 and VCI 0.101, 0.091, 0.083, 0.077, 0.074 (a higher temperature collapses the
+features more); MIR(head, means) 0.953, 0.947, 0.939, 0.930, 0.919 (falls with T); HDR
+0.088, 0.083, 0.083, 0.083, 0.086 (flat). Figures and discussion: docs/studies.md.
 """
 
 from ncjax.train.config import digits_cnn_config

@@ -22,6 +22,8 @@ def first_step(records: list[dict], key: str, threshold: float) -> int | None:
 def _band(ax, steps, values, label, **style):
   """A line, plus a min-max band across seeds when values are (T, S)."""
   values = np.asarray(values, float)
+  if values.ndim == 2 and values.shape[1] == 1:
+    values = values[:, 0]
   if values.ndim == 1:
     ax.plot(steps, values, label=label, **style)
     return
@@ -147,10 +149,10 @@ def sweep(records: list[dict], key: str, values, seeds: int, path: str, title: s
     ax.plot(x, np.median(y, 1), "o-")
     if seeds > 1:
       ax.fill_between(x, y.min(1), y.max(1), alpha=0.2)
-    if metric.endswith(("nc1", "vci")):
-      ax.set_yscale("log")
     if x.min() > 0 and x.max() / x.min() >= 10:
       ax.set_xscale("log")
+      ax.xaxis.set_minor_formatter(matplotlib.ticker.NullFormatter())
+    ax.set_xticks(x, [f"{v:g}" for v in x])
     ax.set_xlabel(key)
     ax.set_title(metric, fontsize=9)
     ax.grid(alpha=0.3)

@@ -226,7 +226,7 @@ def _lmc(study, order, workdir) -> dict:
     rows += run_rows
     summary[name] = {key: _barrier(alphas, [r[key] for r in run_rows])
                      for key in ("train/loss", "test/loss")}
-    summary[name]["test/accuracy_drop"] = -_barrier(alphas, [-r["test/accuracy"] for r in run_rows])
+    summary[name]["test/accuracy_drop"] = _barrier(alphas, [-r["test/accuracy"] for r in run_rows])
     print(f"{name:>16}: loss barrier train {summary[name]['train/loss']:.4f}, test "
           f"{summary[name]['test/loss']:.4f}; test accuracy drop "
           f"{100 * summary[name]['test/accuracy_drop']:.2f} points")
