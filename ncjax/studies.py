@@ -43,7 +43,6 @@ from ncjax.analysis import points
 from ncjax.tasks import make_task
 from ncjax.train import checkpoints, rundir, train
 from ncjax.train.config import member_seeds, validate
-from ncjax.train.loop import json_record
 from ncjax.train.state import make_loss, make_optimizer
 
 
@@ -191,13 +190,13 @@ POINT_KEYS = ("train/loss", "test/loss", "test/accuracy", "collapse/mir", "colla
 
 
 def _measure(task, states, label: str, x_name: str, xs) -> list[dict]:
-  """The trainer's metrics of the K members of ``states``: one record per point."""
+  """The trainer's metrics of the K members of ``states`` (BatchNorm statistics
+  recomputed at each): one row per point."""
   inputs, _ = task.examples("train", BATCH_STATS_SAMPLES)
   states = points.recompute_batch_stats(states, inputs)
-  values = task.evaluate(states, np.zeros(len(xs), int))
-  rows = [json_record(0, {k: v[i:i + 1] for k, v in values.items()}, 1) for i in range(len(xs))]
-  return [{"run": label, x_name: float(x), **{k: v for k, v in r.items() if k != "step"}}
-          for x, r in zip(xs, rows)]
+  values = jax.device_get(task.evaluate(states, np.zeros(len(xs), int)))
+  return [{"run": label, x_name: float(x), **{k: float(v[i]) for k, v in values.items()}}
+          for i, x in enumerate(xs)]
 
 
 def _final_weights(workdir: str, members: list[int]) -> tuple[dict, dict]:

@@ -90,11 +90,15 @@ def test_cifar_config_runs_on_tfds_mock_data_through_data_source_and_grain(tmp_p
   config.update(dict(steps=4, batch_size=8, metrics_every=2, checkpoint_every=2, snapshots=2,
                      sample_size=16))
   config.data.eval_batch_size = 16
+  config.layer_metrics = name == "cifar100_wrn"  # the WRN's per-block metrics too
   with tfds.testing.mock_data(num_examples=24):
     records = train(make_task(config), tmp_path)
   assert [r["step"] for r in records] == [0, 1, 2, 4]
   assert all(np.isfinite(r["test_collapse/nc1"]) and np.isfinite(r["collapse/vci"])
              for r in records)
+  layers = sorted(k for k in records[-1] if k.startswith("layer"))
+  assert len(layers) == (15 if config.layer_metrics else 0)  # 3 blocks x 5 metrics
+  assert all(np.isfinite(records[-1][k]) for k in layers)
 
 
 @pytest.fixture(scope="module")

@@ -415,7 +415,7 @@ class OffsetTest(parameterized.TestCase):
       np.testing.assert_allclose(big[key], base[key], rtol=1e-4, atol=1e-6, err_msg=key)
 
 
-@hypothesis.settings(max_examples=15, deadline=None, derandomize=True)
+@hypothesis.settings(max_examples=10, deadline=None, derandomize=True)
 @hypothesis.given(
     counts=st.lists(st.integers(0, 12), min_size=2, max_size=6),
     dim=st.integers(2, 12),

@@ -211,10 +211,9 @@ def test_slq_within_2_percent_and_covered_by_its_error(kind):
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("kind", ["isotropic", "structured"])
-def test_slq_at_n_1e5_against_the_exact_moment_route(kind):
-  n = 100_000
-  z1, z2 = slq_pair(kind, n, seed=5)
+def test_slq_at_n_1e5_against_the_exact_moment_route():
+  n = 100_000  # structured features (isotropic ones are covered at n = 2048)
+  z1, z2 = slq_pair("structured", n, seed=5)
   mask = np.random.default_rng(7).random(n) > 0.01  # and a mask
   exact = float(jax.jit(ncjax.joint_entropy, static_argnames="method")(
       jnp.float32(z1), jnp.float32(z2), mask=mask, method="exact"))
