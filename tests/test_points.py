@@ -48,7 +48,7 @@ def test_global_magnitude_pruning_against_numpy():
   assert fractions[0] != fractions[1]
 
 
-@pytest.mark.parametrize("bad", [[1.0], [-0.1], [], [[0.5]]])
+@pytest.mark.parametrize("bad", [[1.0], [-0.1], [], [[0.5]], [np.nan]])
 def test_bad_sparsities_are_refused(bad):
   with pytest.raises(ValueError, match="sparsities"):
     points.magnitude_prune(_tree(0), bad)
@@ -98,3 +98,14 @@ def test_a_masked_finetune_keeps_pruned_weights_at_zero():
     after = np.asarray(after)
     assert np.all(after[mask == 0] == 0)
     assert not np.allclose(after[mask == 1], np.asarray(before)[mask == 1])
+
+
+def test_bad_points_are_refused_naming_the_argument():
+  with pytest.raises(ValueError, match="same structure and shapes"):
+    points.interpolate(_tree(0), {**_tree(1), "head": {"kernel": np.ones((5, 5), np.float32)}}, [0.5])
+  with pytest.raises(ValueError, match="alphas"):
+    points.interpolate(_tree(0), _tree(1), [np.nan])
+  bad = _tree(0)
+  bad["head"]["kernel"][0, 0] = np.nan
+  with pytest.raises(ValueError, match="NaN"):
+    points.magnitude_prune(bad, [0.5])

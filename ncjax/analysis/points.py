@@ -30,6 +30,12 @@ from ncjax.train.state import LossFn, TrainState, make_train_step
 def interpolate(a: dict, b: dict, alphas: Sequence[float]) -> dict:
   """``(1 - alpha) a + alpha b`` for each alpha: leaves (K, ...) from two trees of the
   same structure and shapes (linear mode connectivity)."""
+  alphas = np.asarray(alphas, float)
+  if alphas.ndim != 1 or not alphas.size or not np.all(np.isfinite(alphas)):
+    raise ValueError(f"alphas must list finite values, got {alphas!r}.")
+  if jax.tree.structure(a) != jax.tree.structure(b) or any(
+      np.shape(x) != np.shape(y) for x, y in zip(jax.tree.leaves(a), jax.tree.leaves(b))):
+    raise ValueError("interpolate: a and b must have the same structure and shapes.")
   alphas = jnp.asarray(alphas, jnp.float32)
 
   def line(x, y):
@@ -46,7 +52,7 @@ def _prunable(path) -> bool:
 def check_sparsities(sparsities) -> np.ndarray:
   """``sparsities`` as a (K,) array; ValueError unless K >= 1 values in [0, 1)."""
   values = np.asarray(sparsities, float)
-  if values.ndim != 1 or not values.size or np.any((values < 0) | (values >= 1)):
+  if values.ndim != 1 or not values.size or not np.all((values >= 0) & (values < 1)):
     raise ValueError(f"sparsities must list values in [0, 1), got {sparsities!r}.")
   return values
 
@@ -66,6 +72,8 @@ def magnitude_prune(params: dict, sparsities: Sequence[float]) -> tuple[dict, di
   if not leaves:
     raise ValueError("magnitude_prune: no leaf named 'kernel' in params.")
   pooled = np.sort(np.concatenate(leaves))
+  if not np.all(np.isfinite(pooled)):
+    raise ValueError("magnitude_prune: params contain NaN or Inf weights.")
   # Threshold: the k-th smallest magnitude; |w| > threshold is kept (ties are pruned).
   k = np.floor(sparsities * pooled.size).astype(int)
   thresholds = np.where(k > 0, pooled[np.maximum(k - 1, 0)], -np.inf)
