@@ -18,7 +18,8 @@ from ncjax.data import Batch
 from ncjax.losses import cross_entropy
 from ncjax.models import make_model
 from ncjax.tasks import make_task
-from ncjax.train.config import base_config, cifar_wrn_config
+from ncjax.train.config import base_config, cifar_wrn_config, override
+from ncjax.train.mesh import batch_sharding, make_mesh
 from ncjax.train.state import create_states, make_loss, make_train_step
 
 P, D_MODEL, HEADS, MLP = 113, 128, 4, 512
@@ -47,11 +48,13 @@ def wrn_step_ms(width: int = 2, batch: int = 64) -> float:
   """Milliseconds of one jitted SGD step of a WRN-28-``width`` (BatchNorm) at ``batch``."""
   config = cifar_wrn_config("cifar10", width)
   model = make_model("wrn", 10, depth=28, width=width)
-  state = create_states(config, model, jnp.zeros((1, 32, 32, 3)))
-  step = make_train_step(lambda logits, features, head, b: cross_entropy(logits, b.labels))
+  mesh = make_mesh(override(config, {"mesh.data": 1}))
+  state = create_states(config, model, jnp.zeros((1, 32, 32, 3)), mesh)
+  step = make_train_step(lambda logits, features, head, b: cross_entropy(logits, b.labels), mesh)
   key = jax.random.key(0)
-  data = Batch(jax.random.normal(key, (1, batch, 32, 32, 3)),
-               jax.random.randint(key, (1, batch), 0, 10), jnp.ones((1, batch), bool))
+  data = jax.device_put(Batch(jax.random.normal(key, (1, batch, 32, 32, 3)),
+                              jax.random.randint(key, (1, batch), 0, 10),
+                              jnp.ones((1, batch), bool)), batch_sharding(mesh))
 
   def run(k):
     nonlocal state
@@ -68,9 +71,9 @@ def main():
   config.data.modulus, config.data.train_fraction, config.model.name = P, 0.3, "transformer"
   config.model.kwargs = {"d_model": D_MODEL, "num_heads": HEADS, "mlp_dim": MLP}
   task = make_task(config)  # one seed: (1, n, ...)
-  state = create_states(config, task.model, task.example_inputs)
-  step = make_train_step(make_loss(task.config))
-  train = next(task.train_stream(None))  # full batch
+  state = create_states(config, task.model, task.example_inputs, task.mesh)
+  step = make_train_step(make_loss(task.config), task.mesh)
+  train = next(task.train_stream(0))  # full batch
 
   def run_steps(k):
     nonlocal state
@@ -83,7 +86,7 @@ def main():
 
   net = TorchTransformer()
   opt = torch.optim.AdamW(net.parameters(), lr=1e-3, betas=(0.9, 0.98), weight_decay=1.0)
-  x, y = (torch.from_numpy(np.asarray(a[0]).astype(np.int64)) for a in train[:2])
+  x, y = (torch.from_numpy(a.astype(np.int64)) for a in task.examples("train", P * P))
 
   def torch_steps(k):
     for _ in range(k):

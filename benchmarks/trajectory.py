@@ -36,8 +36,8 @@ SNAPSHOTS, CHUNK, SEEDS = 100, 16, 8
 
 def snapshots(task):
   """Parameters after each of the first SNAPSHOTS steps (host arrays, seed axis dropped)."""
-  state = create_states(task.config, task.model, task.example_inputs)
-  step, stream = make_train_step(make_loss(task.config)), task.train_stream(None)
+  state = create_states(task.config, task.model, task.example_inputs, task.mesh)
+  step, stream = make_train_step(make_loss(task.config), task.mesh), task.train_stream(0)
   out = []
   for _ in range(SNAPSHOTS):
     state, _ = step(state, next(stream))
@@ -168,9 +168,10 @@ def seeds(config, batch_size, steps=20):
     c = config.copy_and_resolve_references()
     c.num_seeds, c.batch_size = num_seeds, batch_size
     task = make_task(c)
-    step = make_train_step(make_loss(task.config))
-    states = [create_states(c, task.model, task.example_inputs) for _ in range(repeat)]
-    streams = [task.train_stream(None) for _ in range(repeat)]
+    step = make_train_step(make_loss(task.config), task.mesh)
+    states = [create_states(c, task.model, task.example_inputs, task.mesh)
+              for _ in range(repeat)]
+    streams = [task.train_stream(0) for _ in range(repeat)]
 
     def go():
       nonlocal states
@@ -193,7 +194,7 @@ def main():
     together, apart = seeds(config, batch_size)
     rows.append([batch_size or "full (4,704)", f"{SEEDS / together:.1f}",
                  f"{SEEDS / apart:.1f}", f"{apart / together:.2f}x"])
-  print(table([f"batch", f"{SEEDS} vmapped seeds: seed-steps/s",
+  print(table(["batch", f"{SEEDS} vmapped seeds: seed-steps/s",
                f"{SEEDS} sequential: seed-steps/s", "speed-up"], rows))
 
 

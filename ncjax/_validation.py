@@ -1,7 +1,9 @@
 """Input validation shared by every public metric.
 
 Shape problems are static, so they raise ``ValueError`` both eagerly and at trace
-time inside ``jit``/``vmap``. Value problems (NaN/Inf, zero rows, too few unmasked
+time inside ``jit``/``vmap``. Arrays that span several processes are checked through
+reductions computed where they live (every process calls the metric, so every process
+takes part); their rows are never fetched. Value problems (NaN/Inf, zero rows, too few unmasked
 rows, labels out of range) can only be seen on concrete arrays: they raise eagerly
 and are skipped under tracing, where they surface as NaN outputs that
 ``jax.experimental.checkify.checkify(fn, errors=checkify.float_checks)`` reports.
@@ -23,12 +25,34 @@ def is_concrete(*arrays) -> bool:
   return not any(isinstance(a, jax.core.Tracer) for a in arrays if a is not None)
 
 
-def _values(*arrays) -> list[np.ndarray] | None:
-  """NumPy copies of the arrays when all are concrete, else None (traced: no checks).
+def _spans_processes(a) -> bool:
+  """True for a global array with data on devices of other processes."""
+  return isinstance(a, jax.Array) and not a.is_fully_addressable and not a.is_fully_replicated
 
-  NumPy, not jnp: inside a trace even concrete constants would become tracers.
-  """
-  return [np.asarray(a) for a in arrays] if is_concrete(*arrays) else None
+
+def host(x) -> np.ndarray:
+  """A NumPy copy of a concrete (small) array; one spanning several processes is gathered
+  (a collective: every process must call it, as every process calls the metric)."""
+  if _spans_processes(x):
+    from jax.experimental import multihost_utils
+    return np.asarray(multihost_utils.process_allgather(x, tiled=True))
+  return np.asarray(x)
+
+
+def _reduced(fn, *arrays):
+  """``fn(xp, *arrays)`` (a small pytree) on concrete arrays, else None (traced: no
+  checks). On host copies (``xp`` = NumPy; inside a trace even concrete constants would
+  become tracers); arrays spanning several processes are reduced where they live
+  (``xp`` = jnp, jitted, the result replicated), never fetched."""
+  if not is_concrete(*arrays):
+    return None
+  spanning = [a for a in arrays if _spans_processes(a)]
+  if not spanning:
+    return fn(np, *(None if a is None else np.asarray(a) for a in arrays))
+  mesh = spanning[0].sharding.mesh
+  replicated = jax.sharding.NamedSharding(mesh, jax.sharding.PartitionSpec())
+  out = jax.jit(lambda *a: fn(jnp, *a), out_shardings=replicated)(*arrays)
+  return jax.tree.map(np.asarray, out)
 
 
 def _array(x, name: str) -> jax.Array:
@@ -110,20 +134,24 @@ def same_rows(**named: jax.Array) -> int:
   return next(iter(sizes.values()))
 
 
+def _all_finite(xp, x, mask):
+  """All of ``x`` (n, ...) finite, in the rows ``mask`` (n,) keeps (all rows if None)."""
+  if mask is None:
+    return xp.all(xp.isfinite(x))
+  return xp.all(xp.isfinite(x) | ~xp.reshape(mask, mask.shape + (1,) * (x.ndim - 1)))
+
+
 def finite(x: jax.Array, name: str, mask: jax.Array | None = None) -> None:
   """Eagerly raises if ``x`` holds NaN or Inf (in unmasked rows, if ``mask`` is given)."""
-  values = _values(x) if mask is None else _values(x, mask)
-  if values is not None:
-    rows = values[0] if mask is None else values[0][values[1]]
-    if not np.all(np.isfinite(rows)):
-      raise ValueError(f"{name} contains NaN or Inf.")
+  ok = _reduced(_all_finite, x, mask)
+  if ok is not None and not ok:
+    raise ValueError(f"{name} contains NaN or Inf.")
 
 
 def rows_nonzero(z: jax.Array, mask: jax.Array, name: str) -> None:
   """Eagerly raises if an unmasked row of ``z`` is all zeros (no direction)."""
-  values = _values(z, mask)
-  if values is not None:
-    zero = np.all(values[0] == 0, axis=1) & values[1]
+  zero = _reduced(lambda xp, z, m: xp.all(z == 0, axis=1) & m, z, mask)
+  if zero is not None:
     if zero.any():
       raise ValueError(
           f"{name} has all-zero rows at {np.flatnonzero(zero)[:10].tolist()}; "
@@ -134,11 +162,11 @@ def rows_nonzero(z: jax.Array, mask: jax.Array, name: str) -> None:
 def psd(k: jax.Array, mask: jax.Array, name: str) -> None:
   """Eagerly raises unless the unmasked block of ``k`` is symmetric and positive
   semi-definite up to round-off (sqrt(eps) of its largest eigenvalue)."""
-  values = _values(k, mask)
-  if values is None:
+  if not is_concrete(k, mask):
     return
-  block = values[0][np.ix_(values[1], values[1])].astype(np.float64)
-  tol = np.sqrt(np.finfo(values[0].dtype).eps)
+  k, mask = host(k), host(mask)  # an n x n eigenproblem on the host anyway
+  block = k[np.ix_(mask, mask)].astype(np.float64)
+  tol = np.sqrt(np.finfo(k.dtype).eps)
   top = np.max(np.abs(block))
   if np.max(np.abs(block - block.T)) > tol * top:
     raise ValueError(f"{name} must be symmetric.")
@@ -150,9 +178,9 @@ def psd(k: jax.Array, mask: jax.Array, name: str) -> None:
 
 def enough_rows(mask: jax.Array, name: str = "mask", minimum: int = 2) -> None:
   """Eagerly raises if fewer than ``minimum`` rows are unmasked."""
-  values = _values(mask)
-  if values is not None and int(values[0].sum()) < minimum:
-    raise ValueError(f"{name} keeps {int(values[0].sum())} rows; at least {minimum} are needed.")
+  kept = _reduced(lambda xp, m: xp.sum(m), mask)
+  if kept is not None and int(kept) < minimum:
+    raise ValueError(f"{name} keeps {int(kept)} rows; at least {minimum} are needed.")
 
 
 def feature_inputs(mask, **named) -> tuple[list[jax.Array], jax.Array]:
@@ -177,18 +205,16 @@ def labels(y, n: int, num_classes: int, name: str = "labels") -> jax.Array:
     raise ValueError(f"{name} must have shape ({n},) to match the features, got {y.shape}.")
   if not jnp.issubdtype(y.dtype, jnp.integer):
     raise InputTypeError(f"{name} must be integers, got dtype {y.dtype}.")
-  values = _values(y)
-  if values is not None and n and not (0 <= values[0].min() and values[0].max() < num_classes):
-    raise ValueError(
-        f"{name} must lie in [0, {num_classes}), got range [{values[0].min()}, {values[0].max()}]."
-    )
+  bounds = _reduced(lambda xp, y: (xp.min(y), xp.max(y)), y) if n else None
+  if bounds is not None and not (0 <= bounds[0] and bounds[1] < num_classes):
+    raise ValueError(f"{name} must lie in [0, {num_classes}), got range [{bounds[0]}, {bounds[1]}].")
   return y
 
 
 def classes_present(counts: jax.Array, minimum: int = 2) -> None:
   """Eagerly raises if fewer than ``minimum`` classes have samples."""
-  values = _values(counts)
-  if values is not None:
-    present = int(np.sum(values[0] > 0))
+  present = _reduced(lambda xp, c: xp.sum(c > 0), counts)
+  if present is not None:
+    present = int(present)
     if present < minimum:
       raise ValueError(f"{present} class(es) present; at least {minimum} are needed.")

@@ -31,11 +31,27 @@ _SPLIT = flags.DEFINE_enum("split", "train", ["train", "test"],
                            "analyze: whose features the named --metrics see.")
 _CHUNK = flags.DEFINE_integer("chunk_size", 16, "analyze: snapshots restored and "
                               "evaluated at a time.", lower_bound=1)
+# Several processes (jax.distributed.initialize's own argument names): the same command on
+# every host, each with its --process_id; or --distributed where JAX detects the cluster.
+_COORDINATOR = flags.DEFINE_string("coordinator_address", None,
+                                   "Several processes: HOST:PORT of process 0.")
+_NUM_PROCESSES = flags.DEFINE_integer("num_processes", None, "Several processes: how many.",
+                                      lower_bound=1)
+_PROCESS_ID = flags.DEFINE_integer("process_id", None, "Several processes: this one's index.",
+                                   lower_bound=0)
+_DISTRIBUTED = flags.DEFINE_bool(
+    "distributed", False, "Initialise the processes from the cluster environment JAX "
+    "detects (SLURM, Open MPI, Cloud TPU, Kubernetes, JAX_COORDINATOR_ADDRESS).")
+_HEARTBEAT = flags.DEFINE_integer(
+    "heartbeat_timeout", 100, "Several processes: seconds after which a process that "
+    "stopped answering ends every other one (non-zero exit; rerun to resume).", lower_bound=1)
 
 USAGE = ("usage: ncjax train --config FILE --workdir DIR [--config.KEY=VALUE ...] "
          "[--overwrite] [--allow_change=KEY,...]\n"
          "       ncjax study --config FILE --workdir DIR [--config.KEY=VALUE ...]\n"
-         "       ncjax analyze DIR [--metrics NAME,...] [--split train|test] [--chunk_size K]")
+         "       ncjax analyze DIR [--metrics NAME,...] [--split train|test] [--chunk_size K]\n"
+         "  several processes, on each: [--coordinator_address=HOST:PORT --num_processes=N "
+         "--process_id=I | --distributed] [--heartbeat_timeout=SECONDS]")
 
 
 def _fail(message: str, status: int = 2):
@@ -61,6 +77,31 @@ def _process_settings() -> None:
   matplotlib.use("Agg")
 
 
+def _initialize_processes() -> None:
+  """``jax.distributed.initialize`` from the flags, before anything touches a backend."""
+  given = [f.value is not None for f in (_COORDINATOR, _NUM_PROCESSES, _PROCESS_ID)]
+  if not (_DISTRIBUTED.value or any(given)):
+    return
+  if any(given) and not all(given):
+    _fail("several processes need all of --coordinator_address, --num_processes and "
+          "--process_id (or --distributed alone).")
+  import jax
+
+  try:
+    jax.distributed.initialize(_COORDINATOR.value, _NUM_PROCESSES.value, _PROCESS_ID.value,
+                               heartbeat_timeout_seconds=_HEARTBEAT.value,
+                               shutdown_timeout_seconds=_HEARTBEAT.value,
+                               initialization_timeout=max(_HEARTBEAT.value, 60))
+  except Exception as e:  # noqa: BLE001 - a bad address, a timeout, a missing cluster
+    _fail(f"jax.distributed.initialize failed: {_one_line(e)}")
+
+
+def _writer() -> bool:
+  import jax
+
+  return jax.process_index() == 0
+
+
 def _train() -> None:
   if _CONFIG.value is None or _WORKDIR.value is None:
     _fail(USAGE)
@@ -70,6 +111,8 @@ def _train() -> None:
   from ncjax.tasks import make_task
   from ncjax.train import NonFiniteLoss, rundir, train
   from ncjax.train.config import validate
+
+  import jax
 
   config, workdir = _CONFIG.value, _WORKDIR.value
   if "runs" in config:
@@ -87,6 +130,14 @@ def _train() -> None:
     _fail(str(e), 1)
   except KeyboardInterrupt as e:
     _fail(f"{e or 'interrupted'}", 130)
+  except jax.errors.JaxRuntimeError as e:
+    if jax.process_count() == 1:
+      raise
+    _fail(f"process {jax.process_index()}: a collective failed, another process is probably "
+          f"lost ({_one_line(e, last=True)[:200]}); rerun the same command on every process to "
+          "resume from the last checkpoint.", 1)
+  if not _writer():
+    return
   figures = plots.run_figures(records, config, workdir)
   last = records[-1]
   acc = {k: float(np.median(last[f"{k}/accuracy"])) for k in ("train", "test")}  # of seeds
@@ -125,6 +176,7 @@ def _analyze(workdir: str) -> None:
 
 def _main(argv: list[str]) -> None:
   logging.set_verbosity(logging.WARNING)  # Orbax logs every save at INFO
+  _initialize_processes()
   if argv[1:2] == ["train"] and len(argv) == 2:
     _train()
   elif argv[1:2] == ["study"] and len(argv) == 2:

@@ -154,7 +154,7 @@ def _require_distinct_means(s: ClassStats, metric: str) -> None:
   """Eagerly raises when every present class mean equals the global mean (e.g. constant
   features), where ``metric`` is 0/0; under jit it is NaN then."""
   m = s.scaled_centred_means
-  if check.is_concrete(m) and not np.any(np.asarray(m)[np.asarray(s.present)]):
+  if check.is_concrete(m) and not np.any(check.host(m)[check.host(s.present)]):
     raise ValueError(f"{metric} is 0/0: all class means are equal.")
 
 
@@ -217,7 +217,7 @@ def vci(x, labels=None, *, num_classes: int | None = None, mask=None) -> jax.Arr
   rtol = spectral.default_rtol(lam.shape[-1], lam.dtype)
   rank_b = jnp.sum(spectral.kept(spectral.factor_eigvalsh(mw), rtol, scale=lam[-1],
                                  max_rank=s.num_present - 1))
-  if check.is_concrete(rank_b) and int(np.asarray(rank_b)) == 0:
+  if check.is_concrete(rank_b) and int(check.host(rank_b)) == 0:
     raise ValueError("VCI is 0/0: all class means are equal (rank Sigma_B = 0).")
   value = jnp.clip(1.0 - explained / jnp.maximum(rank_b, 1), 0.0, 1.0)
   return jnp.where(rank_b > 0, value, jnp.nan)
@@ -451,7 +451,7 @@ def nc5(stats: ClassStats, ood, *, mask: jax.Array | None = None) -> jax.Array:
     x = jnp.where(mask[:, None], (ood - stats.shift) / stats.scale, 0.0)
     g = jnp.sum(x / jnp.sum(mask), axis=0)  # divided first: no overflow
   g = g - stats.scaled_global_mean
-  if check.is_concrete(g) and not np.any(np.asarray(g)):
+  if check.is_concrete(g) and not np.any(check.host(g)):
     raise ValueError("NC5 is 0/0: the OOD mean equals the in-distribution global mean.")
   g = kernels.normalize_rows(g[None, :])[0]
   cos = matmul(kernels.normalize_rows(stats.scaled_centred_means, stats.present), g)
@@ -478,7 +478,9 @@ def effective_rank(features: jax.Array, *, mask: jax.Array | None = None) -> jax
 def _effective_rank(second_moment: jax.Array) -> jax.Array:
   """RankMe from the (d, d) uncentred second moment Z^T Z (singular values = sqrt)."""
   lam = spectral.psd_eigvalsh(second_moment)
-  positive = lam > 0
+  # Eigenvalues within the solver's error (d eps lam_max) are 0: their square roots would
+  # come back as ~sqrt(eps) sigma_max and enter the entropy.
+  positive = spectral.kept(lam)
   sigma = jnp.where(positive, jnp.sqrt(jnp.where(positive, lam, 1.0)), 0.0)
   return jnp.exp(spectral.spectrum_entropy(sigma))
 

@@ -4,8 +4,7 @@ Sample-sharded metrics reduce each device's rows to small statistics (d x d cova
 the Kronecker moment, ClassStats) and combine them with one ``psum``; the metric is then
 taken from the reduced statistics, replicated on every device. The same code runs on one
 device, on several, and across hosts after ``jax.distributed.initialize()`` (the mesh
-spans ``jax.devices()``; build the global arrays with
-``jax.make_array_from_process_local_data`` and the mesh's ``row_sharding``).
+spans ``jax.devices()``; each process passes its own rows to :func:`shard_rows`).
 
     mesh = ncjax.sharding.sample_mesh()
     (z1, z2), mask = ncjax.sharding.shard_rows(mesh, z1, z2)   # pads n, masks the padding
@@ -37,19 +36,31 @@ def row_sharding(mesh: Mesh) -> NamedSharding:
 
 
 def shard_rows(mesh: Mesh, *arrays, mask=None) -> tuple[tuple[jax.Array, ...], jax.Array]:
-  """Pads the arrays' rows with zeros to a multiple of the mesh size and shards them.
+  """Pads the arrays' rows with zeros and shards them over the mesh.
+
+  One process: the arrays are all the rows. Several (after
+  ``jax.distributed.initialize()``): each process passes its own rows (any number, also
+  0), every process must call this, and the global arrays hold every process's rows
+  (process 0's first), each process's share padded to the same multiple of its devices.
 
   Args:
     arrays: (n, ...) each; mask: optional (n,) bool.
   Returns:
-    The sharded (n', ...) arrays and the (n',) mask (False on padding), n' >= n.
+    The sharded (n', ...) arrays and the (n',) mask (False on padding), n' >= n (the
+    total over processes).
   """
   n = len(arrays[0])
   mask = np.ones(n, bool) if mask is None else np.asarray(mask, bool)
-  pad = -n % mesh.size
-  padded = [np.pad(np.asarray(a), [(0, pad)] + [(0, 0)] * (np.ndim(a) - 1))
+  local = mesh.size // jax.process_count()  # devices of this process in the mesh
+  most = n
+  if jax.process_count() > 1:
+    from jax.experimental import multihost_utils
+    most = int(np.max(multihost_utils.process_allgather(np.asarray(n))))
+  rows = -(-most // local) * local if most else local
+  padded = [np.pad(np.asarray(a), [(0, rows - n)] + [(0, 0)] * (np.ndim(a) - 1))
             for a in (*arrays, mask)]
-  *arrays, mask = jax.device_put(padded, row_sharding(mesh))
+  sharding = row_sharding(mesh)
+  *arrays, mask = [jax.make_array_from_process_local_data(sharding, a) for a in padded]
   return tuple(arrays), mask
 
 

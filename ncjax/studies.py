@@ -42,6 +42,7 @@ from ncjax import plots
 from ncjax.analysis import points
 from ncjax.tasks import make_task
 from ncjax.train import checkpoints, rundir, train
+from ncjax.train import mesh as meshes
 from ncjax.train.config import member_seeds, validate
 from ncjax.train.state import make_loss, make_optimizer
 
@@ -194,7 +195,7 @@ def _measure(task, states, label: str, x_name: str, xs) -> list[dict]:
   recomputed at each): one row per point."""
   inputs, _ = task.examples("train", BATCH_STATS_SAMPLES)
   states = points.recompute_batch_stats(states, inputs)
-  values = jax.device_get(task.evaluate(states, np.zeros(len(xs), int)))
+  values = meshes.fetch(task.evaluate(states, np.zeros(len(xs), int)))
   return [{"run": label, x_name: float(x), **{k: float(v[i]) for k, v in values.items()}}
           for i, x in enumerate(xs)]
 
@@ -261,8 +262,9 @@ def _pruning(study, order, workdir) -> dict:
     tune = _finetune_config(study, task.config)
     states = points.states_at(params, batch_stats, task.model, make_optimizer(tune))
     rows += _measure(task, states, f"{name} pruned", "sparsity", sparsities)
-    tuned = points.finetune(states, masks, make_task(tune).train_stream(None), make_loss(tune),
-                            tune.steps)
+    tune_task = make_task(tune)
+    tuned = points.finetune(states, masks, tune_task.train_stream(0), make_loss(tune),
+                            tune.steps, tune_task.mesh)
     rows += _measure(task, tuned, f"{name} + {tune.steps} fine-tune steps", "sparsity",
                      sparsities)
   _write_rows(workdir, "pruning", rows)

@@ -1,5 +1,8 @@
 """Process settings for the tests, before JAX starts its backend: eight fake CPU devices
-for the sharding tests, the XLA:CPU scheduler flag the CLI sets (see ncjax.cli),
+for the sharding and mesh tests (this process only: the CLI subprocesses see one device,
+as on a real CPU machine, unless a test asks for more with ``tests.runs.device_env``;
+the trainer in-process uses one of them outside tests/test_mesh.py), the XLA:CPU
+scheduler flag the CLI sets (see ncjax.cli),
 matplotlib's Agg backend, and a persistent compilation cache private to this session
 (inherited by the CLI subprocesses), so the many tiny runs that compile the same train
 step and metrics programs compile them once (shared by the pytest-xdist workers)."""
@@ -7,14 +10,15 @@ step and metrics programs compile them once (shared by the pytest-xdist workers)
 import os
 import tempfile
 
-import chex
 import jax
 import matplotlib
+import ml_collections
+import pytest
 
 from ncjax import cli
 
 os.environ["XLA_FLAGS"] = f"{os.environ.get('XLA_FLAGS', '')} --{cli.FLAG}=false".strip()
-chex.set_n_cpu_devices(8)
+jax.config.update("jax_num_cpu_devices", 8)
 # pytest-xdist workers inherit the controller's environment: one cache for the session.
 if "NCJAX_TESTS_XLA_CACHE" not in os.environ:
   os.environ["NCJAX_TESTS_XLA_CACHE"] = tempfile.mkdtemp(prefix="ncjax-tests-xla-")
@@ -23,3 +27,23 @@ os.environ["JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS"] = "0.1"
 jax.config.update("jax_compilation_cache_dir", os.environ["JAX_COMPILATION_CACHE_DIR"])
 jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.1)
 matplotlib.use("Agg")
+
+
+@pytest.fixture(autouse=True)
+def _one_device_trainer(request, monkeypatch):
+  """The trainer and analysis run on one device (mesh.data=1 unless a config sets it)
+  except in the mesh tests: XLA:CPU programs with collectives over 8 fake devices on 2
+  cores can hang (docs/scale.md), and one device is what a CPU user gets by default."""
+  if request.module.__name__.endswith("test_mesh"):
+    return
+  from ncjax.train import mesh as meshes
+
+  make_mesh = meshes.make_mesh
+
+  def one_device(config):
+    if config.mesh.data is None and jax.process_count() == 1:
+      config = ml_collections.ConfigDict(config.to_dict())
+      config.mesh.data = 1
+    return make_mesh(config)
+
+  monkeypatch.setattr(meshes, "make_mesh", one_device)

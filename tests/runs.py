@@ -88,3 +88,53 @@ def transfer_study(**runs):
   c.pairs = tuple((n, f"probe_{n}") for n in runs if not n.startswith("probe"))
   c.runs = ml_collections.ConfigDict(runs)
   return c
+
+
+def free_port() -> int:
+  """A TCP port on 127.0.0.1 nobody listens on now (for a coordinator)."""
+  import socket
+
+  with socket.socket() as s:
+    s.bind(("127.0.0.1", 0))
+    return s.getsockname()[1]
+
+
+def device_env(devices: int) -> dict:
+  """os.environ with XLA faking ``devices`` CPU devices (replacing the tests' 8)."""
+  import re
+
+  env = dict(os.environ)
+  flags = re.sub(r"--xla_force_host_platform_device_count=\d+", "", env.get("XLA_FLAGS", ""))
+  env["XLA_FLAGS"] = f"{flags} --xla_force_host_platform_device_count={devices}".strip()
+  return env
+
+
+def launch_processes(argv, processes=2, devices=2, port=None, **popen):
+  """``processes`` local processes of ``argv + [--coordinator_address ... --process_id I]``
+  with ``devices`` fake CPU devices each: the Popen objects."""
+  import subprocess
+
+  port = port or free_port()
+  return [subprocess.Popen([*argv, f"--coordinator_address=127.0.0.1:{port}",
+                            f"--num_processes={processes}", f"--process_id={i}"],
+                           env=device_env(devices), stdout=subprocess.PIPE,
+                           stderr=subprocess.PIPE, text=True, **popen)
+          for i in range(processes)]
+
+
+def wait_all(procs, timeout: float) -> list[tuple[int, str]]:
+  """(return code, stderr) of each process, waiting at most ``timeout`` s in all (the
+  rest are killed)."""
+  import subprocess
+  import time
+
+  deadline, out = time.monotonic() + timeout, []
+  for p in procs:
+    try:
+      _, err = p.communicate(timeout=max(deadline - time.monotonic(), 1))
+    except subprocess.TimeoutExpired:
+      for q in procs:
+        q.kill()
+      raise
+    out.append((p.returncode, err))
+  return out

@@ -56,7 +56,7 @@ def test_logits_are_features_times_head_and_batchnorm_updates(module):
 def test_streamed_whole_split_metrics_equal_float64_one_shot():
   config = digits_config(num_seeds=2)
   task = Classification(config)
-  states = create_states(config, task.model, task.example_inputs)
+  states = create_states(config, task.model, task.example_inputs, task.mesh)
   got = task.evaluate(states)
   data = images.digits()
   for i in range(2):
@@ -154,7 +154,7 @@ def test_analyze_of_a_classification_run_equals_the_log(digits_run):
 def test_layer_metrics_are_each_blocks_pooled_features_against_float64():
   config = digits_config(layer_metrics=True)
   task = Classification(config)
-  states = create_states(config, task.model, task.example_inputs)
+  states = create_states(config, task.model, task.example_inputs, task.mesh)
   got = task.evaluate(states)
   state = jax.tree.map(lambda x: x[0], states)
   batch = next(images.eval_batches(images.digits(), "train", 2000))

@@ -1,5 +1,5 @@
-"""Image data: sources, the Grain training pipeline (determinism, exact resume) and the
-evaluation batches."""
+"""Image data: sources, the Grain training stream (determinism, exact resume, any rows of
+any step) and the evaluation batches."""
 
 import numpy as np
 import pytest
@@ -19,32 +19,43 @@ def test_digits_is_the_real_dataset(digits):
   assert set(labels) == set(range(10))
 
 
-def _batches(data, seed, count, state=None, augment=True):
-  it = iter(images.train_dataset(data, batch_size=32, seed=seed,
-                                 augment=augment).to_iter_dataset())
-  if state is not None:
-    it.set_state(state)
-  return [next(it) for _ in range(count)], it.get_state()
+def _batches(data, seed, count, start=0, augment=True):
+  elements = images.train_elements(data, seed=seed, augment=augment)
+  return [images.train_rows(data, elements, 32, step, slice(None)) for step in range(start, start + count)]
 
 
 def test_training_batches_are_seeded_and_resume_exactly():
   data = images.synthetic()
-  first, _ = _batches(data, seed=1, count=12)
-  again, _ = _batches(data, seed=1, count=12)
-  other, _ = _batches(data, seed=2, count=12)
+  first = _batches(data, seed=1, count=12)
+  again = _batches(data, seed=1, count=12)
+  other = _batches(data, seed=2, count=12)
   for a, b in zip(first, again):
     np.testing.assert_array_equal(a.inputs, b.inputs)
   assert not np.array_equal(first[0].inputs, other[0].inputs)
-  _, state = _batches(data, seed=1, count=5)  # stop after 5, resume from the saved position
-  resumed, _ = _batches(data, seed=1, count=7, state=state)
+  resumed = _batches(data, seed=1, count=7, start=5)  # a fresh stream from step 5
   for a, b in zip(first[5:], resumed):
     np.testing.assert_array_equal(a.inputs, b.inputs)
     np.testing.assert_array_equal(a.labels, b.labels)
 
 
+def test_any_rows_of_a_step_are_those_rows_of_its_whole_batch():
+  """What a process reads for its devices: rows 8..24 of step t, alone, on 3 threads."""
+  import concurrent.futures
+
+  data = images.synthetic()
+  whole = _batches(data, seed=3, count=3, start=9)
+  with concurrent.futures.ThreadPoolExecutor(3) as pool:
+    elements = images.train_elements(data, seed=3, augment=True)
+    part = [images.train_rows(data, elements, 32, step, slice(8, 24), pool)
+            for step in range(9, 12)]
+  for a, b in zip(whole, part):
+    np.testing.assert_array_equal(a.inputs[8:24], b.inputs)
+    np.testing.assert_array_equal(a.labels[8:24], b.labels)
+
+
 def test_each_epoch_is_a_new_permutation_of_the_training_set():
   data = images.synthetic(train_size=64)
-  batches, _ = _batches(data, seed=0, count=4, augment=False)  # 2 epochs of 32
+  batches = _batches(data, seed=0, count=4, augment=False)  # 2 epochs of 32
   epochs = [np.concatenate([b.labels for b in batches[i:i + 2]]) for i in (0, 2)]
   for labels in epochs:
     np.testing.assert_array_equal(np.bincount(labels), np.bincount(np.arange(64) % 4))
@@ -78,7 +89,7 @@ def test_tfds_mock_data_through_data_source_and_grain(tmp_path):
   with tfds.testing.mock_data(num_examples=40):
     data = images.load("cifar10")
     assert data.shape == (32, 32, 3) and data.num_classes == 10
-    batch, _ = _batches(data, seed=0, count=1)
+    batch = _batches(data, seed=0, count=1)
     assert batch[0].inputs.shape == (32, 32, 32, 3) and batch[0].inputs.dtype == np.float32
 
 

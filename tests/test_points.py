@@ -11,6 +11,8 @@ import pytest
 
 from ncjax.analysis import points
 from ncjax.models.vision import BN_MOMENTUM
+from ncjax.train.config import base_config
+from ncjax.train.mesh import make_mesh
 
 
 def _tree(seed):
@@ -92,7 +94,8 @@ def test_a_masked_finetune_keeps_pruned_weights_at_zero():
   stream = iter(lambda: batch, None)
   loss = lambda logits, features, head, b: optax.softmax_cross_entropy_with_integer_labels(
       logits, b.labels).mean()
-  tuned = points.finetune(states, masks, stream, loss, steps=3)
+  tuned = points.finetune(states, masks, stream, loss, steps=3,
+                          mesh=make_mesh(base_config()))
   for before, after, mask in zip(jax.tree.leaves(params), jax.tree.leaves(tuned.params),
                                  jax.tree.leaves(masks)):
     after = np.asarray(after)

@@ -167,12 +167,12 @@ def grokking_features(steps=300):
   from ncjax.train.config import base_config
   from ncjax.train.state import create_states, make_loss, make_train_step
   task = make_task(base_config())
-  state = create_states(task.config, task.model, task.example_inputs)
-  step, stream = make_train_step(make_loss(task.config)), task.train_stream(None)
+  state = create_states(task.config, task.model, task.example_inputs, task.mesh)
+  step, stream = make_train_step(make_loss(task.config), task.mesh), task.train_stream(0)
   for _ in range(steps):
     state, _ = step(state, next(stream))
   params = jax.tree.map(lambda x: x[0], state.params)
-  inputs, labels = task.train.inputs[0], task.train.labels[0]
+  inputs, labels = task.examples("train", task.num_classes ** 2)  # every train pair
   _, z = task.model.apply({"params": params}, inputs)
   w, _ = head_weights(params)
   return np.float64(z), np.float64(w[labels]), np.asarray(jnp.any(z != 0, axis=1))

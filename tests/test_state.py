@@ -68,20 +68,22 @@ def _tiny_classification(**overrides):
 
 def test_transplant_takes_the_backbone_keeps_a_new_head_and_checks_shapes():
   from ncjax.models import make_model
+  from ncjax.train.mesh import make_mesh
   from ncjax.train.state import create_states, transplant
 
   x = jnp.zeros((1, 8, 8, 3))
   cnn = lambda classes, features=8: make_model("cnn", classes, channels=(4,), features=features)
-  source = create_states(_tiny_classification(num_seeds=1, seed=7), cnn(4), x)
-  fresh = create_states(_tiny_classification(), cnn(3), x)
-  got = transplant(fresh, {"params": source.params, "batch_stats": source.batch_stats})
+  mesh = make_mesh(_tiny_classification())
+  source = create_states(_tiny_classification(num_seeds=1, seed=7), cnn(4), x, mesh)
+  fresh = create_states(_tiny_classification(), cnn(3), x, mesh)
+  got = transplant(fresh, {"params": source.params, "batch_stats": source.batch_stats}, mesh)
   for seed in range(2):  # one source seed starts every seed
     np.testing.assert_array_equal(got.params["Dense_0"]["kernel"][seed],
                                   source.params["Dense_0"]["kernel"][0])
   np.testing.assert_array_equal(got.params["head"]["kernel"], fresh.params["head"]["kernel"])
-  wider = create_states(_tiny_classification(), cnn(3, features=9), x)
+  wider = create_states(_tiny_classification(), cnn(3, features=9), x, mesh)
   with pytest.raises(ValueError, match="init_from"):
-    transplant(wider, {"params": source.params, "batch_stats": source.batch_stats})
+    transplant(wider, {"params": source.params, "batch_stats": source.batch_stats}, mesh)
 
 
 def test_frozen_backbone_moves_only_the_head_and_keeps_batchnorm_statistics():
@@ -92,11 +94,10 @@ def test_frozen_backbone_moves_only_the_head_and_keeps_batchnorm_statistics():
 
   config = _tiny_classification(freeze="backbone", weight_decay=1e-2)
   task = make_task(config)
-  before = create_states(config, task.model, task.example_inputs)
-  before = jax.tree.map(np.asarray, before)  # host copies: the step donates its input
-  state = jax.tree.map(jnp.asarray, before)
-  step = make_train_step(make_loss(config), train_mode=False)
-  stream = task.train_stream(None)
+  state = create_states(config, task.model, task.example_inputs, task.mesh)
+  before = jax.device_get(state)  # host copies: the step donates its input
+  step = make_train_step(make_loss(config), task.mesh, train_mode=False)
+  stream = task.train_stream(0)
   for _ in range(3):
     state, _ = step(state, next(stream))
   for name in before.params:
@@ -115,9 +116,9 @@ def _trained(config, steps=3):
   from ncjax.train.state import create_states, make_loss, make_train_step
 
   task = make_task(config)
-  state = create_states(config, task.model, task.example_inputs)
-  step = make_train_step(make_loss(config), loss_options=swept_loss_options(config))
-  stream = task.train_stream(None)
+  state = create_states(config, task.model, task.example_inputs, task.mesh)
+  step = make_train_step(make_loss(config), task.mesh, loss_options=swept_loss_options(config))
+  stream = task.train_stream(0)
   for _ in range(steps):
     state, _ = step(state, next(stream))
   return jax.device_get(state.params)
@@ -152,7 +153,7 @@ def test_init_seed_starts_every_member_from_one_initialisation():
   for init_seed, same in ((3, True), (None, False)):
     config = _tiny_classification(init_seed=init_seed)
     task = make_task(config)
-    params = create_states(config, task.model, task.example_inputs).params
+    params = create_states(config, task.model, task.example_inputs, task.mesh).params
     equal = [np.array_equal(x[0], x[1]) for x in jax.tree.leaves(params)]
     assert all(equal) is same
 

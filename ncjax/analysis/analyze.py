@@ -19,6 +19,7 @@ from ncjax.analysis import trajectory
 from ncjax.models import head_weights
 from ncjax.tasks import make_task
 from ncjax.train import checkpoints, rundir
+from ncjax.train import mesh as meshes
 from ncjax.train.config import member_seeds
 from ncjax.train.loop import json_record
 from ncjax.train.state import create_states, variables
@@ -57,17 +58,20 @@ def analyze(workdir: str, metric_names: Sequence[str] | None = None, split: str 
   else:
     named = jax.jit(jax.vmap(_named_metrics(task, metric_names, split, max_samples)))
     evaluate = lambda states, seed_index: named(states)
-  like = jax.eval_shape(lambda: create_states(config, task.model, task.example_inputs))
+  like = jax.eval_shape(lambda: create_states(config, task.model, task.example_inputs,
+                                              task.mesh))
   records = []
   seed_index = np.tile(np.arange(seeds), chunk_size)
   for steps, states in checkpoints.restore_chunks(workdir, like, chunk_size, pad=True):
-    values = jax.device_get(evaluate(jax.device_put(states), seed_index))
+    states = meshes.put(states, meshes.members_sharding(task.mesh))
+    values = meshes.fetch(evaluate(states, seed_index))
     for t, step in enumerate(steps):
       records.append(json_record(step, {k: np.asarray(v)[t * seeds:(t + 1) * seeds]
                                         for k, v in values.items()}, seeds))
   if not records:
     raise ValueError(f"no intact checkpoint under {workdir}/checkpoints.")
-  rundir.write_atomic(os.path.join(workdir, "analysis.jsonl"),
-                      "".join(json.dumps(r) + "\n" for r in records))
-  plots.grid(records, os.path.join(workdir, "analysis.png"), title=f"{workdir} ({split})")
+  if meshes.is_writer():
+    rundir.write_atomic(os.path.join(workdir, "analysis.jsonl"),
+                        "".join(json.dumps(r) + "\n" for r in records))
+    plots.grid(records, os.path.join(workdir, "analysis.png"), title=f"{workdir} ({split})")
   return records

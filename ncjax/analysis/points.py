@@ -22,8 +22,10 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 import tqdm
+from jax.sharding import Mesh
 
 from ncjax.models.vision import BN_MOMENTUM
+from ncjax.train import mesh as meshes
 from ncjax.train.state import LossFn, TrainState, make_train_step
 
 
@@ -128,17 +130,19 @@ def recompute_batch_stats(states: TrainState, inputs: jax.Array, batch_size: int
   return states.replace(batch_stats=jax.tree.map(lambda s: s / count, total))
 
 
-def finetune(states: TrainState, masks: dict, stream, loss_fn: LossFn, steps: int
-             ) -> TrainState:
+def finetune(states: TrainState, masks: dict, stream, loss_fn: LossFn, steps: int,
+             mesh: Mesh) -> TrainState:
   """``steps`` train steps of every member (the pruned networks) on the batches of
   ``stream`` (member 0's batch of each, shared by all K), each member's pruned weights
-  held at 0 (``masks``, leaves (K, ...)) after every step."""
-  step_fn = make_train_step(loss_fn)
+  held at 0 (``masks``, leaves (K, ...)) after every step; on ``mesh`` (the task's)."""
+  step_fn = make_train_step(loss_fn, mesh)
+  batches = meshes.batch_sharding(mesh)
+  states = jax.device_put(states, meshes.members_sharding(mesh))
   project = jax.jit(lambda s: s.replace(params=jax.tree.map(jnp.multiply, s.params, masks)))
   members = states.step.shape[0]
   for _ in tqdm.trange(steps, desc="fine-tune", dynamic_ncols=True, disable=None):
-    batch = jax.tree.map(lambda x: jnp.broadcast_to(x[0], (members, *x.shape[1:])),
-                         next(stream))
+    batch = jax.device_put(jax.tree.map(
+        lambda x: jnp.broadcast_to(x[0], (members, *x.shape[1:])), next(stream)), batches)
     states, _ = step_fn(states, batch)
     states = project(states)
   return states

@@ -2,11 +2,11 @@
 in-memory source, fed through Grain.
 
 Every source is a random-access sequence of records ``{"image": (H, W, C) uint8 or float,
-"label": int}``. Training batches come from a Grain ``MapDataset``: shuffled with a new
-order each epoch (seeded), augmented (seeded per element), batched; its iterator's
-position (``get_state``) is saved in each checkpoint, so a resumed run sees exactly the
-same batches. Evaluation walks a split in order, in fixed-size batches whose padding is
-masked out (one compiled shape).
+"label": int}``. Training examples come from a Grain ``MapDataset``: shuffled with a new
+order each epoch (seeded), augmented (seeded per element), read by random access, so the
+rows of step t's batch depend on (seed, t) alone: each process reads only its own rows,
+and a resumed run sees exactly the same batches. Evaluation walks a split in order, in
+fixed-size batches whose padding is masked out (one compiled shape).
 """
 
 from __future__ import annotations
@@ -188,40 +188,46 @@ def _augment(record: dict, rng: np.random.Generator) -> dict:
   return {"image": image, "label": record["label"]}
 
 
-def _collate(data: ImageData):
-  def batch(records: Sequence[dict]) -> Batch:
-    images = np.stack([np.asarray(r["image"], np.float32) for r in records])
-    labels = np.asarray([r["label"] for r in records], np.int32)
-    return Batch((images - data.mean) / data.std, labels, np.ones(len(labels), bool))
-
-  return batch
+def collate(data: ImageData, records: Sequence[dict]) -> Batch:
+  """Records stacked into a normalised Batch (mask all True)."""
+  images = np.stack([np.asarray(r["image"], np.float32) for r in records])
+  labels = np.asarray([r["label"] for r in records], np.int32)
+  return Batch((images - data.mean) / data.std, labels, np.ones(len(labels), bool))
 
 
-def train_dataset(data: ImageData, *, batch_size: int, seed: int,
-                  augment: bool) -> grain.MapDataset:
-  """Endless training batches: a new shuffle each epoch, seeded augmentation, normalised.
-
-  Batch k of the returned MapDataset is the k-th training step's batch; iterate with
-  ``iter(ds.to_iter_dataset())`` and save ``iterator.get_state()`` to resume exactly.
-  """
-  if batch_size > len(data.train):
-    raise ValueError(f"batch_size {batch_size} exceeds the {len(data.train)} training "
-                     "examples.")
+def train_elements(data: ImageData, *, seed: int, augment: bool) -> grain.MapDataset:
+  """The endless training stream, one example per element: a new shuffle each epoch,
+  seeded augmentation. Element ``t * B + j`` is row j of step t's batch of B rows: a
+  function of (seed, t) alone, so any process can read any rows of any step (random
+  access) and a resumed run, on any number of devices, sees the same batches."""
   ds = grain.MapDataset.source(data.train).shuffle(seed=seed).repeat(None)
-  if augment:
-    ds = ds.random_map(_augment, seed=seed)
-  return ds.batch(batch_size, drop_remainder=True, batch_fn=_collate(data))
+  return ds.random_map(_augment, seed=seed) if augment else ds
+
+
+def train_rows(data: ImageData, elements: grain.MapDataset, batch_size: int, step: int,
+               rows: slice, pool=None) -> Batch:
+  """Rows ``rows`` of step ``step``'s batch of ``batch_size`` (see :func:`train_elements`),
+  normalised; ``pool``: an executor whose threads read the records."""
+  indices = range(step * batch_size, (step + 1) * batch_size)[rows]
+  read = elements.__getitem__
+  return collate(data, list(pool.map(read, indices) if pool else map(read, indices)))
+
+
+def split_rows(data: ImageData, split: str, indices: np.ndarray, n: int | None = None) -> Batch:
+  """The records ``indices`` of ``split``, normalised, no augmentation; indices >= ``n``
+  (default: the split's size) are padding, masked out."""
+  source = {"train": data.train, "test": data.test}[split]
+  n = len(source) if n is None else n
+  real = indices < n
+  batch = collate(data, [source[int(i)] for i in np.where(real, indices, 0)])
+  return Batch(batch.inputs, batch.labels, real)
 
 
 def eval_batches(data: ImageData, split: str, batch_size: int,
                  limit: int | None = None) -> Iterator[Batch]:
   """A split in order, in batches of exactly ``batch_size`` (the last one padded, with
   mask False on the padding), normalised, no augmentation. ``limit``: first examples only."""
-  source = {"train": data.train, "test": data.test}[split]
-  n = len(source) if limit is None else min(limit, len(source))
-  collate = _collate(data)
+  size = len({"train": data.train, "test": data.test}[split])
+  n = size if limit is None else min(limit, size)
   for start in range(0, n, batch_size):
-    idx = np.arange(start, start + batch_size)
-    real = idx < n
-    batch = collate([source[int(i)] for i in np.where(real, idx, start)])
-    yield Batch(batch.inputs, batch.labels, real)
+    yield split_rows(data, split, np.arange(start, start + batch_size), n)

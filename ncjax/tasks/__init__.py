@@ -3,9 +3,10 @@
     task = ncjax.tasks.make_task(config)
     records = ncjax.train.train(task, workdir)
 
-A task provides ``config``, ``num_classes``, ``model`` (returning ``(logits, features)``),
-``example_inputs`` (1, ...) for initialisation, ``train_stream(data_state)`` (the seeds'
-training batches, resumable), ``evaluate(states)`` (the logged metrics, keys as in ``ncjax.train.evaluate``) and
+A task provides ``config``, ``num_classes``, ``mesh`` (the device mesh it places its data
+on, :mod:`ncjax.train.mesh`), ``model`` (returning ``(logits, features)``),
+``example_inputs`` (1, ...) for initialisation, ``train_stream(step)`` (the members'
+training batches from ``step`` on: the data position is the step), ``evaluate(states)`` (the logged metrics, keys as in ``ncjax.train.evaluate``) and
 ``examples(split, limit)`` (inputs and labels, for ``ncjax analyze --metrics``). The loss
 is the same for every task (``config.loss``, see ``ncjax.train.state.make_loss``).
 """

@@ -2,9 +2,10 @@
 S5), every split on device.
 
 Each member of the state (seed i, ``config.seed + i``, for each swept value) has its
-seed's own train/test split. Full batch when
-``batch_size`` is None, else batch t is drawn from (seed, t) alone, so the data order
-needs no saved position and a resumed run is exact.
+seed's own train/test split, (M, n, ...) over the mesh's members x data axes (rows padded
+to a multiple of the data axis, masked). Full batch when ``batch_size`` is None, else
+batch t is drawn from (seed, t) alone, so the data position is the step and a resumed
+run is exact on any number of devices.
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ import numpy as np
 from ncjax import progress
 from ncjax.data import Batch, Split, algorithmic, num_classes
 from ncjax.models import make_model
+from ncjax.train import mesh as meshes
 from ncjax.train.config import member_seeds
 from ncjax.train.evaluate import keyed, make_evaluator
 from ncjax.train.state import variables
@@ -34,33 +36,11 @@ def seed_splits(config: ml_collections.ConfigDict) -> tuple[Split, Split]:
   return stack([s[0] for s in splits]), stack([s[1] for s in splits])
 
 
-def _batch(split: Split) -> Batch:
-  return Batch(split.inputs, split.labels, jnp.ones(split.labels.shape, bool))
-
-
-class _Stream:
-  """Batch t of every seed: the whole split, or ``batch_size`` rows drawn from (seed, t)."""
-
-  def __init__(self, train: Batch, seeds: jax.Array, batch_size: int | None, step: int):
-    self.train, self.seeds, self.step = train, seeds, step
-    n = train.labels.shape[-1]
-    self.full = batch_size is None or batch_size >= n
-
-    @jax.jit
-    @functools.partial(jax.vmap, in_axes=(0, 0, None))
-    def draw(batch, seed, t):
-      idx = jax.random.permutation(jax.random.fold_in(jax.random.key(seed), t), n)[:batch_size]
-      return jax.tree.map(lambda x: x[idx], batch)
-
-    self._draw = draw
-
-  def __next__(self) -> Batch:
-    batch = self.train if self.full else self._draw(self.train, self.seeds, self.step)
-    self.step += 1
-    return batch
-
-  def state(self) -> dict:
-    return {"step": self.step}
+def _batch(split: Split, rows: int) -> Batch:
+  """The split as a Batch of ``rows`` >= n rows (zero padding, masked out)."""
+  pad = [(0, 0), (0, rows - split.labels.shape[-1])]
+  return Batch(np.pad(split.inputs, pad + [(0, 0)]), np.pad(split.labels, pad),
+               np.pad(np.ones(split.labels.shape, bool), pad))
 
 
 def _train_pairs(train: Split, p: int) -> np.ndarray:
@@ -83,42 +63,72 @@ class Grokking:
     self.model = make_model(config.model.name, c, vocab_size=c + 1,
                             **config.model.kwargs.to_dict())
     self.example_inputs = jnp.zeros((1, 3), jnp.int32)
+    self.mesh = meshes.make_mesh(config)
     train, test = seed_splits(config)
-    self.train, self.test = jax.device_put((_batch(train), _batch(test)))
-    self._evaluate = make_evaluator(c, data_axis=0)
-    self._fourier = None
+    n = train.labels.shape[-1]
+    self.full_batch = config.batch_size is None or config.batch_size >= n
+    if not self.full_batch and config.batch_size % meshes.data_size(self.mesh):
+      raise ValueError(f"config.batch_size = {config.batch_size} must be a multiple of the "
+                       f"{meshes.data_size(self.mesh)} devices of the mesh's data axis "
+                       "(config.mesh.data).")
+    on_mesh = lambda split: meshes.put(
+        _batch(split, meshes.padded_size(split.labels.shape[-1], self.mesh)),
+        meshes.batch_sharding(self.mesh))
+    self.train, self.test = on_mesh(train), on_mesh(test)
+    self._seeds = meshes.put(np.asarray(member_seeds(config), np.uint32),
+                             meshes.members_sharding(self.mesh))
+    batch = config.batch_size
+
+    @functools.partial(jax.jit, out_shardings=meshes.batch_sharding(self.mesh))
+    @functools.partial(jax.vmap, in_axes=(0, 0, None))
+    def draw(batch_rows, seed, t):
+      idx = jax.random.permutation(jax.random.fold_in(jax.random.key(seed), t), n)[:batch]
+      return jax.tree.map(lambda x: x[idx], batch_rows)
+
+    self._draw = meshes.serialized(draw, self.mesh)
+    self._pick = meshes.serialized(jax.jit(  # each state's own seed's splits
+        lambda data, index: jax.tree.map(lambda x: x[index], data)), self.mesh)
+    self._sample = meshes.serialized(jax.jit(  # the first rows (padding masked)
+        lambda b: jax.tree.map(lambda x: x[:, :config.sample_size], b)), self.mesh)
+    self._evaluate = make_evaluator(c, self.mesh, data_axis=0)
+    self._fourier = self._train_pairs = None
     if config.data.operation == "add":
       a, b = np.divmod(np.arange(c * c), c)
       pairs = jnp.asarray(np.stack([a, b, np.full_like(a, c)], 1), jnp.int32)
       k = config.data.key_frequencies
 
-      @jax.jit
+      @functools.partial(meshes.serialized, mesh=self.mesh)
+      @functools.partial(jax.jit, out_shardings=meshes.replicated(self.mesh))
       @jax.vmap
       def fourier(state, train_mask):
         logits, _ = state.apply_fn(variables(state), pairs, train=False)
         return keyed("fourier", progress.fourier_losses(logits, train_mask, num_frequencies=k))
 
       self._fourier = fourier
-      self._train_pairs = jax.device_put(_train_pairs(train, c))
+      self._train_pairs = meshes.put(_train_pairs(train, c), meshes.members_sharding(self.mesh))
+    self._splits = (train, test)
 
-  def train_stream(self, data_state: dict | None) -> _Stream:
-    seeds = jnp.asarray(member_seeds(self.config))
-    step = 0 if data_state is None else data_state["step"]
-    return _Stream(self.train, seeds, self.config.batch_size, step)
+  def train_batch(self, step: int) -> Batch:
+    """Step ``step``'s batch of every member: the whole split, or ``batch_size`` rows
+    drawn from (seed, step)."""
+    return self.train if self.full_batch else self._draw(self.train, self._seeds, step)
 
-  def examples(self, split: str, limit: int) -> tuple[jax.Array, jax.Array]:
-    """(inputs, labels) of seed 0's ``split``, its first ``limit`` examples."""
-    data = {"train": self.train, "test": self.test}[split]
+  def train_stream(self, step: int) -> meshes.Prefetch:
+    """Training batches from step ``step`` on (drawn on device: no prefetch thread)."""
+    return meshes.Prefetch(self.train_batch, step, 0)
+
+  def examples(self, split: str, limit: int) -> tuple[np.ndarray, np.ndarray]:
+    """(inputs, labels) of seed 0's ``split``, its first ``limit`` examples (host)."""
+    data = self._splits[{"train": 0, "test": 1}[split]]
     return data.inputs[0, :limit], data.labels[0, :limit]
 
   def evaluate(self, states, seed_index: np.ndarray | None = None) -> dict:
     """Metrics of ``states`` (leading axis); ``seed_index`` picks each state's split
     (default: state i has seed i's split)."""
-    pick = (lambda b: b) if seed_index is None else (
-        lambda b: jax.tree.map(lambda x: x[seed_index], b))
-    train, test = pick(self.train), pick(self.test)
-    sample = jax.tree.map(lambda x: x[:, :self.config.sample_size], train)
+    data = (self.train, self.test, self._train_pairs)
+    train, test, pairs = data if seed_index is None else self._pick(data, seed_index)
+    sample = self._sample(train)
     out = self._evaluate(states, {"train": lambda: [train], "test": lambda: [test]}, sample)
     if self._fourier is not None:
-      out |= self._fourier(states, pick(self._train_pairs))
+      out |= self._fourier(states, pairs)
     return out

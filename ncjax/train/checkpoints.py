@@ -1,8 +1,12 @@
 """Orbax trajectory checkpoints: snapshots kept forever on a schedule fixed when the run
 starts, plus resume points every ``checkpoint_every`` steps of which the latest ``keep``
 survive. Each checkpoint holds the full TrainState (``state``) and, as JSON (``meta``),
-that step's metrics, the data iterators' positions and a checksum of the state, verified
-on every restore."""
+that step's metrics and a checksum of the state, verified on every restore. The data
+position is the step itself (the tasks' batches are a function of seed and step).
+
+Several processes: every process calls every save and restore on the shared run
+directory (Orbax coordinates them; each writes the shards it holds), and a restore
+lands on the shardings of the target, so a run resumes on another device count."""
 
 from __future__ import annotations
 
@@ -13,6 +17,8 @@ import sys
 import jax
 import numpy as np
 import orbax.checkpoint as ocp
+
+from ncjax.train import mesh as meshes
 
 policies = ocp.checkpoint_managers
 
@@ -76,18 +82,19 @@ def quarantine(workdir: str, step: int) -> str:
 
 
 def checksum(state) -> str:
-  """BLAKE2b of every array of ``state`` (host copies, in tree order)."""
+  """BLAKE2b of every array of ``state`` (global values, in tree order: the same on
+  every process and for every sharding)."""
   digest = hashlib.blake2b(digest_size=16)
-  for leaf in jax.tree.leaves(jax.device_get(state)):
+  for leaf in jax.tree.leaves(meshes.fetch(state)):
     leaf = np.asarray(leaf)
     digest.update(str((leaf.shape, leaf.dtype.str)).encode())
     digest.update(np.ascontiguousarray(leaf).tobytes())
   return digest.hexdigest()
 
 
-def save(mngr: ocp.CheckpointManager, step: int, state, metrics: dict, data_state,
+def save(mngr: ocp.CheckpointManager, step: int, state, metrics: dict,
          force: bool = False) -> None:
-  meta = {"metrics": metrics, "data": data_state, "checksum": checksum(state)}
+  meta = {"metrics": metrics, "checksum": checksum(state)}
   mngr.save(step, args=ocp.args.Composite(state=ocp.args.StandardSave(state),
                                           meta=ocp.args.JsonSave(meta)), force=force)
 
@@ -98,7 +105,7 @@ def _corrupt(step: int, e: Exception) -> CorruptCheckpoint:
 
 
 def restore_meta(mngr: ocp.CheckpointManager, step: int) -> dict:
-  """The JSON saved with ``step`` (metrics, data positions, checksum)."""
+  """The JSON saved with ``step`` (metrics, checksum)."""
   try:
     return mngr.restore(step, args=ocp.args.Composite(meta=ocp.args.JsonRestore()))["meta"]
   except Exception as e:  # noqa: BLE001 - any failure to read is a corrupt checkpoint
@@ -142,7 +149,7 @@ def restore_chunks(workdir: str, like, chunk_size: int, *, pad: bool = False):
     chunk_steps, chunk_states = [], []
     for i, step in enumerate(steps):
       try:
-        chunk_states.append(jax.device_get(restore(mngr, step, like)[0]))
+        chunk_states.append(meshes.fetch(restore(mngr, step, like)[0]))
         chunk_steps.append(step)
       except CorruptCheckpoint as e:
         print(f"ncjax: skipping step {step}: {e}", file=sys.stderr)
@@ -170,8 +177,8 @@ def restore_weights(workdir: str) -> dict:
         state = mngr.restore(step, args=ocp.args.Composite(state=ocp.args.StandardRestore()))
       except Exception:  # noqa: BLE001 - an unreadable checkpoint: try an older one
         continue
-      return {"params": state["state"]["params"],
-              "batch_stats": state["state"].get("batch_stats") or {}}
+      state = meshes.fetch(state["state"])
+      return {"params": state["params"], "batch_stats": state.get("batch_stats") or {}}
   finally:
     mngr.close()
   raise FileNotFoundError(f"no readable checkpoint under {workdir}/checkpoints")

@@ -49,6 +49,14 @@ def base_config() -> ml_collections.ConfigDict:
   c.data.eval_batch_size = 512  # classification: batch of the whole-split metrics pass
   c.data.classes = placeholder(tuple)  # classification: keep these labels (relabelled 0..k-1)
   c.data.train_per_class = placeholder(int)  # classification: first N train images per class
+  c.data.read_threads = 4  # classification: threads reading a batch's records
+  c.data.prefetch = 2  # batches built ahead on a background thread (double buffering)
+
+  # --- devices: one mesh over every device of every process (ncjax.train.mesh) ---
+  c.mesh = ml_collections.ConfigDict()
+  c.mesh.members = 1  # device groups the members (seeds x swept values) are split over
+  c.mesh.data = placeholder(int)  # devices per group, over which each batch is split
+  # (None: all devices / mesh.members)
 
   # --- model ---
   c.model = ml_collections.ConfigDict()
@@ -115,10 +123,13 @@ def swept_loss_options(config: ml_collections.ConfigDict) -> dict[str, np.ndarra
 
 
 # Keys whose value may differ when an existing run directory is resumed.
-RESUMABLE_CHANGES = frozenset({"steps", "name"})
+# The device layout may change between a run and its resume (8 devices -> 1, 1 process -> 2).
+RESUMABLE_CHANGES = frozenset({"steps", "name", "mesh.members", "mesh.data",
+                               "data.read_threads", "data.prefetch"})
 
 _POSITIVE_INTS = ("num_seeds", "steps", "metrics_every", "checkpoint_every",
-                  "keep_checkpoints", "sample_size")
+                  "keep_checkpoints", "sample_size", "mesh.members", "data.read_threads",
+                  "data.prefetch")
 
 
 def validate(config: ml_collections.ConfigDict) -> None:
@@ -131,7 +142,10 @@ def validate(config: ml_collections.ConfigDict) -> None:
 
   need(config.task in ("grokking", "classification"), "task", "grokking or classification")
   for key in _POSITIVE_INTS:
-    need(isinstance(config[key], int) and config[key] >= 1, key, "an int >= 1")
+    value = functools.reduce(getattr, key.split("."), config)
+    need(isinstance(value, int) and value >= 1, key, "an int >= 1")
+  need(config.mesh.data is None or (isinstance(config.mesh.data, int) and config.mesh.data >= 1),
+       "mesh.data", "None or an int >= 1")
   need(isinstance(config.snapshots, int) and config.snapshots >= 0, "snapshots", "an int >= 0")
   need(isinstance(config.seed, int) and config.seed >= 0, "seed", "an int >= 0")
   need(config.init_seed is None or config.init_seed >= 0, "init_seed", "None or an int >= 0")

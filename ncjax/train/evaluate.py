@@ -19,16 +19,19 @@ batch and vmapped over the leading axis of the states (seeds, or snapshots x see
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable, Iterable
 
 import jax
 import jax.numpy as jnp
+from jax.sharding import Mesh
 
 from ncjax import collapse, info, losses, progress
 from ncjax.data import Batch
 from ncjax.models import head_weights
 from ncjax.models.vision import LAYERS
 from ncjax.stats import ClassStats
+from ncjax.train import mesh as meshes
 from ncjax.train.state import TrainState, variables
 
 SPLITS = {"train": "collapse", "test": "test_collapse"}  # split -> collapse-key prefix
@@ -87,21 +90,29 @@ def sample_metrics(state: TrainState, batch: Batch) -> dict:
                           "entropy_features": h_z, "entropy_head": h_w})
 
 
-def make_evaluator(num_classes: int, data_axis: int | None, layers: bool = False):
+def make_evaluator(num_classes: int, mesh: Mesh, data_axis: int | None, layers: bool = False):
   """``evaluate(states, splits, sample) -> dict of (S,) arrays`` for states with a leading
-  axis S. ``splits``: ``{"train": batches, "test": batches}`` where ``batches()`` returns a
-  fresh iterable of :class:`Batch`; ``sample``: the Batch for :func:`sample_metrics`.
+  axis S, on ``mesh`` (:mod:`ncjax.train.mesh`). ``splits``: ``{"train": batches, "test":
+  batches}`` where ``batches()`` returns a fresh iterable of :class:`Batch` (global arrays,
+  rows over the mesh's ``data`` axis); ``sample``: the Batch for :func:`sample_metrics`.
   ``data_axis``: 0 when every state has its own data (a leading S axis on each batch),
   None when the data are shared. ``layers``: also the ``layer<i>/*`` metrics of the
-  train split (a model in ``ncjax.models.LAYERED``).
+  train split (a model in ``ncjax.models.LAYERED``). The metrics come back replicated:
+  every process can read them.
   """
   axes = (0, data_axis)
-  accumulate = jax.jit(jax.vmap(_accumulate, in_axes=(*axes, 0)))
-  count_nc4 = jax.jit(jax.vmap(_nc4_count, in_axes=(*axes, 0)))
-  samples = jax.jit(jax.vmap(sample_metrics, in_axes=axes))
-  norms = jax.jit(jax.vmap(progress.weight_norm))
+  members, everywhere = meshes.members_sharding(mesh), meshes.replicated(mesh)
+  accumulate = meshes.serialized(jax.jit(jax.vmap(_accumulate, in_axes=(*axes, 0)),
+                                          out_shardings=members), mesh)
+  count_nc4 = meshes.serialized(jax.jit(jax.vmap(lambda state, batch, stats, total: total + (
+      _nc4_count(state, batch, stats)), in_axes=(*axes, 0, 0)), out_shardings=members), mesh)
+  samples = meshes.serialized(jax.jit(jax.vmap(sample_metrics, in_axes=axes),
+                                       out_shardings=everywhere), mesh)
+  norms = meshes.serialized(jax.jit(jax.vmap(progress.weight_norm), out_shardings=everywhere),
+                            mesh)
 
-  @jax.jit
+  @functools.partial(meshes.serialized, mesh=mesh)
+  @functools.partial(jax.jit, out_shardings=everywhere)
   @jax.vmap
   def summarise(state, stats, loss_sum, correct, disagreements, layer_stats):
     w, _ = head_weights(state.params)
@@ -113,28 +124,30 @@ def make_evaluator(num_classes: int, data_axis: int | None, layers: bool = False
       by_layer |= keyed(f"layer{i + 1}", {k: layer[k] for k in LAYER_KEYS})
     return out, by_layer, loss_sum / stats.total, correct / stats.total
 
-  def identity(states, batch, split: str):
-    """The empty accumulator of ``split``, shaped by the model's feature dimensions."""
+  @functools.partial(meshes.serialized, mesh=mesh)
+  @functools.partial(jax.jit, static_argnums=2, out_shardings=members)
+  def identity(states, batch, with_layers: bool):
+    """The empty accumulator (and a zero NC4 count), shaped by the model's features."""
     size = jax.tree.leaves(states.params)[0].shape[0]
-    forward = _forward_layers if layers and split == "train" else _forward
+    forward = _forward_layers if with_layers else _forward
     shapes = jax.eval_shape(jax.vmap(forward, in_axes=axes), states, batch.inputs)
     empty = lambda x: ClassStats._identity(num_classes, x.shape[-1], jnp.float32)
     carry = (empty(shapes[1]), jnp.float32(0), jnp.float32(0),
              tuple(empty(x) for x in shapes[2]) if len(shapes) == 3 else ())
-    return jax.tree.map(lambda x: jnp.broadcast_to(x, (size, *x.shape)), carry)
+    return jax.tree.map(lambda x: jnp.broadcast_to(x, (size, *x.shape)), (carry, jnp.float32(0)))
 
   def evaluate(states: TrainState, splits: dict[str, Callable[[], Iterable[Batch]]],
                sample: Batch) -> dict:
-    size = jax.tree.leaves(states.params)[0].shape[0]
     out = {}
     for split, prefix in SPLITS.items():
       carry = None
       for batch in splits[split]():
-        carry = accumulate(states, batch, carry or identity(states, batch, split))
+        if carry is None:
+          carry, disagreements = identity(states, batch, layers and split == "train")
+        carry = accumulate(states, batch, carry)
       stats = carry[0]
-      disagreements = jnp.zeros(size)
       for batch in splits[split]():
-        disagreements += count_nc4(states, batch, stats)
+        disagreements = count_nc4(states, batch, stats, disagreements)
       metrics, by_layer, loss, accuracy = summarise(states, stats, carry[1], carry[2],
                                                     disagreements, carry[3])
       out |= {f"{split}/loss": loss, f"{split}/accuracy": accuracy, **keyed(prefix, metrics),

@@ -11,12 +11,12 @@ import os
 import signal
 import sys
 
-import jax
 import jax.numpy as jnp
 import numpy as np
 import tqdm
 
 from ncjax.train import checkpoints, rundir
+from ncjax.train import mesh as meshes
 from ncjax.train.config import member_seeds, swept_loss_options, validate
 from ncjax.train.state import create_states, make_loss, make_train_step, transplant
 
@@ -27,7 +27,7 @@ class NonFiniteLoss(RuntimeError):
 
 def json_record(step: int, metrics: dict, members: int) -> dict:
   """A JSON record: scalars for one member, lists of per-member values for several."""
-  values = jax.device_get(metrics)
+  values = meshes.fetch(metrics)
   per_seed = lambda v: float(v[0]) if members == 1 else [float(x) for x in v]
   return {"step": step, **{k: per_seed(v) for k, v in values.items()}}
 
@@ -43,7 +43,7 @@ def _check_finite(pending: list, first_step: int, record: dict, mngr) -> None:
   last_good = f"The last good checkpoint is step {mngr.latest_step()}."
   evaluated = np.reshape(record["train/loss"], (1, -1))  # (1, S)
   if pending:
-    evaluated = np.concatenate([np.asarray(jax.device_get(jnp.stack(pending))), evaluated])
+    evaluated = np.concatenate([np.asarray(meshes.fetch(jnp.stack(pending))), evaluated])
   bad = np.argwhere(~np.isfinite(evaluated))  # (steps, S)
   if bad.size:
     step, seed = bad[0]
@@ -68,20 +68,22 @@ class _StopRequest:
     signal.signal(signal.SIGINT, self._previous)
 
 
-def _resume(mngr, like, workdir: str) -> tuple[int, object, object]:
-  """(step, state, data position) of the newest intact checkpoint; (0, like, None) if
-  none. Corrupt checkpoints are named on stderr and moved to ``workdir/corrupt/``."""
-  result, moved = (0, like, None), False
+def _resume(mngr, like, workdir: str) -> tuple[int, object]:
+  """(step, state) of the newest intact checkpoint, restored onto the shardings of
+  ``like``; (0, like) if none. Corrupt checkpoints are named on stderr and moved to
+  ``workdir/corrupt/`` (by process 0; every process reaches the same verdict)."""
+  result, moved = (0, like), False
   for step in sorted(mngr.all_steps(), reverse=True):
     try:
-      state, meta = checkpoints.restore(mngr, step, like)
-      result = (step, state, meta["data"])
+      result = (step, checkpoints.restore(mngr, step, like)[0])
       break
     except checkpoints.CorruptCheckpoint as e:
-      path = checkpoints.quarantine(workdir, step)
       moved = True
-      print(f"ncjax: {e} Moved to {path}; resuming from an earlier one.", file=sys.stderr)
+      if meshes.is_writer():
+        path = checkpoints.quarantine(workdir, step)
+        print(f"ncjax: {e} Moved to {path}; resuming from an earlier one.", file=sys.stderr)
   if moved:
+    meshes.barrier("ncjax.quarantined")
     mngr.reload()
   return result
 
@@ -107,39 +109,48 @@ def train(task, workdir: str, *, overwrite: bool = False,
   Writes ``config.json``, ``schedule.json``, ``metrics.jsonl`` and ``checkpoints/``
   (see ``ncjax.train.rundir`` for ``overwrite`` and ``allow_changes``). Returns the
   logged records.
+
+  On the task's mesh (``task.mesh``, :mod:`ncjax.train.mesh`), from one process or
+  several: every process runs this same function (the same jitted calls, every save and
+  restore); process 0 alone writes the log and shows the progress bar.
   """
   config = task.config
   validate(config)
-  state = create_states(config, task.model, task.example_inputs)
+  state = create_states(config, task.model, task.example_inputs, task.mesh)
   if config.init_from:  # checked before the run directory is touched
-    state = transplant(state, checkpoints.restore_weights(config.init_from))
+    state = transplant(state, checkpoints.restore_weights(config.init_from), task.mesh)
   schedule = rundir.prepare(config, workdir, overwrite, tuple(allow_changes))
   mngr = checkpoints.manager(workdir, schedule, config.checkpoint_every,
                              config.keep_checkpoints)
-  start, state, data_state = _resume(mngr, state, workdir)
+  start, state = _resume(mngr, state, workdir)
   log_path = os.path.join(workdir, "metrics.jsonl")
   records = _repaired_log(log_path, mngr, start)
   finished = [r for r in rundir.read_log(log_path) if r["step"] == start == config.steps]
+  meshes.barrier("ncjax.log_read")  # before process 0 rewrites it
   if finished:  # nothing to train or log: e.g. a study run again
     mngr.close()
     return records + finished[:1]
-  rundir.write_atomic(log_path, "".join(json.dumps(r) + "\n" for r in records))
+  writer = meshes.is_writer()
+  if writer:
+    rundir.write_atomic(log_path, "".join(json.dumps(r) + "\n" for r in records))
 
-  stream = task.train_stream(data_state)
-  step_fn = make_train_step(make_loss(config), train_mode=config.freeze != "backbone",
+  stream = task.train_stream(start)  # the data position is the step
+  step_fn = make_train_step(make_loss(config), task.mesh,
+                            train_mode=config.freeze != "backbone",
                             loss_options=swept_loss_options(config))
   members = len(member_seeds(config))
   saved_steps = set(mngr.all_steps())
   pending, pending_from = [], start
   bar = tqdm.tqdm(total=config.steps, initial=start, desc="train", dynamic_ncols=True,
-                  disable=None)
+                  disable=None if writer else True)
   try:
-    with _StopRequest() as stop, open(log_path, "a") as log:
+    with _StopRequest() as stop, open(log_path if writer else os.devnull, "a") as log:
       for step in range(start, config.steps + 1):
         last = step == config.steps
         saved = step in saved_steps
         saving = not saved and (mngr.should_save(step) or last)
-        if step == start or stop.requested or saving or step % config.metrics_every == 0:
+        stopping = meshes.any_process(stop.requested)  # all processes stop at one step
+        if step == start or stopping or saving or step % config.metrics_every == 0:
           record = json_record(step, task.evaluate(state), members)
           _check_finite(pending, pending_from, record, mngr)
           pending, pending_from = [], step
@@ -149,11 +160,10 @@ def train(task, workdir: str, *, overwrite: bool = False,
           bar.set_postfix({k.split("/")[0][:2] + "/" + k.split("/")[1][:3]:
                            f"{np.median(record[k]):.3f}" for k in
                            ("train/accuracy", "test/accuracy", "collapse/mir", "collapse/nc1")})
-          if (saving or stop.requested) and not saved:
-            checkpoints.save(mngr, step, state, record, stream.state(),
-                             force=stop.requested or last)
+          if (saving or stopping) and not saved:
+            checkpoints.save(mngr, step, state, record, force=stopping or last)
             saved_steps.add(step)
-          if stop.requested:
+          if stopping:
             mngr.wait_until_finished()
             raise KeyboardInterrupt(f"interrupted: saved step {step} in {workdir}")
         if last:
@@ -163,6 +173,7 @@ def train(task, workdir: str, *, overwrite: bool = False,
         bar.update(1)
   finally:
     bar.close()
+    stream.close()
     mngr.wait_until_finished()
     mngr.close()
   return records

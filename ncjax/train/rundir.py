@@ -4,7 +4,8 @@
 steps, fixed when the run starts and only ever extended), ``DIR/metrics.jsonl`` (one
 record per logged step), ``DIR/checkpoints/`` (Orbax). Files are replaced atomically.
 A directory is resumed only with the same config (``steps`` may grow); anything else is
-refused before the directory is touched, unless ``overwrite`` starts afresh.
+refused before the directory is touched, unless ``overwrite`` starts afresh. With several
+processes, process 0 alone writes here (the others read).
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ import shutil
 import ml_collections
 
 from ncjax.train import checkpoints
+from ncjax.train import mesh as meshes
 from ncjax.train.config import RESUMABLE_CHANGES, base_config
 
 OUTPUTS = ("config.json", "schedule.json", "metrics.jsonl", "curves.png", "checkpoints",
@@ -74,13 +76,37 @@ def prepare(config: ml_collections.ConfigDict, workdir: str, overwrite: bool = F
   deletes the run's outputs first.
   """
   config_path = os.path.join(workdir, "config.json")
-  if overwrite:
-    for name in OUTPUTS:
-      path = os.path.join(workdir, name)
-      if os.path.isdir(path):
-        shutil.rmtree(path)
-      elif os.path.exists(path):
-        os.remove(path)
+  if not overwrite:  # every process reads the same files and reaches the same verdict
+    _check_resumable(config, workdir, allow_changes)
+  meshes.barrier("ncjax.rundir.checked")  # nobody writes before every process has read
+  schedule_path = os.path.join(workdir, "schedule.json")
+  if meshes.is_writer():
+    if overwrite:
+      for name in OUTPUTS:
+        path = os.path.join(workdir, name)
+        if os.path.isdir(path):
+          shutil.rmtree(path)
+        elif os.path.exists(path):
+          os.remove(path)
+    try:
+      os.makedirs(workdir, exist_ok=True)
+      schedule = set(checkpoints.snapshot_steps(config.steps, config.snapshots))
+      if os.path.exists(schedule_path):
+        with open(schedule_path) as f:
+          schedule |= set(json.load(f))
+      write_atomic(schedule_path, json.dumps(sorted(schedule)))
+      write_atomic(config_path, config.to_json_best_effort(indent=2))
+    except OSError as e:
+      raise RunDirError(f"cannot write to {workdir}: {e.strerror}.") from e
+  meshes.barrier("ncjax.rundir.prepared")
+  with open(schedule_path) as f:
+    return json.load(f)
+
+
+def _check_resumable(config: ml_collections.ConfigDict, workdir: str,
+                     allow_changes: tuple[str, ...]) -> None:
+  """Raises RunDirError unless ``workdir`` is new or holds a run ``config`` may resume."""
+  config_path = os.path.join(workdir, "config.json")
   new = _as_json(config)
   if os.path.exists(config_path):
     old = _as_json(load_config(workdir))
@@ -103,19 +129,6 @@ def prepare(config: ml_collections.ConfigDict, workdir: str, overwrite: bool = F
   elif os.path.isdir(checkpoints.directory(workdir)):
     raise RunDirError(f"{workdir} has checkpoints but no config.json; use another --workdir, "
                       "or --overwrite to start afresh.")
-  try:
-    os.makedirs(workdir, exist_ok=True)
-    schedule_path = os.path.join(workdir, "schedule.json")
-    schedule = set(checkpoints.snapshot_steps(config.steps, config.snapshots))
-    if os.path.exists(schedule_path):
-      with open(schedule_path) as f:
-        schedule |= set(json.load(f))
-    schedule = sorted(schedule)
-    write_atomic(schedule_path, json.dumps(schedule))
-    write_atomic(config_path, config.to_json_best_effort(indent=2))
-  except OSError as e:
-    raise RunDirError(f"cannot write to {workdir}: {e.strerror}.") from e
-  return schedule
 
 
 def read_log(path: str) -> list[dict]:

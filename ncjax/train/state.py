@@ -3,18 +3,21 @@ config, and the jitted train step with the loss injected by the task."""
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable
 
 import flax.linen as nn
 import jax
-import jax.numpy as jnp
 import ml_collections
+import numpy as np
 import optax
 from flax.training import train_state
+from jax.sharding import Mesh
 
 from ncjax import losses, optim
 from ncjax.data import Batch
 from ncjax.models import head_weights
+from ncjax.train import mesh as meshes
 from ncjax.train.config import member_seeds
 
 
@@ -65,10 +68,11 @@ def make_optimizer(config: ml_collections.ConfigDict) -> optax.GradientTransform
 
 
 def create_states(config: ml_collections.ConfigDict, model: nn.Module,
-                  example_inputs: jax.Array) -> TrainState:
+                  example_inputs: jax.Array, mesh: Mesh) -> TrainState:
   """One TrainState with a leading member axis (M members, see
-  :func:`ncjax.train.config.member_seeds`); member i is initialised from its seed (or
-  from ``config.init_seed`` for all), every parameter times ``config.model.init_scale``.
+  :func:`ncjax.train.config.member_seeds`), sharded over the mesh's ``members`` axis and
+  replicated over ``data``; member i is initialised from its seed (or from
+  ``config.init_seed`` for all), every parameter times ``config.model.init_scale``.
   ``example_inputs``: (1, ...) of the task's inputs."""
   tx = make_optimizer(config)
 
@@ -81,11 +85,12 @@ def create_states(config: ml_collections.ConfigDict, model: nn.Module,
   seeds = member_seeds(config)
   if config.init_seed is not None:
     seeds = [config.init_seed] * len(seeds)
-  keys = jnp.stack([jax.random.key(s) for s in seeds])
-  return jax.vmap(create)(keys)
+  create_all = jax.jit(jax.vmap(lambda seed: create(jax.random.key(seed))),
+                       out_shardings=meshes.members_sharding(mesh))
+  return create_all(np.asarray(seeds, np.uint32))
 
 
-def transplant(states: TrainState, source: dict) -> TrainState:
+def transplant(states: TrainState, source: dict, mesh: Mesh) -> TrainState:
   """``states`` with every parameter and BatchNorm statistic but the head's taken from
   ``source`` (:func:`ncjax.train.checkpoints.restore_weights` of another run with the
   same backbone); the head keeps its fresh initialisation (a new class set). A source
@@ -97,9 +102,9 @@ def transplant(states: TrainState, source: dict) -> TrainState:
   seeds = states.step.shape[0]
 
   def take(new, old):
-    old = jnp.asarray(old, new.dtype)
+    old = np.asarray(old, new.dtype)
     if old.shape[0] == 1 and seeds > 1:
-      old = jnp.broadcast_to(old, (seeds, *old.shape[1:]))
+      old = np.broadcast_to(old, (seeds, *old.shape[1:]))
     if old.shape != new.shape:
       raise ValueError(f"init_from: a parameter has shape {old.shape[1:]} for "
                        f"{old.shape[0]} seed(s) there, {new.shape[1:]} for {seeds} here.")
@@ -111,7 +116,9 @@ def transplant(states: TrainState, source: dict) -> TrainState:
     batch_stats = jax.tree.map(take, states.batch_stats, source["batch_stats"])
   except (KeyError, TypeError) as e:
     raise ValueError(f"init_from: the run there has a different model ({e}).") from e
-  return states.replace(params=params, batch_stats=batch_stats)
+  sharding = meshes.members_sharding(mesh)
+  return states.replace(params=meshes.put(params, sharding),
+                        batch_stats=meshes.put(batch_stats, sharding))
 
 
 LossFn = Callable[..., jax.Array]
@@ -125,9 +132,12 @@ def make_loss(config: ml_collections.ConfigDict) -> LossFn:
       logits, features, head, batch.labels, mask=batch.mask, **(options | swept))
 
 
-def make_train_step(loss_fn: LossFn, *, train_mode: bool = True,
+def make_train_step(loss_fn: LossFn, mesh: Mesh, *, train_mode: bool = True,
                     loss_options: dict[str, jax.Array] | None = None):
-  """A jitted ``step(states, batches) -> (states, loss (M,))`` vmapped over members.
+  """A jitted ``step(states, batches) -> (states, loss (M,))`` vmapped over members, SPMD
+  over ``mesh`` (:mod:`ncjax.train.mesh`): states sharded over ``members``, batches
+  (M, B, ...) over ``members`` x ``data``; the gradient is that of the global batch
+  (BatchNorm statistics too), the loss comes back replicated.
 
   ``loss_fn(logits, features, head, batch, **options) -> scalar`` (``head``: the (C, d)
   head rows). States and batches carry a leading member axis; ``loss_options``: optional
@@ -137,9 +147,10 @@ def make_train_step(loss_fn: LossFn, *, train_mode: bool = True,
   linear probe) keeps the running averages and differentiates the head only. ``states``
   is donated.
   """
-  loss_options = {k: jnp.asarray(v) for k, v in (loss_options or {}).items()}
+  loss_options = meshes.put({k: np.asarray(v) for k, v in (loss_options or {}).items()},
+                            meshes.members_sharding(mesh))
 
-  def step(state: TrainState, batch: Batch, options: dict):
+  def step(options: dict, state: TrainState, batch: Batch):
     def objective(params):
       if not train_mode:  # a frozen backbone: no backward pass through it
         params = {k: v if k == "head" else jax.lax.stop_gradient(v) for k, v in params.items()}
@@ -157,6 +168,7 @@ def make_train_step(loss_fn: LossFn, *, train_mode: bool = True,
       state = state.replace(batch_stats=updates["batch_stats"])
     return state, loss
 
-  vmapped = jax.vmap(step)
-  return jax.jit(lambda states, batches: vmapped(states, batches, loss_options),
-                 donate_argnums=0)
+  members = meshes.members_sharding(mesh)
+  jitted = jax.jit(jax.vmap(step), in_shardings=(members, members, meshes.batch_sharding(mesh)),
+                   out_shardings=(members, meshes.replicated(mesh)), donate_argnums=1)
+  return meshes.serialized(functools.partial(jitted, loss_options), mesh)  # (states, batches)
