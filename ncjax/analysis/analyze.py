@@ -22,7 +22,7 @@ from ncjax.train import checkpoints, rundir
 from ncjax.train import mesh as meshes
 from ncjax.train.config import member_seeds
 from ncjax.train.loop import json_record
-from ncjax.train.state import create_states, variables
+from ncjax.train.state import abstract_states, variables
 
 
 def _named_metrics(task, names: Sequence[str], split: str, max_samples: int):
@@ -58,8 +58,7 @@ def analyze(workdir: str, metric_names: Sequence[str] | None = None, split: str 
   else:
     named = jax.jit(jax.vmap(_named_metrics(task, metric_names, split, max_samples)))
     evaluate = lambda states, seed_index: named(states)
-  like = jax.eval_shape(lambda: create_states(config, task.model, task.example_inputs,
-                                              task.mesh))
+  like = abstract_states(config, task.model, task.example_inputs, task.mesh)
   records = []
   seed_index = np.tile(np.arange(seeds), chunk_size)
   for steps, states in checkpoints.restore_chunks(workdir, like, chunk_size, pad=True):

@@ -55,13 +55,12 @@ class Run:
     """Yields (steps (K,), params with leaves (K, S, ...)) for chunks of at most
     ``chunk_size`` intact checkpoints, restored only when the chunk is reached (host
     arrays; a corrupt checkpoint is named on stderr and skipped)."""
-    from ncjax.train.state import create_states
+    from ncjax.train.state import abstract_states
 
     if not (isinstance(chunk_size, int) and chunk_size >= 1):
       raise ValueError(f"chunk_size must be an int >= 1, got {chunk_size!r}.")
     task, seeds = self.task, len(member_seeds(self.config))
-    like = jax.eval_shape(lambda: create_states(self.config, task.model, task.example_inputs,
-                                                task.mesh))
+    like = abstract_states(self.config, task.model, task.example_inputs, task.mesh)
     for steps, states in checkpoints.restore_chunks(self.workdir, like, chunk_size):
       yield steps, jax.tree.map(lambda x: x.reshape(len(steps), seeds, *x.shape[1:]),
                                 states.params)

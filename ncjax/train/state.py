@@ -90,6 +90,16 @@ def create_states(config: ml_collections.ConfigDict, model: nn.Module,
   return create_all(np.asarray(seeds, np.uint32))
 
 
+def abstract_states(config: ml_collections.ConfigDict, model: nn.Module,
+                    example_inputs: jax.Array, mesh: Mesh) -> TrainState:
+  """The shapes, dtypes and shardings of :func:`create_states` without computing it: the
+  target a checkpoint is restored onto (any topology it was saved on)."""
+  shapes = jax.eval_shape(lambda: create_states(config, model, example_inputs, mesh))
+  sharding = meshes.members_sharding(mesh)
+  return jax.tree.map(lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=sharding),
+                      shapes)
+
+
 def transplant(states: TrainState, source: dict, mesh: Mesh) -> TrainState:
   """``states`` with every parameter and BatchNorm statistic but the head's taken from
   ``source`` (:func:`ncjax.train.checkpoints.restore_weights` of another run with the
