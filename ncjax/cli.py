@@ -96,12 +96,6 @@ def _initialize_processes() -> None:
     _fail(f"jax.distributed.initialize failed: {_one_line(e)}")
 
 
-def _writer() -> bool:
-  import jax
-
-  return jax.process_index() == 0
-
-
 def _train() -> None:
   if _CONFIG.value is None or _WORKDIR.value is None:
     _fail(USAGE)
@@ -111,6 +105,7 @@ def _train() -> None:
   from ncjax.tasks import make_task
   from ncjax.train import NonFiniteLoss, rundir, train
   from ncjax.train.config import validate
+  from ncjax.train.mesh import is_writer
 
   import jax
 
@@ -136,7 +131,7 @@ def _train() -> None:
     _fail(f"process {jax.process_index()}: a collective failed, another process is probably "
           f"lost ({_one_line(e, last=True)[:200]}); rerun the same command on every process to "
           "resume from the last checkpoint.", 1)
-  if not _writer():
+  if not is_writer():
     return
   figures = plots.run_figures(records, config, workdir)
   last = records[-1]

@@ -177,7 +177,8 @@ class Prefetch:
 
   def __init__(self, make: Callable[[int], object], start: int, depth: int):
     self.make, self.step, self.depth = make, start, depth
-    self._pool = concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="ncjax-prefetch")
+    self._pool = concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="ncjax-prefetch"
+                                                       ) if depth else None
     self._queue = [self._pool.submit(make, start + i) for i in range(depth)]
 
   def __iter__(self):
@@ -195,4 +196,5 @@ class Prefetch:
   def close(self) -> None:
     for future in self._queue:
       future.cancel()
-    self._pool.shutdown(wait=True)
+    if self._pool is not None:
+      self._pool.shutdown(wait=True)
