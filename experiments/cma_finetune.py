@@ -1,52 +1,52 @@
 """CMA fine-tuning (Song et al. 2024): CE vs CE + CMA when a pretrained CNN is fine-tuned.
 
   ncjax study --config experiments/cma_finetune.py --workdir runs/cma
+  ncjax study --config experiments/cma_finetune.py:fashion_mnist --workdir runs/cma_fm
 
-Offline default: scikit-learn's digits. ``pretrain`` trains the digits CNN on the source
-classes 0-4; ``ce`` and ``cma`` start from it (backbone kept, head new) and fine-tune on
-the target classes 5-9 from 10 train images per class (few-shot, so that the loss
-matters), five seeds each as one vmapped state, tested on every target test image.
-``cma`` uses (1 - 0.3) CE + 0.3 CMA with the head rows as class embeddings. Any TFDS
-dataset works the same way: ``--config.runs.pretrain.data.name=cifar100`` (and the same
-for ``ce`` and ``cma``), with ``data.classes`` picking the source and target classes.
+``pretrain`` trains the dataset's CNN recipe (scikit-learn's digits by default, or
+Fashion-MNIST) on the source classes 0-4; ``ce`` and ``cma`` start from it (backbone
+kept, head new) and fine-tune on the target classes 5-9 from 10 train images per class
+(few-shot, so that the loss matters), five seeds each as one vmapped state, tested on
+every target test image. ``cma`` uses (1 - 0.3) CE + 0.3 CMA with the head rows as class
+embeddings. Any TFDS dataset works the same way: ``--config.runs.pretrain.data.name=...``
+(and the same for ``ce`` and ``cma``), with ``data.classes`` picking the classes.
 
-Measured on 2 CPU cores (cold compilation cache): 8 min 36 s. Target test accuracy over
-five seeds: CE 95.73% +- 0.79%, CE + CMA 96.13% +- 1.04%; paired by seed CMA is never
-worse and better in 3 of 5 (by 1-2 of 248 test images): the paper's direction, within
-the seeds' spread. Details: docs/transfer.md.
+Measured on 2 CPU cores, digits (cold compilation cache): 8 min 36 s. Target test
+accuracy over five seeds: CE 95.73% +- 0.79%, CE + CMA 96.13% +- 1.04%; paired by seed
+CMA is never worse and better in 3 of 5 (by 1-2 of 248 test images): the paper's
+direction, within the seeds' spread. Fashion-MNIST: FASHION_RESULT. Details:
+docs/transfer.md.
 """
 
-from ncjax.train.config import digits_cnn_config
+import ml_collections
+
+from ncjax.train.config import cnn_recipe
 
 SOURCE, TARGET = (0, 1, 2, 3, 4), (5, 6, 7, 8, 9)
 
 
-def digits_cnn(classes, **overrides):
-  """The digits recipe on a subset of the classes, 1,500 steps."""
-  return digits_cnn_config(**{
-      "data.classes": classes, "data.eval_batch_size": 512, "steps": 1500,
-      "metrics_every": 250, "snapshots": 10, "sample_size": 256, "optim.warmup_steps": 50,
-      **overrides})
+def get_config(data="digits"):
+  def cnn(classes, **overrides):
+    """The recipe on a subset of the classes, 1,500 steps."""
+    return cnn_recipe(data, **{
+        "data.classes": classes, "data.eval_batch_size": 512 if data == "digits" else 1000,
+        "steps": 1500, "metrics_every": 250, "snapshots": 10, "sample_size": 256,
+        "optim.warmup_steps": 50, **overrides})
 
-
-def finetune(**overrides):
-  return digits_cnn(TARGET, **{
-      "name": "fine-tune on digits 5-9", "init_from": "@pretrain", "num_seeds": 5,
-      "data.train_per_class": 10, "batch_size": 50, "steps": 300, "lr": 0.02,
-      "metrics_every": 50, "checkpoint_every": 100, "snapshots": 5, "sample_size": 50,
-      "optim.warmup_steps": 0, "loss.label_smoothing": 0.0, "weight_decay": 5e-4,
-      **overrides})
-
-
-def get_config():
-  import ml_collections
+  def finetune(**overrides):
+    return cnn(TARGET, **{
+        "name": f"fine-tune on {data} 5-9", "init_from": "@pretrain", "num_seeds": 5,
+        "data.train_per_class": 10, "batch_size": 50, "steps": 300, "lr": 0.02,
+        "metrics_every": 50, "checkpoint_every": 100, "snapshots": 5, "sample_size": 50,
+        "optim.warmup_steps": 0, "loss.label_smoothing": 0.0, "weight_decay": 5e-4,
+        **overrides})
 
   c = ml_collections.ConfigDict()
-  c.name = "CMA fine-tuning, digits 0-4 -> 5-9 (10 per class)"
+  c.name = f"CMA fine-tuning, {data} 0-4 -> 5-9 (10 per class)"
   c.summary = "compare"
   c.compare = ml_collections.ConfigDict({"ce": ("ce",), "cma": ("cma",)})
   c.runs = ml_collections.ConfigDict({
-      "pretrain": digits_cnn(SOURCE, name="pretrain on digits 0-4"),
+      "pretrain": cnn(SOURCE, name=f"pretrain on {data} 0-4"),
       "ce": finetune(),
       "cma": finetune(**{"loss.cma_lam": 0.3}),
   })

@@ -108,14 +108,16 @@ def overlay(logs: dict[str, list[dict]], keys, path: str, title: str = "") -> No
 
 def transfer(rows: list[dict], rho: dict, path: str, title: str = "") -> None:
   """Probe test accuracy against the source features' VCI and NC1 (one point per source
-  model, labelled), with the Spearman correlations in the titles."""
+  model and seed, labelled by model), with the Spearman correlations in the titles."""
   fig, axes = plt.subplots(1, 2, figsize=(10, 4), sharey=True)
   probe = [100 * r["probe_test_accuracy"] for r in rows]
   for ax, key, label in zip(axes, ("vci", "nc1"), ("VCI", "NC1")):
     x = [r[key] for r in rows]
     ax.scatter(x, probe)
     for xi, yi, r in zip(x, probe, rows):
-      ax.annotate(r["source"], (xi, yi), fontsize=7, xytext=(3, 3), textcoords="offset points")
+      if not r.get("seed"):  # one label per source model (at its first seed)
+        ax.annotate(r["source"], (xi, yi), fontsize=7, xytext=(3, 3),
+                    textcoords="offset points")
     ax.set_xscale("log")
     ax.xaxis.set_minor_formatter(matplotlib.ticker.NullFormatter())  # no crowded labels
     ax.set_xlabel(f"{label} of the source features (source train split)")

@@ -162,27 +162,48 @@ def _compare(study, logs) -> dict:
   return out
 
 
+def _spearman_interval(x, y, seed: int = 0) -> tuple[float, float]:
+  """Paired-bootstrap 95% percentile interval of Spearman's rho (2,000 resamples)."""
+  from scipy.stats import bootstrap, spearmanr
+
+  if len(x) < 3:
+    return (float("nan"), float("nan"))
+  rho = lambda a, b: spearmanr(a, b).statistic
+  ci = bootstrap((x, y), rho, paired=True, vectorized=False, n_resamples=2000,
+                 method="percentile", rng=np.random.default_rng(seed)).confidence_interval
+  return (float(ci.low), float(ci.high))
+
+
 def _transfer(study, logs, workdir) -> dict:
+  """One row per (source model, seed): its source features' VCI and NC1 and its probe's
+  accuracy (a probe of S seeds starts each seed from that seed's source); Spearman's rho
+  over all rows with a paired-bootstrap 95% interval."""
   from scipy.stats import spearmanr
 
   rows = []
   for source, probe in study.pairs:
-    rows.append({"source": source, "probe": probe,
-                 "vci": float(_final(logs[source], "collapse/vci").mean()),
-                 "nc1": float(_final(logs[source], "collapse/nc1").mean()),
-                 "source_test_accuracy": float(_final(logs[source], "test/accuracy").mean()),
-                 "probe_test_accuracy": float(_final(logs[probe], "test/accuracy").mean())})
+    finals = {key: _final(logs[source], f"collapse/{key}") for key in ("vci", "nc1")}
+    source_acc, probe_acc = _final(logs[source], "test/accuracy"), _final(logs[probe],
+                                                                          "test/accuracy")
+    for seed in range(len(probe_acc)):
+      pick = lambda v: float(v[seed if len(v) > 1 else 0])
+      rows.append({"source": source, "probe": probe, "seed": seed, "vci": pick(finals["vci"]),
+                   "nc1": pick(finals["nc1"]), "source_test_accuracy": pick(source_acc),
+                   "probe_test_accuracy": float(probe_acc[seed])})
   rundir.write_atomic(os.path.join(workdir, "transfer.jsonl"),
                       "".join(json.dumps(r) + "\n" for r in rows))
   probe = [r["probe_test_accuracy"] for r in rows]
   rho = {key: float(spearmanr([r[key] for r in rows], probe).statistic) for key in ("vci", "nc1")}
-  print(f"{'source':>16} {'VCI':>8} {'NC1':>8} {'probe acc':>10}")
+  interval = {key: _spearman_interval([r[key] for r in rows], probe) for key in rho}
+  print(f"{'source':>16} {'seed':>4} {'VCI':>8} {'NC1':>8} {'probe acc':>10}")
   for r in rows:
-    print(f"{r['source']:>16} {r['vci']:8.4f} {r['nc1']:8.4f} "
+    print(f"{r['source']:>16} {r['seed']:4d} {r['vci']:8.4f} {r['nc1']:8.4f} "
           f"{100 * r['probe_test_accuracy']:9.2f}%")
-  print(f"Spearman rho with probe accuracy: VCI {rho['vci']:+.3f}, NC1 {rho['nc1']:+.3f}")
+  print("Spearman rho with probe accuracy over %d models x seeds: " % len(rows) + ", ".join(
+      f"{key.upper()} {rho[key]:+.3f} (95% CI {interval[key][0]:+.2f} to {interval[key][1]:+.2f})"
+      for key in rho))
   plots.transfer(rows, rho, os.path.join(workdir, "transfer.png"), title=study.get("name", ""))
-  return {"rows": rows, "spearman": rho}
+  return {"rows": rows, "spearman": rho, "spearman_95ci": interval}
 
 
 BATCH_STATS_SAMPLES = 4096  # train examples for the BatchNorm statistics at each point

@@ -47,3 +47,15 @@ def _one_device_trainer(request, monkeypatch):
     return make_mesh(config)
 
   monkeypatch.setattr(meshes, "make_mesh", one_device)
+
+
+@pytest.fixture(scope="session")
+def fashion_mnist_dir():
+  """Where Debian's dataset-fashion-mnist puts the IDX files (.ci/run installs it);
+  the test is skipped, saying so, on a machine without them."""
+  from ncjax.data import images
+
+  if not os.path.exists(os.path.join(images.FASHION_MNIST_IDX, "train-labels-idx1-ubyte.gz")):
+    pytest.skip(f"Fashion-MNIST IDX files absent from {images.FASHION_MNIST_IDX}: "
+                "`apt-get install dataset-fashion-mnist` (as .ci/run does)")
+  return images.FASHION_MNIST_IDX

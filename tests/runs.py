@@ -46,14 +46,16 @@ def tree_digest(workdir) -> dict:
 
 
 def experiment_config(name: str):
-  """``get_config()`` of ``experiments/<name>.py``, loaded by path like ``--config``."""
+  """``get_config()`` of ``experiments/<name>.py`` (``name:arg``: ``get_config(arg)``),
+  loaded by path like ``--config``."""
   import importlib.util
 
+  name, _, arg = name.partition(":")
   spec = importlib.util.spec_from_file_location(name, os.path.join(ROOT, "experiments",
                                                                    f"{name}.py"))
   module = importlib.util.module_from_spec(spec)
   spec.loader.exec_module(module)
-  return module.get_config()
+  return module.get_config(arg) if arg else module.get_config()
 
 
 def study_run(classes=(0, 1), **overrides):

@@ -101,8 +101,12 @@ def test_study_and_train_refuse_each_others_configs(tmp_path):
   assert not os.path.exists(tmp_path / "s") and not os.path.exists(tmp_path / "t")
 
 
-@pytest.mark.parametrize("name", sorted(f[:-3] for f in os.listdir(os.path.join(ROOT, "experiments"))
-                                        if f.endswith(".py")))
+EXPERIMENTS = sorted(f[:-3] for f in os.listdir(os.path.join(ROOT, "experiments"))
+                     if f.endswith(".py"))
+ON_FASHION_MNIST = ("cma_finetune", "info_regularizer", "vci_transfer")  # get_config(data)
+
+
+@pytest.mark.parametrize("name", EXPERIMENTS + [f"{n}:fashion_mnist" for n in ON_FASHION_MNIST])
 def test_every_experiment_config_is_valid(name):
   from ncjax.studies import validate_study
   from ncjax.train.config import validate

@@ -1,6 +1,9 @@
 """Image data: sources, the Grain training stream (determinism, exact resume, any rows of
 any step) and the evaluation batches."""
 
+import gzip
+import struct
+
 import numpy as np
 import pytest
 
@@ -113,3 +116,72 @@ def test_class_subset_is_relabelled_in_the_given_order_and_few_shot(digits):
   assert len(data.test) == sum(label in (7, 2) for label in test_labels)
   with pytest.raises(ValueError, match="data.classes"):
     images.load("digits", classes=(3, 10))
+
+
+def _parse_idx_independently(path):
+  """The IDX format read by hand: 2 zero bytes, type 0x08, ndim, big-endian int32 sizes."""
+  raw = gzip.decompress(open(path, "rb").read())
+  zero, kind, ndim = struct.unpack(">HBB", raw[:4])
+  assert (zero, kind) == (0, 8)
+  shape = struct.unpack(f">{ndim}i", raw[4:4 + 4 * ndim])
+  return np.frombuffer(raw[4 + 4 * ndim:], np.uint8).reshape(shape)
+
+
+@pytest.fixture(scope="module")
+def fashion(fashion_mnist_dir):
+  return images.fashion_mnist(idx_dir=fashion_mnist_dir)
+
+
+def test_fashion_mnist_equals_an_independent_parse_of_the_idx_files(fashion, fashion_mnist_dir):
+  assert (len(fashion.train), len(fashion.test), fashion.num_classes) == (60000, 10000, 10)
+  assert fashion.shape == (28, 28, 1)
+  for split, prefix in (("train", "train"), ("test", "t10k")):
+    source = getattr(fashion, split)
+    labels = _parse_idx_independently(f"{fashion_mnist_dir}/{prefix}-labels-idx1-ubyte.gz")
+    np.testing.assert_array_equal([source[i]["label"] for i in range(len(source))], labels)
+    np.testing.assert_array_equal(np.bincount(labels), [len(source) // 10] * 10)  # balanced
+    pixels = _parse_idx_independently(f"{fashion_mnist_dir}/{prefix}-images-idx3-ubyte.gz")
+    for i in (0, 1, len(source) // 2, len(source) - 1):
+      np.testing.assert_array_equal(source[i]["image"][..., 0], pixels[i])
+  assert fashion.train[0]["label"] == 9  # the first training image is an ankle boot
+
+
+def test_fashion_mnist_balanced_subset_through_the_grain_stream(fashion_mnist_dir):
+  data = images.load("fashion_mnist", idx_dir=fashion_mnist_dir, train_per_class=30)
+  assert len(data.train) == 300 and len(data.test) == 10000
+  assert np.bincount([data.train[i]["label"] for i in range(300)]).tolist() == [30] * 10
+  batch = _batches(data, seed=0, count=1, augment=False)[0]
+  assert batch.inputs.shape == (32, 28, 28, 1) and abs(batch.inputs.mean()) < 0.5
+
+
+def test_fashion_mnist_tfds_route_on_mock_data():
+  tfds = pytest.importorskip("tensorflow_datasets")
+  with tfds.testing.mock_data(num_examples=20):
+    data = images.load("fashion_mnist")
+  assert data.shape == (28, 28, 1) and data.num_classes == 10 and len(data.train) == 20
+
+
+def test_fashion_mnist_absent_names_the_package_and_the_tfds_command(tmp_path):
+  with pytest.raises(FileNotFoundError, match=r"apt-get install dataset-fashion-mnist.*tfds "
+                     r"build fashion_mnist"):
+    images.fashion_mnist(data_dir=str(tmp_path), idx_dir=str(tmp_path))
+
+
+@pytest.mark.parametrize("raw, match", [
+    (b"\0\0\x0d\x01" + (3).to_bytes(4, "big") + bytes(12), "not an IDX file of unsigned bytes"),
+    (b"\0\0\x08\x01" + (5).to_bytes(4, "big") + bytes(3), "truncated or corrupt"),
+])
+def test_read_idx_refuses_other_types_and_truncated_files(tmp_path, raw, match):
+  path = tmp_path / "bad-idx1-ubyte"
+  path.write_bytes(raw)
+  with pytest.raises(ValueError, match=match):
+    images.read_idx(str(path))
+
+
+def test_read_idx_plain_and_gzip_agree(tmp_path):
+  raw = b"\0\0\x08\x02" + (2).to_bytes(4, "big") + (3).to_bytes(4, "big") + bytes(range(6))
+  (tmp_path / "a").write_bytes(raw)
+  (tmp_path / "a.gz").write_bytes(gzip.compress(raw))
+  expected = np.arange(6, dtype=np.uint8).reshape(2, 3)
+  for name in ("a", "a.gz"):
+    np.testing.assert_array_equal(images.read_idx(str(tmp_path / name)), expected)

@@ -55,6 +55,18 @@ def test_cosine_schedule_with_warmup():
   assert max(lrs) <= 1.0 + 1e-6 and lrs[-1] < 1e-3  # decays to ~0 at `steps`
 
 
+@pytest.mark.parametrize("warmup", [0, 5])
+def test_step_schedule_divides_by_ten_at_a_third_and_two_thirds(warmup):
+  c = base_config()
+  c.optim.name, c.optim.schedule, c.optim.warmup_steps = "sgd", "step", warmup
+  c.steps, c.lr, c.weight_decay, c.optim.momentum = 90, 1.0, 0.0, 0.0
+  params, grads = {"w": jnp.zeros(())}, {"w": jnp.ones(())}
+  lrs = np.asarray([-float(u["w"]) for u in _updates(make_optimizer(c), params, grads, steps=90)])
+  expected = np.where(np.arange(90) < 30, 1.0, np.where(np.arange(90) < 60, 0.1, 0.01))
+  expected[:warmup] = np.arange(warmup) / warmup
+  np.testing.assert_allclose(lrs, expected, rtol=1e-5, atol=1e-7)
+
+
 def _tiny_classification(**overrides):
   c = base_config()
   c.task = "classification"

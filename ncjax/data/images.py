@@ -12,6 +12,8 @@ fixed-size batches whose padding is masked out (one compiled shape).
 from __future__ import annotations
 
 import dataclasses
+import gzip
+import os
 from collections.abc import Iterator, Sequence
 from typing import NamedTuple
 
@@ -19,6 +21,7 @@ import grain
 import numpy as np
 
 PAD = 4  # pixels of zero padding before the random crop (CIFAR augmentation)
+FASHION_MNIST_IDX = "/usr/share/datasets/fashion-mnist"  # Debian's dataset-fashion-mnist
 
 
 class Batch(NamedTuple):
@@ -150,19 +153,81 @@ def tfds_data(name: str, data_dir: str | None = None) -> ImageData:
   return ImageData(train, test, num_classes, *_channel_stats(train))
 
 
-def load(name: str, data_dir: str | None = None, *, classes: Sequence[int] | None = None,
-         train_per_class: int | None = None) -> ImageData:
-  """``digits``, ``synthetic``, or the name of a TFDS image dataset.
+def read_idx(path: str) -> np.ndarray:
+  """An IDX file of unsigned bytes (LeCun's MNIST format; gzip-compressed if the name
+  ends in ``.gz``) as a uint8 array of the shape its header gives."""
+  with (gzip.open if path.endswith(".gz") else open)(path, "rb") as f:
+    raw = f.read()
+  if len(raw) < 4 or raw[:3] != b"\0\0\x08":
+    raise ValueError(f"{path} is not an IDX file of unsigned bytes (magic {raw[:4]!r}).")
+  ndim = raw[3]
+  shape = tuple(int.from_bytes(raw[4 + 4 * i:8 + 4 * i], "big") for i in range(ndim))
+  body = np.frombuffer(raw, np.uint8, offset=4 + 4 * ndim)
+  if body.size != np.prod(shape):
+    raise ValueError(f"{path}: the header gives shape {shape}, the file holds {body.size} "
+                     "values (truncated or corrupt).")
+  return body.reshape(shape)
+
+
+def _idx_file(idx_dir: str, stem: str) -> str | None:
+  for name in (stem, stem + ".gz"):
+    if os.path.exists(path := os.path.join(idx_dir, name)):
+      return path
+  return None
+
+
+def fashion_mnist(data_dir: str | None = None, idx_dir: str | None = None) -> ImageData:
+  """Fashion-MNIST (Xiao et al. 2017): 60,000 train / 10,000 test 28 x 28 grey images
+  (uint8), 10 classes. A prepared TFDS copy under ``data_dir`` is read through
+  ``tfds.data_source``; otherwise (or whenever ``idx_dir`` is given) the four IDX files
+  in ``idx_dir`` (default: where Debian's ``dataset-fashion-mnist`` puts them).
+
+  Raises:
+    FileNotFoundError: neither source is there; the message says how to get one.
+  """
+  if idx_dir is None:
+    try:
+      return tfds_data("fashion_mnist", data_dir)
+    except (ImportError, FileNotFoundError):
+      pass
+  where = idx_dir or FASHION_MNIST_IDX
+  stems = {(split, part): f"{prefix}-{part}-idx{3 if part == 'images' else 1}-ubyte"
+           for split, prefix in (("train", "train"), ("test", "t10k"))
+           for part in ("images", "labels")}
+  paths = {key: _idx_file(where, stem) for key, stem in stems.items()}
+  if None in paths.values():
+    missing = [stems[key] for key, path in paths.items() if path is None]
+    raise FileNotFoundError(
+        f"Fashion-MNIST not found: no IDX files {missing} (or .gz) in {where}, and no "
+        f"prepared TFDS copy in {data_dir or '~/tensorflow_datasets'}. Offline on Debian or "
+        "Ubuntu: `apt-get install dataset-fashion-mnist`; or `tfds build fashion_mnist` on "
+        "a machine with internet (then config.data.data_dir); or put the IDX files in a "
+        "directory and set config.data.idx_dir.")
+  arrays = {key: read_idx(path) for key, path in paths.items()}
+  for split in ("train", "test"):
+    if len(arrays[split, "images"]) != len(arrays[split, "labels"]):
+      raise ValueError(f"Fashion-MNIST {split}: {len(arrays[split, 'images'])} images but "
+                       f"{len(arrays[split, 'labels'])} labels in {where}.")
+  return _from_arrays(arrays["train", "images"][..., None], arrays["train", "labels"],
+                      arrays["test", "images"][..., None], arrays["test", "labels"], 10)
+
+
+def load(name: str, data_dir: str | None = None, *, idx_dir: str | None = None,
+         classes: Sequence[int] | None = None, train_per_class: int | None = None) -> ImageData:
+  """``digits``, ``synthetic``, ``fashion_mnist`` (:func:`fashion_mnist`, ``idx_dir``), or
+  the name of a TFDS image dataset.
 
   ``classes``: keep only these labels, relabelled 0..k-1 in the given order (e.g. source
   and target classes of a transfer experiment); ``train_per_class``: keep only the first
-  that many train images of each class (few-shot). The channel statistics are those of
-  the train split that remains.
+  that many train images of each class (few-shot, or a class-balanced subset). The channel
+  statistics are those of the train split that remains.
   """
   if name == "digits":
     data = digits()
   elif name == "synthetic":
     data = synthetic()
+  elif name == "fashion_mnist":
+    data = fashion_mnist(data_dir, idx_dir)
   else:
     data = tfds_data(name, data_dir)
   if classes is None and train_per_class is None:

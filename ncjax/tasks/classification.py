@@ -30,7 +30,7 @@ class Classification:
     self.config = config
     self.mesh = meshes.make_mesh(config)
     self.data = images.load(config.data.name, config.data.data_dir,
-                            classes=config.data.classes,
+                            idx_dir=config.data.idx_dir, classes=config.data.classes,
                             train_per_class=config.data.train_per_class)
     if config.batch_size > len(self.data.train):
       raise ValueError(f"config.batch_size = {config.batch_size} exceeds the "

@@ -43,8 +43,10 @@ def base_config() -> ml_collections.ConfigDict:
   c.data.operation = "add"  # grokking: a key of ncjax.data.OPERATIONS, or s5 (modulus unused)
   c.data.train_fraction = 0.5  # grokking: fraction of pairs in the train split
   c.data.key_frequencies = 5  # grokking add: K of the Fourier progress measures
-  c.data.name = "digits"  # classification: digits | synthetic | a TFDS image dataset
+  c.data.name = "digits"  # classification: digits | synthetic | fashion_mnist | a TFDS name
   c.data.data_dir = placeholder(str)  # classification: TFDS data_dir (None: TFDS default)
+  c.data.idx_dir = placeholder(str)  # fashion_mnist: IDX files (None: a prepared TFDS copy,
+  # else Debian's /usr/share/datasets/fashion-mnist)
   c.data.augment = False  # classification: random crop (4-pixel padding) and flip
   c.data.eval_batch_size = 512  # classification: batch of the whole-split metrics pass
   c.data.classes = placeholder(tuple)  # classification: keep these labels (relabelled 0..k-1)
@@ -70,7 +72,8 @@ def base_config() -> ml_collections.ConfigDict:
   c.optim.betas = (0.9, 0.98)  # adamw
   c.optim.momentum = 0.9  # sgd
   c.optim.nesterov = True  # sgd
-  c.optim.schedule = "constant"  # constant | cosine (decay to 0 at `steps`)
+  c.optim.schedule = "constant"  # constant | cosine (decay to 0 at `steps`) | step (x0.1
+  # at 1/3 and 2/3 of `steps`, Papyan et al. 2020)
   c.optim.warmup_steps = 0  # linear warm-up from 0
   c.optim.decoupled_weight_decay = True  # False: L2 penalty added to the gradient
   c.optim.grad_clip = placeholder(float)  # global-norm clipping
@@ -154,7 +157,8 @@ def validate(config: ml_collections.ConfigDict) -> None:
   need(config.model.init_scale > 0, "model.init_scale", "> 0")
   need(config.weight_decay >= 0, "weight_decay", ">= 0")
   need(config.optim.name in ("adamw", "sgd"), "optim.name", "adamw or sgd")
-  need(config.optim.schedule in ("constant", "cosine"), "optim.schedule", "constant or cosine")
+  need(config.optim.schedule in ("constant", "cosine", "step"), "optim.schedule",
+       "constant, cosine or step")
   need(0 <= config.optim.warmup_steps < config.steps, "optim.warmup_steps", "in [0, steps)")
   need(config.optim.grokfast in ("none", "ema", "ma"), "optim.grokfast", "none, ema or ma")
   need(config.optim.grokfast_lamb >= 0, "optim.grokfast_lamb", ">= 0")
@@ -228,6 +232,33 @@ def digits_cnn_config(**overrides) -> ml_collections.ConfigDict:
   c.update(dict(lr=0.05, weight_decay=5e-3, batch_size=128, steps=3000, metrics_every=100,
                 checkpoint_every=500, snapshots=30, sample_size=500))
   return override(c, overrides)
+
+
+def fashion_mnist_config(**overrides) -> ml_collections.ConfigDict:
+  """The Fashion-MNIST recipe (experiments/fashion_mnist.py): a CNN with (16, 32) conv
+  channels on a class-balanced subset of 500 train images per class (the full test
+  split), SGD with Nesterov momentum, lr 0.05 with cosine decay after 100 warm-up steps,
+  L2 weight decay 5e-4, no label smoothing, batch 128, 3,000 steps (~77 epochs);
+  ``overrides`` as in :func:`override`."""
+  c = digits_cnn_config()
+  c.name = "Fashion-MNIST (500 per class), CNN, SGD (terminal phase)"
+  c.data.name = "fashion_mnist"
+  c.data.train_per_class = 500
+  c.data.eval_batch_size = 1000
+  c.model.kwargs.channels = (16, 32)
+  c.loss.label_smoothing = 0.0
+  c.update(dict(weight_decay=5e-4, steps=3000, metrics_every=250, checkpoint_every=1000,
+                snapshots=16, sample_size=1000))
+  return override(c, overrides)
+
+
+def cnn_recipe(data: str, **overrides) -> ml_collections.ConfigDict:
+  """The CNN recipe of a dataset, ``digits`` (:func:`digits_cnn_config`) or
+  ``fashion_mnist`` (:func:`fashion_mnist_config`), for studies run on either."""
+  recipes = {"digits": digits_cnn_config, "fashion_mnist": fashion_mnist_config}
+  if data not in recipes:
+    raise ValueError(f"data must be one of {sorted(recipes)}, got {data!r}.")
+  return recipes[data](**overrides)
 
 
 def grokking_paper_config(**overrides) -> ml_collections.ConfigDict:

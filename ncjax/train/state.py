@@ -34,17 +34,21 @@ def variables(state: TrainState) -> dict:
 
 
 def make_optimizer(config: ml_collections.ConfigDict) -> optax.GradientTransformation:
-  """AdamW or SGD (momentum, Nesterov) with a constant or cosine schedule after a linear
+  """AdamW or SGD (momentum, Nesterov) with a constant, cosine or step schedule after a linear
   warm-up, decoupled or L2 weight decay; first an optional Grokfast filter of the
   gradient (:mod:`ncjax.optim`), then optional global-norm clipping."""
   o = config.optim
   if o.schedule == "cosine":
     lr = optax.warmup_cosine_decay_schedule(0.0, config.lr, o.warmup_steps, config.steps)
-  elif o.warmup_steps:
-    lr = optax.join_schedules([optax.linear_schedule(0.0, config.lr, o.warmup_steps),
-                               optax.constant_schedule(config.lr)], [o.warmup_steps])
-  else:
+  elif o.schedule == "constant" and not o.warmup_steps:
     lr = config.lr
+  else:
+    decays = {config.steps // 3: 0.1, 2 * config.steps // 3: 0.1} if o.schedule == "step" else {}
+    lr = optax.join_schedules(
+        [optax.linear_schedule(0.0, config.lr, o.warmup_steps),
+         optax.piecewise_constant_schedule(config.lr, {k - o.warmup_steps: v
+                                                      for k, v in decays.items()})],
+        [o.warmup_steps])
   decay = optax.add_decayed_weights(config.weight_decay)
   if o.name == "adamw":
     direction = optax.scale_by_adam(b1=o.betas[0], b2=o.betas[1])
