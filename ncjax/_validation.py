@@ -202,7 +202,7 @@ def labels(y, n: int, num_classes: int, name: str = "labels") -> jax.Array:
   """Checks (n,) integer labels; eagerly also that they lie in [0, num_classes)."""
   y = _array(y, name)
   if y.shape != (n,):
-    raise ValueError(f"{name} must have shape ({n},) to match the features, got {y.shape}.")
+    raise ValueError(f"{name} must have shape ({n},), one per row, got {y.shape}.")
   if not jnp.issubdtype(y.dtype, jnp.integer):
     raise InputTypeError(f"{name} must be integers, got dtype {y.dtype}.")
   bounds = _reduced(lambda xp, y: (xp.min(y), xp.max(y)), y) if n else None

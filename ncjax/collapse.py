@@ -461,8 +461,10 @@ def nc5(stats: ClassStats, ood, *, mask: jax.Array | None = None) -> jax.Array:
 def effective_rank(features: jax.Array, *, mask: jax.Array | None = None) -> jax.Array:
   """RankMe effective rank exp(H(p)), p = singular values of the features / their sum.
 
-  No epsilon is added: zero singular values contribute exactly 0 (RankMe's
-  p + 1e-7 changes the value by less than d * 2e-6).
+  No epsilon is added: singular values within the SVD's error are 0 and contribute
+  exactly 0 (RankMe's p + 1e-7 changes the value by less than d * 2e-6). The singular
+  values come from the moments about the mean (:func:`_effective_rank`), so an offset
+  of 1e5 in float32 does not round the small ones away.
 
   Args:
     features: (n, d) raw (uncentred) features; mask: optional (n,) bool.
@@ -470,19 +472,23 @@ def effective_rank(features: jax.Array, *, mask: jax.Array | None = None) -> jax
     Scalar in [1, min(n, d)].
   """
   (z,), mask = check.feature_inputs(mask, features=features)
-  z = jnp.where(mask[:, None], z, 0.0)
-  z = z / jax.lax.stop_gradient(jnp.max(jnp.abs(z)))  # scale-free: 1e30 does not overflow
-  return _effective_rank(matmul(z.T, z))
+  return _effective_rank(ClassStats._from_batch(z, jnp.zeros(z.shape[0], jnp.int32), 1, mask))
 
 
-def _effective_rank(second_moment: jax.Array) -> jax.Array:
-  """RankMe from the (d, d) uncentred second moment Z^T Z (singular values = sqrt)."""
-  lam = spectral.psd_eigvalsh(second_moment)
-  # Eigenvalues within the solver's error (d eps lam_max) are 0: their square roots would
-  # come back as ~sqrt(eps) sigma_max and enter the entropy.
-  positive = spectral.kept(lam)
-  sigma = jnp.where(positive, jnp.sqrt(jnp.where(positive, lam, 1.0)), 0.0)
-  return jnp.exp(spectral.spectrum_entropy(sigma))
+def _effective_rank(stats: ClassStats) -> jax.Array:
+  """RankMe of the features behind ``stats`` (scale-free) from a factor of
+  Z^T Z / scale^2 = sum_c (W_c + n_c a_c a_c^T), a_c = mu_c / scale: the rows
+  sqrt(n_c) a_c over a square root of the pooled within scatter W. No second pass over
+  Z and no squared singular values: the SVD of the (C + d, d) factor resolves what an
+  eigensolver of the sum (or an SVD of Z at an offset) would round away."""
+  a = stats.scaled_means + stats.shift / stats.scale
+  lam, vectors = jnp.linalg.eigh(stats.scaled_within)
+  lam = jnp.where(spectral.kept(lam), lam, 0.0)  # solver noise, whose roots would count
+  within_root = jnp.sqrt(lam)[:, None] * vectors.T
+  factor = jnp.concatenate([jnp.sqrt(stats.counts)[:, None] * a, within_root])
+  sigma = jnp.linalg.svd(factor, compute_uv=False)
+  zero = sigma <= max(factor.shape) ** 0.5 * jnp.finfo(sigma.dtype).eps * sigma[0]
+  return jnp.exp(spectral.spectrum_entropy(jnp.where(zero, 0.0, sigma)))
 
 
 def collapse_metrics_from_stats(
@@ -511,11 +517,7 @@ def collapse_metrics_from_stats(
   _require_distinct_means(stats, "collapse_metrics")
   pairs = _mean_pairs(stats, tile_size, mesh)
   out = {"nc1": nc1(stats), "vci": vci(stats), "cdnv": pairs["cdnv"], "gnc2": pairs["gnc2"]}
-  # Z^T Z / scale^2 from the class statistics: sum_c (W_c + n_c a_c a_c^T) with
-  # a_c = mu_c / scale; no second pass over Z (effective rank is scale-invariant).
-  a = stats.scaled_means + stats.shift / stats.scale
-  out["effective_rank"] = _effective_rank(
-      stats.scaled_within + matmul((a * stats.counts[:, None]).T, a))
+  out["effective_rank"] = _effective_rank(stats)
   m, present = stats.scaled_centred_means, stats.present
   out |= {"equinorm_means": _equinorm(m, present),
           "equiangular_means": pairs["equiangular_means"],

@@ -105,28 +105,39 @@ def _joint_slq(zn1, zn2, mask, key, **options) -> tuple[jax.Array, jax.Array]:
 
 def joint_entropy_slq(
     z1: jax.Array, z2: jax.Array, key: jax.Array, *, mask: jax.Array | None = None,
-    rank: int = 64, power: int = 1, num_probes: int = 10, order: int = 10,
+    rank: int | None = None, power: int = 1, num_probes: int = 10, order: int = 10,
 ) -> tuple[jax.Array, jax.Array]:
   """Joint entropy H(G(z1) o G(z2)) by deflated stochastic Lanczos quadrature (matfree),
   for n and d1 d2 too large for the exact routes; only Hadamard matvecs, O(n (d1 + d2))
   memory. See :func:`ncjax.spectral.slq_trace_xlogx` for the estimator and its error.
 
+  The kernel has rank <= d1 d2: when the deflation would hold all of it (``rank`` >=
+  d1 d2), there is nothing left to estimate and the exact Kronecker route is taken
+  (standard error 0).
+
   Args:
     z1: (n, d1); z2: (n, d2); key: PRNG key; mask: optional (n,) bool.
-    rank: deflated top-spectrum size; power: subspace iterations on the sketch;
-    num_probes, order: SLQ probes and Lanczos steps. Cost (2 + power) rank +
-    num_probes order Hadamard matvecs of 4 n d1 d2 flops each.
+    rank: deflated top-spectrum size (None: min(64, n - order)); power: subspace
+    iterations on the sketch; num_probes, order: SLQ probes and Lanczos steps. Cost
+    (2 + power) rank + num_probes order Hadamard matvecs of 4 n d1 d2 flops each.
   Returns:
     (estimate in nats, its standard error across probes).
   """
   zn1, zn2, mask = _normalized_pair(z1, z2, mask)
   n = zn1.shape[0]
-  for name, value, low in (("rank", rank, 1), ("power", power, 0), ("num_probes", num_probes, 2),
+  for name, value, low in (("power", power, 0), ("num_probes", num_probes, 2),
                            ("order", order, 1)):
     if not isinstance(value, int) or value < low:
       raise ValueError(f"{name} must be an int >= {low} (static under jit), got {value!r}.")
+  if order >= n:
+    raise ValueError(f"order must be < n = {n} samples, got {order}.")
+  rank = min(64, n - order) if rank is None else rank
+  if isinstance(rank, bool) or not isinstance(rank, int) or rank < 1:
+    raise ValueError(f"rank must be None or an int >= 1 (static under jit), got {rank!r}.")
   if rank + order > n:
     raise ValueError(f"rank + order must be <= n = {n} samples, got {rank} + {order}.")
+  if rank >= zn1.shape[1] * zn2.shape[1]:
+    return _joint(zn1, zn2, mask, exact=True), jnp.zeros((), zn1.dtype)
   return _joint_slq(zn1, zn2, mask, key, rank=rank, power=power, num_probes=num_probes,
                     order=order)
 

@@ -26,22 +26,32 @@ def cross_entropy(logits: jax.Array, labels: jax.Array, *, label_smoothing: floa
   """Mean softmax cross-entropy of ``logits / temperature`` over the unmasked rows.
 
   Args:
-    logits: (n, C); labels: (n,) int in [0, C); label_smoothing: in [0, 1), the target
-      is (1 - s) one_hot + s / C; temperature: > 0; mask: optional (n,) bool. A traced
+    logits: (n, C) floating (half precision is computed in float32); labels: (n,) int
+      in [0, C); label_smoothing: in [0, 1), the target is (1 - s) one_hot + s / C;
+      temperature: finite, > 0; mask: optional (n,) bool (False: padding, whose values
+      never reach the loss or its gradient; 0 when no row is kept). A traced
       label_smoothing or temperature (a member's value in a vmapped sweep) is not checked
       here: the config's validation checked it.
   Returns:
     Scalar loss.
   """
+  logits = check.real_floating(logits, "logits")  # bfloat16/float16 computed in float32
+  if logits.ndim != 2 or logits.shape[1] < 1:
+    raise ValueError(f"logits must be 2-D (n, C) with C >= 1, got shape {logits.shape}.")
+  n, num_classes = logits.shape
+  labels = check.labels(labels, n, num_classes)
+  mask = check.as_mask(mask, n)
+  check.finite(logits, "logits", mask)
   if check.is_concrete(label_smoothing) and not 0.0 <= label_smoothing < 1.0:
     raise ValueError(f"label_smoothing must be in [0, 1), got {label_smoothing}.")
-  if check.is_concrete(temperature) and not temperature > 0:
-    raise ValueError(f"temperature must be > 0, got {temperature}.")
-  targets = optax.smooth_labels(jax.nn.one_hot(labels, logits.shape[-1], dtype=logits.dtype),
+  if check.is_concrete(temperature) and not 0 < temperature < float("inf"):
+    raise ValueError(f"temperature must be finite and > 0, got {temperature}.")
+  # Padding rows may hold anything (NaN included): replaced before any arithmetic, so
+  # they reach neither the loss nor its gradient.
+  logits = jnp.where(mask[:, None], logits, 0.0)
+  targets = optax.smooth_labels(jax.nn.one_hot(labels, num_classes, dtype=logits.dtype),
                                 label_smoothing)
   losses = optax.softmax_cross_entropy(logits / temperature, targets)
-  if mask is None:
-    return jnp.mean(losses)
   return jnp.sum(jnp.where(mask, losses, 0.0)) / jnp.maximum(jnp.sum(mask), 1)
 
 

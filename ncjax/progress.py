@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 import optax
 
 from ncjax import _validation as check
@@ -39,7 +40,7 @@ def fourier_losses(logits: jax.Array, train_mask: jax.Array, *,
     logits: (p * p, C) over every pair, row a * p + b; the label of row (a, b) is
       (a + b) mod p (C = p).
     train_mask: (p * p,) bool, the train pairs.
-    num_frequencies: K, static, in [1, p // 2].
+    num_frequencies: K in [1, p // 2]; may be traced (a vmapped sweep of K).
   Returns:
     ``restricted_loss``: cross-entropy over all pairs of the logits' key-frequency
     component plus their per-class mean; ``excluded_loss``: cross-entropy over the train
@@ -52,7 +53,7 @@ def fourier_losses(logits: jax.Array, train_mask: jax.Array, *,
   n, p = logits.shape
   train_mask = check.as_mask(train_mask, n, "train_mask")
   check.finite(logits, "logits")
-  if not 1 <= num_frequencies <= p // 2:
+  if check.is_concrete(num_frequencies) and not 1 <= num_frequencies <= p // 2:
     raise ValueError(f"num_frequencies must be in [1, {p // 2}], got {num_frequencies}.")
   a, b = jnp.divmod(jnp.arange(n), p)
   s = (a + b) % p
@@ -62,16 +63,21 @@ def fourier_losses(logits: jax.Array, train_mask: jax.Array, *,
   unit = jnp.max(jnp.abs(centred))
   unit = jnp.where(unit > 0, unit, 1.0)
   sums = jax.ops.segment_sum(centred, s, num_segments=p)  # (p, C): per a + b mod p
-  angle = 2 * jnp.pi * jnp.outer(jnp.arange(1, p // 2 + 1), jnp.arange(p)) / p  # (K_all, p)
-  # Unit directions over the p * p pairs: each s appears p times.
-  basis = jnp.stack([jnp.cos(angle), jnp.sin(angle)], 1)  # (K_all, 2, p)
-  norms = jnp.sqrt(p * jnp.sum(basis**2, axis=-1, keepdims=True))
-  basis = jnp.where(norms > 0, basis / jnp.where(norms > 0, norms, 1), 0.0)  # sin at p/2 is 0
+  k = np.arange(1, p // 2 + 1)
+  # The angles reduced exactly (k s mod p, in integers), then unit directions over the
+  # p * p pairs (each s appears p times). At k = p / 2 (p even) the sine is 0 exactly;
+  # in floating point sin(pi) is not, and normalising it would invent a direction.
+  angle = 2 * np.pi * (np.outer(k, np.arange(p)) % p) / p  # (K_all, p), float64
+  basis = np.stack([np.cos(angle), np.sin(angle) * (2 * k != p)[:, None]], 1)  # (K_all, 2, p)
+  norms = np.sqrt(p * np.sum(basis**2, axis=-1, keepdims=True))
+  basis = jnp.asarray(basis / np.where(norms > 0, norms, 1), logits.dtype)
   coef = jnp.einsum("kjs,sc->kjc", basis, sums)  # (K_all, 2, C)
   energy = jnp.sum((coef / unit) ** 2, axis=(1, 2))
-  _, key = jax.lax.top_k(energy, num_frequencies)
-  component = jnp.einsum("kjc,kjs->sc", coef[key], basis[key])[s]  # (p * p, C)
+  # The num_frequencies largest energies (ties: the lower k), as a mask: K may be traced.
+  rank = jnp.argsort(jnp.argsort(-energy, stable=True), stable=True)
+  key = (rank < num_frequencies).astype(logits.dtype)
+  component = jnp.einsum("kjc,kjs,k->sc", coef, basis, key)[s]  # (p * p, C)
   total = jnp.sum((centred / unit) ** 2)
   return {"restricted_loss": cross_entropy(component + mean, s),  # label of (a, b): s
           "excluded_loss": cross_entropy(logits - component, s, mask=train_mask),
-          "key_fraction": jnp.sum(energy[key]) / jnp.maximum(total, jnp.finfo(total.dtype).tiny)}
+          "key_fraction": jnp.sum(energy * key) / jnp.maximum(total, jnp.finfo(total.dtype).tiny)}

@@ -47,16 +47,28 @@ def _eigenvalues_jvp(primals, tangents):
   return w, jnp.einsum("...ji,...jk,...ki->...i", v, dk, v)
 
 
+def _power_of_two_scale(k: jax.Array) -> jax.Array:
+  """(..., 1, 1) power of two near max |k| (1 for a zero matrix), no gradient: dividing
+  by it and multiplying the eigenvalues back is exact, and the solver never squares
+  entries of 1e30 (overflow) or 1e-30 (underflow)."""
+  top = jax.lax.stop_gradient(jnp.max(jnp.abs(k), axis=(-2, -1), keepdims=True))
+  ok = jnp.isfinite(top) & (top > 0)
+  return jnp.where(ok, jnp.ldexp(jnp.ones_like(top), jnp.frexp(jnp.where(ok, top, 1))[1]),
+                   1.0)
+
+
 def psd_eigvalsh(k: jax.Array) -> jax.Array:
-  """Eigenvalues (ascending, clamped at 0) of a symmetric PSD matrix.
+  """Eigenvalues (ascending, clamped at 0) of a symmetric PSD matrix, at any scale float
+  range allows (computed for k / 2^e, then multiplied back exactly).
 
   Args:
     k: (..., n, n) symmetric PSD; only its symmetric part is used.
   Returns:
     (..., n) eigenvalues >= 0.
   """
-  k = 0.5 * (k + jnp.swapaxes(k, -1, -2))
-  return _clamp(_eigenvalues(k))
+  unit = _power_of_two_scale(k)
+  k = 0.5 * (k + jnp.swapaxes(k, -1, -2)) / unit
+  return _clamp(_eigenvalues(k)) * unit[..., 0]
 
 
 def psd_eigh(k: jax.Array) -> tuple[jax.Array, jax.Array]:
@@ -67,9 +79,9 @@ def psd_eigh(k: jax.Array) -> tuple[jax.Array, jax.Array]:
   Returns:
     ((..., n) eigenvalues ascending, (..., n, n) eigenvectors).
   """
-  k = 0.5 * (k + jnp.swapaxes(k, -1, -2))
-  w, v = jnp.linalg.eigh(k)
-  return _clamp(w), v
+  unit = _power_of_two_scale(k)
+  w, v = jnp.linalg.eigh(0.5 * (k + jnp.swapaxes(k, -1, -2)) / unit)
+  return _clamp(w) * unit[..., 0], v
 
 
 def spectrum_entropy(eigenvalues: jax.Array) -> jax.Array:
@@ -84,6 +96,10 @@ def spectrum_entropy(eigenvalues: jax.Array) -> jax.Array:
   Returns:
     (...) entropy.
   """
+  # In units of the largest (no gradient; p is scale-free): the gradient of the ratio
+  # squares the sum, which over- or underflows at scales 1e30 and 1e-30.
+  top = jax.lax.stop_gradient(jnp.max(eigenvalues, axis=-1, keepdims=True))
+  eigenvalues = eigenvalues / jnp.where(top > 0, top, 1.0)
   p = eigenvalues / jnp.sum(eigenvalues, axis=-1, keepdims=True)
   zero = p <= 0  # False for NaN, so NaN inputs give a NaN entropy
   return jnp.sum(jnp.where(zero, 0.0, entr(jnp.where(zero, 1.0, p))), axis=-1)

@@ -39,8 +39,10 @@ def _reference(logits, train_mask, k):
           "key_fraction": sum(energy[f] for f in key) / np.sum(centred**2)}
 
 
-@pytest.mark.parametrize("p,k", [(7, 2), (11, 3), (10, 2), (13, 6)])
+@pytest.mark.parametrize("p,k", [(7, 2), (11, 3), (10, 2), (13, 6),
+                                 (2, 1), (4, 2), (6, 3), (8, 4), (12, 6), (9, 4)])
 def test_fourier_losses_match_reference(p, k):
+  """Even p with k = p / 2 forces the Nyquist frequency, whose sine direction is 0."""
   rng = np.random.default_rng(p)
   logits = rng.normal(size=(p * p, p)).astype(np.float32) * 3
   mask = rng.random(p * p) < 0.4
@@ -48,6 +50,19 @@ def test_fourier_losses_match_reference(p, k):
   want = _reference(logits, mask, k)
   for name, value in want.items():
     np.testing.assert_allclose(got[name], value, rtol=2e-5, err_msg=name)
+
+
+def test_fourier_losses_num_frequencies_may_be_traced():
+  rng = np.random.default_rng(3)
+  p = 9
+  logits = jnp.asarray(rng.normal(size=(p * p, p)), jnp.float32)
+  mask = jnp.asarray(rng.random(p * p) < 0.5)
+  swept = jax.jit(jax.vmap(lambda k: progress.fourier_losses(logits, mask, num_frequencies=k)))(
+      jnp.arange(1, 5))
+  for i, k in enumerate(range(1, 5)):
+    want = _reference(logits, np.asarray(mask), k)
+    for name, value in want.items():
+      np.testing.assert_allclose(swept[name][i], value, rtol=2e-5, err_msg=f"{name} k={k}")
 
 
 def test_fourier_network_closed_form():
