@@ -99,11 +99,17 @@ def features(z, name: str, *, min_rows: int = 2) -> jax.Array:
   return z
 
 
+def static_int(value, name: str, minimum: int = 1) -> int:
+  """Checks a static integer option (a Python or NumPy int, not a bool) >= ``minimum``."""
+  if isinstance(value, (bool, np.bool_)) or not isinstance(value, (int, np.integer)) \
+      or value < minimum:
+    raise ValueError(f"{name} must be an int >= {minimum} (static under jit), got {value!r}.")
+  return int(value)
+
+
 def num_classes(c) -> int:
   """Checks a static class count: a Python (or NumPy) int >= 1."""
-  if isinstance(c, bool) or not isinstance(c, (int, np.integer)) or c < 1:
-    raise ValueError(f"num_classes must be an int >= 1 (static under jit), got {c!r}.")
-  return int(c)
+  return static_int(c, "num_classes")
 
 
 def head(w, num_classes: int, dim: int, name: str = "head") -> jax.Array:

@@ -51,6 +51,11 @@ def _stats(x, labels, num_classes, mask) -> ClassStats:
   else:
     if labels is None or num_classes is None:
       raise ValueError("pass a ClassStats, or features with labels and num_classes.")
+    # Static: two samples of two classes at least (raises at trace time under jit too).
+    x = check.features(x, "features", min_rows=2)
+    if check.num_classes(num_classes) < 2:
+      raise ValueError(f"collapse metrics compare classes: num_classes must be >= 2, got "
+                       f"{num_classes}.")
     x = class_stats(x, labels, num_classes=num_classes, mask=mask)
   check.classes_present(x.counts)
   return x
@@ -247,6 +252,7 @@ def nc2(
     all 0 for a simplex ETF.
   """
   s = _stats(x, labels, num_classes, mask)
+  _require_distinct_means(s, "NC2")
   out = {"equinorm_means": _equinorm(s.scaled_centred_means, s.present)}
   out |= {k: v for k, v in _mean_pairs(s, tile_size).items() if k.endswith("_means")}
   if head is not None:
@@ -255,6 +261,7 @@ def nc2(
 
 
 def _head_angles(head: jax.Array, present: jax.Array, tile_size: int, mesh=None) -> dict:
+  check.rows_nonzero(head, present, "head")  # a zero row has no angle
   angles = _pair_means(head, present, _angle_terms(head, present), tile_size, mesh)
   return {"equinorm_head": _equinorm(head, present),
           "equiangular_head": jnp.sqrt(angles["cos_var"]), "maxangle_head": angles["maxangle"]}
@@ -292,6 +299,7 @@ def unc3(x, head: jax.Array, labels=None, *, num_classes: int | None = None, mas
   s = _stats(x, labels, num_classes, mask)
   _require_distinct_means(s, "UNC3")
   w = check.head(head, s.num_classes, s.dim)
+  check.rows_nonzero(w, s.present, "head")
   cos = jnp.sum(kernels.normalize_rows(w, s.present)
                 * kernels.normalize_rows(s.scaled_centred_means, s.present), axis=1)
   n = s.num_present
@@ -377,6 +385,7 @@ def nc4(
     Scalar in [0, 1].
   """
   features, head, bias, mask = _head_inputs(features, stats, head, bias, mask)
+  check.enough_rows(mask, minimum=1)
   network, nearest = _network_and_nearest(features, stats, head, bias, tile_size)
   return jnp.sum((network != nearest) & mask) / jnp.sum(mask)
 

@@ -266,20 +266,38 @@ def _floor(h: jax.Array) -> jax.Array:
   return jnp.sqrt(jnp.finfo(jnp.result_type(h, float)).eps)
 
 
+def _entropy_inputs(**named) -> list[jax.Array]:
+  """Entropies as float arrays of one shape; eagerly also finite and >= 0 (down to
+  round-off, sqrt(eps))."""
+  arrays = {k: check.real_floating(v, k) for k, v in named.items()}
+  shapes = {k: v.shape for k, v in arrays.items()}
+  if len(set(shapes.values())) != 1:
+    raise ValueError(f"entropies must have one shape, got {shapes}.")
+  for k, v in arrays.items():
+    check.finite(v, k)
+    low = check._reduced(lambda xp, v: xp.min(v), v) if v.size else None
+    if low is not None and low < -_floor(v):
+      raise ValueError(f"{k} must be >= 0 (an entropy), got {float(low):.4g}.")
+  return list(arrays.values())
+
+
 def mir_from_entropies(h1: jax.Array, h2: jax.Array, h12: jax.Array) -> jax.Array:
   """MIR (h1 + h2 - h12) / min(h1, h2) from the two entropies and the joint entropy.
 
   In [0, 1] (clipped: round-off can step outside). Defined as 0 when min(h1, h2) is
   below sqrt(eps): a rank-one Gram (e.g. the centred means of two classes) carries no
-  information, and I = 0 there exactly.
+  information, and I = 0 there exactly. A NaN entropy (under jit) gives NaN.
   """
+  h1, h2, h12 = _entropy_inputs(h1=h1, h2=h2, h12=h12)
   low = jnp.minimum(h1, h2)
-  ok = low > _floor(low)
+  ok = (low > _floor(low)) | jnp.isnan(low + h12)
   return jnp.where(ok, jnp.clip((h1 + h2 - h12) / jnp.where(ok, low, 1.0), 0.0, 1.0), 0.0)
 
 
 def hdr_from_entropies(h1: jax.Array, h2: jax.Array) -> jax.Array:
-  """HDR |h1 - h2| / max(h1, h2) from two entropies; 0 when both are below sqrt(eps)."""
+  """HDR |h1 - h2| / max(h1, h2) from two entropies; 0 when both are below sqrt(eps).
+  A NaN entropy (under jit) gives NaN."""
+  h1, h2 = _entropy_inputs(h1=h1, h2=h2)
   high = jnp.maximum(h1, h2)
-  ok = high > _floor(high)
+  ok = (high > _floor(high)) | jnp.isnan(high)
   return jnp.where(ok, jnp.clip(jnp.abs(h1 - h2) / jnp.where(ok, high, 1.0), 0.0, 1.0), 0.0)

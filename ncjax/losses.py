@@ -65,6 +65,7 @@ def _feature_inputs(features, labels, embeddings, mask, embeddings_name: str):
     raise ValueError(f"{embeddings_name} must have shape (C, {d}) to match the features, "
                      f"got {embeddings.shape}.")
   check.finite(embeddings, embeddings_name)
+  check.rows_nonzero(embeddings, jnp.ones(embeddings.shape[0], bool), embeddings_name)
   labels = check.labels(labels, n, embeddings.shape[0])
   mask = check.as_mask(mask, n)
   check.finite(features, "features", mask)

@@ -18,6 +18,8 @@ import jax
 import jax.numpy as jnp
 import optax
 
+from ncjax import _validation as check
+
 
 class GrokfastEmaState(NamedTuple):
   count: jax.Array  # () int32: gradients seen
@@ -30,8 +32,17 @@ class GrokfastMaState(NamedTuple):
 
 
 def _check(lamb: float):
-  if not lamb >= 0:
-    raise ValueError(f"lamb must be >= 0, got {lamb}.")
+  """A concrete lamb must be finite and >= 0; a traced one (a vmapped sweep) is the
+  caller's to check."""
+  if check.is_concrete(lamb) and not 0 <= lamb < float("inf"):
+    raise ValueError(f"lamb must be finite and >= 0, got {lamb}.")
+
+
+def _same_shapes(updates, like) -> None:
+  """Gradients must have their parameters' shapes (no silent broadcasting)."""
+  for g, m in zip(jax.tree.leaves(updates), jax.tree.leaves(like)):
+    if jnp.shape(g) != jnp.shape(m):
+      raise ValueError(f"a gradient has shape {jnp.shape(g)}, its parameter {jnp.shape(m)}.")
 
 
 def grokfast_ema(alpha: float = 0.98, lamb: float = 2.0) -> optax.GradientTransformation:
@@ -42,7 +53,7 @@ def grokfast_ema(alpha: float = 0.98, lamb: float = 2.0) -> optax.GradientTransf
     alpha: EMA momentum in [0, 1).
     lamb: amplification of the slow component, >= 0.
   """
-  if not 0 <= alpha < 1:
+  if check.is_concrete(alpha) and not 0 <= alpha < 1:
     raise ValueError(f"alpha must be in [0, 1), got {alpha}.")
   _check(lamb)
 
@@ -51,6 +62,7 @@ def grokfast_ema(alpha: float = 0.98, lamb: float = 2.0) -> optax.GradientTransf
 
   def update(updates, state, params=None):
     del params
+    _same_shapes(updates, state.ema)
     first = state.count == 0
     ema = jax.tree.map(lambda m, g: jnp.where(first, g, alpha * m + (1 - alpha) * g),
                        state.ema, updates)
@@ -70,8 +82,7 @@ def grokfast_ma(window: int = 100, lamb: float = 5.0, *,
     window: number of past gradients averaged, >= 1.
     lamb: amplification of the slow component, >= 0.
   """
-  if not (isinstance(window, int) and window >= 1):
-    raise ValueError(f"window must be an int >= 1, got {window!r}.")
+  window = check.static_int(window, "window")
   _check(lamb)
 
   def init(params):
@@ -80,6 +91,7 @@ def grokfast_ma(window: int = 100, lamb: float = 5.0, *,
 
   def update(updates, state, params=None):
     del params
+    _same_shapes(updates, jax.tree.map(lambda b: b[0], state.window))
     slot = state.count % window
     buffer = jax.tree.map(lambda b, g: b.at[slot].set(g), state.window, updates)
     seen = jnp.minimum(state.count + 1, window)

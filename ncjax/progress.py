@@ -23,8 +23,16 @@ from ncjax.losses import cross_entropy
 
 
 def weight_norm(params) -> jax.Array:
-  """sqrt of the sum of squares of every leaf of ``params``: a scalar."""
-  return optax.global_norm(params)
+  """sqrt of the sum of squares of every leaf of ``params``: a float32 (or wider)
+  scalar, computed in units of the largest entry, so leaves of 1e30 (or float16 leaves
+  of 300, whose squares overflow float16) do not overflow."""
+  leaves = [jnp.asarray(x, jnp.promote_types(jnp.result_type(x), jnp.float32))
+            for x in jax.tree.leaves(params)]
+  if not leaves:
+    return jnp.zeros((), jnp.float32)
+  top = jax.lax.stop_gradient(max(jnp.max(jnp.abs(x), initial=0) for x in leaves))
+  unit = jnp.where((top > 0) & jnp.isfinite(top), top, 1.0)
+  return unit * optax.tree.norm([x / unit for x in leaves])
 
 
 def fourier_losses(logits: jax.Array, train_mask: jax.Array, *,

@@ -58,8 +58,7 @@ class ClassStats:
   def empty(cls, *, num_classes: int, dim: int, dtype=jnp.float32) -> "ClassStats":
     """The identity of :meth:`merge`: no samples of ``num_classes`` classes in ``dim``-d."""
     num_classes = check.num_classes(num_classes)
-    if isinstance(dim, bool) or not isinstance(dim, int) or dim < 1:
-      raise ValueError(f"dim must be an int >= 1, got {dim!r}.")
+    dim = check.static_int(dim, "dim")
     if not jnp.issubdtype(dtype, jnp.floating) or jnp.finfo(dtype).bits < 32:
       raise check.InputTypeError(f"dtype must be float32 or float64, got {jnp.dtype(dtype)}.")
     return cls._identity(num_classes, dim, dtype)
@@ -102,14 +101,16 @@ class ClassStats:
   def update(self, features, labels, mask=None) -> "ClassStats":
     """Adds a batch, the same as ``self.merge(ClassStats.from_batch(...))`` but in one
     n x d x d product; features (n, d) with d equal to this accumulator's, labels (n,)
-    int, mask optional (n,) bool."""
-    features = check.features(features, "features", min_rows=1)
+    int, mask optional (n,) bool. A batch of 0 rows changes nothing."""
+    features = check.features(features, "features", min_rows=0)
     if features.shape[1] != self.dim:
       raise ValueError(f"features must have {self.dim} columns like these statistics, "
                        f"got shape {features.shape}.")
     labels = check.labels(labels, features.shape[0], self.num_classes)
     mask = check.as_mask(mask, features.shape[0])
     check.finite(features, "features", mask)
+    if features.shape[0] == 0:
+      return self
     return self._absorb(features.astype(self.counts.dtype), labels, mask)
 
   def _absorb(self, features, labels, mask) -> "ClassStats":
@@ -245,10 +246,17 @@ class ClassStats:
     m = self.scaled_means - self.scaled_global_mean
     return jnp.where(self.present[:, None], m, 0.0)
 
+  def _samples(self, what: str) -> jax.Array:
+    """The sample count N; eagerly raises when it is 0 (``what`` is then 0/0)."""
+    total = check._reduced(lambda xp, c: xp.sum(c), self.counts)
+    if total is not None and total == 0:
+      raise ValueError(f"{what} of an empty ClassStats (no samples) is 0/0.")
+    return self.total
+
   @property
   def scaled_sigma_w(self) -> jax.Array:
     """(d, d) Sigma_W / scale^2."""
-    return self.scaled_within / self.total
+    return self.scaled_within / self._samples("Sigma_W")
 
   @property
   def scaled_class_variances(self) -> jax.Array:
@@ -258,7 +266,8 @@ class ClassStats:
   @property
   def scaled_weighted_means(self) -> jax.Array:
     """(C, d) sqrt(n_c / N) (mu_c - mu_G) / scale: Sigma_B (weighted) / scale^2 = its Gram."""
-    return self.scaled_centred_means * jnp.sqrt(self.counts / self.total)[:, None]
+    total = self._samples("Sigma_B (weighted)")
+    return self.scaled_centred_means * jnp.sqrt(self.counts / total)[:, None]
 
   @property
   def scaled_sigma_t(self) -> jax.Array:
@@ -302,6 +311,7 @@ class ClassStats:
   def sigma_b(self) -> jax.Array:
     """(d, d) Papyan's between-class covariance, unweighted over present classes."""
     m = self.centred_means
+    self._samples("Sigma_B")
     return matmul(m.T, m) / self.num_present
 
   @property

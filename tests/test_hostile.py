@@ -1,0 +1,227 @@
+"""Hostile inputs outside the metric core (issue: silent wrong values): each case gets a
+clear error naming the argument, or the right value against a float64 NumPy reference.
+Classes: wrong rank and dtype, out-of-range and float labels, int/float/(n, 1) masks,
+NaN padding, scales 1e-30 and 1e30, offsets 1e5, traced hyper-parameters, empty inputs."""
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from ncjax import collapse, info, losses, optim, progress, spectral
+from ncjax.data.algorithmic import algorithmic
+from ncjax.stats import ClassStats
+
+RNG = np.random.default_rng(0)
+LOGITS = RNG.normal(size=(6, 4)).astype(np.float32)
+LABELS = np.array([0, 1, 2, 3, 1, 2])
+
+
+def _ce_reference(logits, labels, smoothing=0.0, temperature=1.0, mask=None):
+  z = np.asarray(logits, np.float64) / temperature
+  logp = z - z.max(1, keepdims=True)
+  logp -= np.log(np.exp(logp).sum(1, keepdims=True))
+  target = (1 - smoothing) * np.eye(z.shape[1])[labels] + smoothing / z.shape[1]
+  nll = -(target * logp).sum(1)
+  return nll.mean() if mask is None else nll[mask].mean()
+
+
+@pytest.mark.parametrize("change, match", [
+    (dict(labels=np.array([0, 1, 2, 4, 1, 2])), r"labels must lie in \[0, 4\)"),
+    (dict(labels=np.array([0, 1, 2, -1, 1, 2])), r"labels must lie in \[0, 4\)"),
+    (dict(labels=np.array([0, 1, 2, 2**31 - 1, 1, 2])), r"labels must lie in \[0, 4\)"),
+    (dict(labels=LABELS.astype(np.float32)), "labels must be integers"),
+    (dict(labels=LABELS[:, None]), r"labels must have shape \(6,\)"),
+    (dict(labels=LABELS[:1]), r"labels must have shape \(6,\)"),
+    (dict(mask=np.ones(6, int)), "mask must be boolean"),
+    (dict(mask=np.ones(6, np.float32)), "mask must be boolean"),
+    (dict(mask=np.ones((6, 1), bool)), r"mask must have shape \(6,\)"),
+    (dict(logits=LOGITS[0]), "logits must be 2-D"),
+    (dict(logits=LOGITS[None]), "logits must be 2-D"),
+    (dict(logits=LOGITS.astype(np.int32)), "logits must be real floating"),
+    (dict(temperature=float("inf")), "temperature must be finite"),
+    (dict(temperature=0.0), "temperature must be finite and > 0"),
+    (dict(label_smoothing=float("nan")), "label_smoothing must be in"),
+    (dict(logits=np.where(np.eye(6, 4, dtype=bool), np.nan, LOGITS)), "logits contains NaN"),
+])
+def test_cross_entropy_refuses_bad_input_naming_it(change, match):
+  kwargs = dict(logits=LOGITS, labels=LABELS) | change
+  with pytest.raises(ValueError, match=match):
+    losses.cross_entropy(**kwargs)
+
+
+@pytest.mark.parametrize("smoothing, temperature", [(0.0, 1.0), (0.1, 1.0), (0.2, 3.0)])
+def test_cross_entropy_matches_reference_in_float32_for_half_precision(smoothing, temperature):
+  for dtype in (jnp.float32, jnp.bfloat16, jnp.float16):
+    logits = jnp.asarray(LOGITS, dtype)
+    got = losses.cross_entropy(logits, LABELS, label_smoothing=smoothing,
+                               temperature=temperature)
+    assert got.dtype == jnp.float32
+    want = _ce_reference(np.asarray(logits.astype(jnp.float32)), LABELS, smoothing, temperature)
+    np.testing.assert_allclose(got, want, rtol=1e-5)
+
+
+def test_nan_padding_reaches_neither_the_loss_nor_its_gradient():
+  mask = np.array([1, 1, 1, 1, 0, 0], bool)
+  logits = LOGITS.copy()
+  logits[4:] = np.nan
+  loss, grad = jax.value_and_grad(lambda l: losses.cross_entropy(l, LABELS, mask=mask))(logits)
+  np.testing.assert_allclose(loss, _ce_reference(LOGITS, LABELS, mask=mask), rtol=1e-5)
+  assert np.all(np.isfinite(grad)) and np.all(grad[4:] == 0)
+  # supervised_loss (what the trainer runs) under jit with a NaN padding row
+  feats = RNG.normal(size=(6, 3)).astype(np.float32)
+  head = RNG.normal(size=(4, 3)).astype(np.float32)
+  g = jax.jit(jax.grad(lambda l: losses.supervised_loss(l, feats, head, LABELS, mask=mask)))(
+      logits)
+  assert np.all(np.isfinite(g))
+
+
+def test_cross_entropy_temperature_may_be_traced():
+  got = jax.jit(jax.vmap(lambda t: losses.cross_entropy(LOGITS, LABELS, temperature=t)))(
+      jnp.asarray([0.5, 2.0]))
+  np.testing.assert_allclose(got, [_ce_reference(LOGITS, LABELS, temperature=t)
+                                   for t in (0.5, 2.0)], rtol=1e-5)
+
+
+def _rank_reference(z):
+  s = np.linalg.svd(np.asarray(z, np.float64), compute_uv=False)
+  p = s[s > 0] / s.sum()
+  return np.exp(-(p * np.log(p)).sum())
+
+
+@pytest.mark.parametrize("name", ["constant", "offset1e4", "offset1e5", "scale1e-30",
+                                  "scale1e30", "rank3"])
+def test_effective_rank_and_its_collapse_metrics_key_match_float64(name):
+  rng = np.random.default_rng(1)
+  noise = rng.normal(size=(200, 16))
+  z = {"constant": np.ones((200, 16)) * 3.0, "offset1e4": noise + 1e4,
+       "offset1e5": noise + 1e5, "scale1e-30": noise * 1e-30, "scale1e30": noise * 1e30,
+       "rank3": noise[:, :3] @ rng.normal(size=(3, 16))}[name].astype(np.float32)
+  want = _rank_reference(z)  # of the float32 data, in float64
+  np.testing.assert_allclose(collapse.effective_rank(z), want, rtol=2e-5)
+  labels = np.arange(200) % 4
+  if name != "constant":  # equal class means: the collapse metrics refuse (0/0)
+    got = collapse.collapse_metrics(z, labels, num_classes=4)["effective_rank"]
+    np.testing.assert_allclose(got, want, rtol=2e-5)
+
+
+@pytest.mark.parametrize("scale", [1e-30, 1e-10, 1.0, 1e10, 1e30])
+def test_gram_entropy_and_eigenvalues_are_exact_at_any_scale_with_gradients(scale):
+  z = RNG.normal(size=(12, 20))
+  k = z @ z.T
+  w = np.linalg.eigvalsh(k)
+  p = w / w.sum()
+  want = -(p * np.log(p)).sum()
+  ks = jnp.asarray(k * scale, jnp.float32)
+  np.testing.assert_allclose(info.gram_entropy(ks), want, rtol=1e-5)
+  np.testing.assert_allclose(spectral.psd_eigvalsh(ks) / scale, w, rtol=1e-4)
+  # H(s K) = H(K): the gradient in K is scale-free times 1/s.
+  grad = jax.grad(lambda k: info.gram_entropy(k * scale))(jnp.asarray(k, jnp.float32))
+  base = jax.grad(info.gram_entropy)(jnp.asarray(k, jnp.float32))
+  np.testing.assert_allclose(grad, base, rtol=1e-3, atol=1e-6)
+
+
+@pytest.mark.parametrize("d1, d2, rank", [(5, 3, None), (5, 3, 64), (5, 3, 15), (4, 4, 20)])
+def test_joint_entropy_slq_is_exact_when_the_deflation_holds_the_kernel(d1, d2, rank):
+  z1 = RNG.normal(size=(120, d1)).astype(np.float32)
+  z2 = RNG.normal(size=(120, d2)).astype(np.float32)
+  value, stderr = info.joint_entropy_slq(z1, z2, jax.random.key(0), rank=rank)
+  np.testing.assert_allclose(value, info.joint_entropy(z1, z2, method="exact"), rtol=1e-5)
+  assert stderr == 0
+
+
+def test_joint_entropy_slq_estimate_is_finite_with_its_error():
+  z1 = RNG.normal(size=(300, 40)).astype(np.float32)
+  z2 = RNG.normal(size=(300, 20)).astype(np.float32)
+  value, stderr = info.joint_entropy_slq(z1, z2, jax.random.key(0))
+  exact = info.joint_entropy(z1, z2, method="exact")
+  assert np.isfinite(value) and 0 < stderr and abs(value - exact) < 4 * stderr + 1e-3 * exact
+
+
+@pytest.mark.parametrize("args, match", [
+    ((np.nan, 1.0, 1.5), "h1 contains NaN"), ((1.0, np.inf, 1.5), "h2 contains NaN"),
+    ((-0.5, 1.0, 1.0), "h1 must be >= 0"), ((np.ones(2), 1.0, 1.5), "one shape"),
+])
+def test_entropy_ratios_refuse_impossible_entropies(args, match):
+  with pytest.raises(ValueError, match=match):
+    info.mir_from_entropies(*args)
+  with pytest.raises(ValueError, match=match):
+    info.hdr_from_entropies(*args[:2])
+
+
+def test_entropy_ratios_propagate_nan_under_jit():
+  assert np.isnan(jax.jit(info.mir_from_entropies)(jnp.nan, 1.0, 1.0))
+  assert np.isnan(jax.jit(info.hdr_from_entropies)(1.0, jnp.nan))
+  np.testing.assert_allclose(info.mir_from_entropies(1.0, 2.0, 2.5), 0.5)
+
+
+@pytest.mark.parametrize("leaves", [
+    {"a": np.full(3, 1.2e30, np.float32), "b": np.full(2, 1.2e30, np.float32)},
+    {"a": np.full(4, 300, np.float16)}, {"a": np.array([3.0, 4.0], np.float32)}, {}])
+def test_weight_norm_does_not_overflow(leaves):
+  want = np.sqrt(sum(np.sum(np.asarray(x, np.float64) ** 2) for x in leaves.values()))
+  np.testing.assert_allclose(progress.weight_norm(leaves), want, rtol=1e-6)
+
+
+def test_collapse_metrics_refuse_zero_rows_and_empty_inputs():
+  z = RNG.normal(size=(40, 5)).astype(np.float32)
+  y = np.arange(40) % 4
+  head = RNG.normal(size=(4, 5)).astype(np.float32)
+  head[1] = 0
+  for call, match in [
+      (lambda: collapse.nc2(np.ones((40, 5), np.float32), y, num_classes=4), "NC2 is 0/0"),
+      (lambda: collapse.nc2(np.zeros((40, 5), np.float32), y, num_classes=4), "NC2 is 0/0"),
+      (lambda: collapse.nc2(z, y, num_classes=4, head=head), r"head has all-zero rows at \[1\]"),
+      (lambda: collapse.unc3(z, head, y, num_classes=4), r"head has all-zero rows at \[1\]"),
+      (lambda: losses.cma_loss(z, y, head, num_classes=4), "class_embeddings has all-zero"),
+      (lambda: collapse.nc4(z, collapse.class_stats(z, y, num_classes=4), head + 1,
+                            mask=np.zeros(40, bool)), "mask keeps 0 rows"),
+      (lambda: ClassStats.empty(num_classes=3, dim=4).sigma_w, "empty ClassStats"),
+      (lambda: ClassStats.empty(num_classes=3, dim=4).sigma_b, "empty ClassStats"),
+      (lambda: collapse.nc1(z, y, num_classes=1), "num_classes must be >= 2"),
+  ]:
+    with pytest.raises(ValueError, match=match):
+      call()
+
+
+@pytest.mark.parametrize("metric", [collapse.nc1, collapse.vci, collapse.cdnv, collapse.gnc2,
+                                    collapse.nc2])
+def test_one_row_raises_at_trace_time_under_jit(metric):
+  with pytest.raises(ValueError, match="at least 2 rows"):
+    jax.jit(lambda z, y: metric(z, y, num_classes=3))(jnp.ones((1, 4)), jnp.zeros(1, int))
+
+
+def test_valid_input_accepted():
+  assert ClassStats.empty(num_classes=3, dim=np.int64(5)).dim == 5
+  optim.grokfast_ma(window=np.int64(2))
+  empty = ClassStats.empty(num_classes=2, dim=3)
+  assert empty.update(np.zeros((0, 3), np.float32), np.zeros(0, int)).total == 0
+  params = {"w": jnp.zeros(2)}
+  swept = jax.vmap(lambda lamb: optim.grokfast_ema(lamb=lamb).update(
+      {"w": jnp.ones(2)}, optim.grokfast_ema(lamb=lamb).init(params))[0]["w"])(
+      jnp.asarray([0.0, 1.0]))
+  np.testing.assert_allclose(swept, [[1, 1], [2, 2]])
+  np.testing.assert_allclose(losses.cross_entropy(LOGITS.tolist(), LABELS.tolist()),
+                             _ce_reference(LOGITS, LABELS), rtol=1e-5)
+
+
+@pytest.mark.parametrize("call, match", [
+    (lambda: algorithmic("add", 0, 0.5, 0), "modulus must be an int >= 2"),
+    (lambda: algorithmic("add", -5, 0.5, 0), "modulus must be an int >= 2"),
+    (lambda: algorithmic("add", 1, 0.5, 0), "modulus must be an int >= 2"),
+    (lambda: algorithmic("add", True, 0.5, 0), "modulus must be an int >= 2"),
+    (lambda: algorithmic("add", 7.5, 0.5, 0), "modulus must be an int >= 2"),
+    (lambda: algorithmic("add", 7, 0.5, None), "seed must be an int"),
+    (lambda: optim.grokfast_ema(lamb=float("inf")), "lamb must be finite"),
+    (lambda: optim.grokfast_ma(lamb=float("nan")), "lamb must be finite"),
+    (lambda: optim.grokfast_ema().update({"w": jnp.ones(1)},
+                                         optim.grokfast_ema().init({"w": jnp.zeros(3)})),
+     r"gradient has shape \(1,\), its parameter \(3,\)"),
+    (lambda: optim.grokfast_ma(window=2).update({"w": jnp.ones(1)},
+                                                optim.grokfast_ma(window=2).init(
+                                                    {"w": jnp.zeros(3)})),
+     r"gradient has shape \(1,\), its parameter \(3,\)"),
+])
+def test_small_silent_acceptances_now_refused(call, match):
+  with pytest.raises(ValueError, match=match):
+    call()
