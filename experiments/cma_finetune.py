@@ -14,7 +14,9 @@ embeddings. Any TFDS dataset works the same way: ``--config.runs.pretrain.data.n
 Measured on 2 CPU cores, digits (cold compilation cache): 8 min 36 s. Target test
 accuracy over five seeds: CE 95.73% +- 0.79%, CE + CMA 96.13% +- 1.04%; paired by seed
 CMA is never worse and better in 3 of 5 (by 1-2 of 248 test images): the paper's
-direction, within the seeds' spread. Fashion-MNIST: FASHION_RESULT. Details:
+direction, within the seeds' spread. Fashion-MNIST (17 min 7 s
+beside the test suite): CE 88.42% +- 0.45%, CE + CMA 89.47% +- 0.32%, CMA better in 5 of 5
+seeds by +1.05 +- 0.19 points. Details:
 docs/transfer.md.
 """
 

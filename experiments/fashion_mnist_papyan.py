@@ -17,7 +17,8 @@ Run here only to show it works, 100 steps on 2 CPU cores:
   ncjax train --config experiments/fashion_mnist_papyan.py --workdir /tmp/fm_papyan \\
     --config.steps=100 --config.metrics_every=100 --config.snapshots=0 \\
     --config.data.train_per_class=100
-MEASURED_DEMO
+Measured (2 CPU cores, beside the test suite): 23 min, mostly the whole-test-split
+metrics passes of a ResNet-18; train 74.7%, test 65.7%, NC1 10.0 -> 4.66 after 100 steps.
 """
 
 import ml_collections

@@ -19,7 +19,8 @@ dataset works the same way (``--config.runs.<name>.data.name=...`` for each run)
 Measured on 2 CPU cores, digits (cold compilation cache): 10 min 6 s. VCI 0.0024-0.051 across the
 eight models, probe accuracy 72.6-91.1%; Spearman rho with probe accuracy: VCI +0.17,
 NC1 +0.22. The most collapsed model transfers worst, as Liu & Xu predict, but the
-relation is weak and not monotone. Fashion-MNIST: FASHION_RESULT. Table and figure:
+relation is weak and not monotone. Fashion-MNIST (3 seeds per model): not
+run yet (about 45 minutes on 2 cores, estimated from the recipe's step time). Table and figure:
 docs/transfer.md.
 """
 

@@ -30,7 +30,8 @@ def weight_norm(params) -> jax.Array:
             for x in jax.tree.leaves(params)]
   if not leaves:
     return jnp.zeros((), jnp.float32)
-  top = jax.lax.stop_gradient(max(jnp.max(jnp.abs(x), initial=0) for x in leaves))
+  top = jax.lax.stop_gradient(jnp.max(jnp.stack([jnp.max(jnp.abs(x), initial=0)
+                                                 for x in leaves])))
   unit = jnp.where((top > 0) & jnp.isfinite(top), top, 1.0)
   return unit * optax.tree.norm([x / unit for x in leaves])
 

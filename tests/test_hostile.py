@@ -161,6 +161,10 @@ def test_entropy_ratios_propagate_nan_under_jit():
 def test_weight_norm_does_not_overflow(leaves):
   want = np.sqrt(sum(np.sum(np.asarray(x, np.float64) ** 2) for x in leaves.values()))
   np.testing.assert_allclose(progress.weight_norm(leaves), want, rtol=1e-6)
+  if leaves:  # as the trainer calls it: under jit and vmap over members
+    stacked = {k: np.stack([v, v]) for k, v in leaves.items()}
+    np.testing.assert_allclose(jax.jit(jax.vmap(progress.weight_norm))(stacked), [want] * 2,
+                               rtol=1e-6)
 
 
 def test_collapse_metrics_refuse_zero_rows_and_empty_inputs():
