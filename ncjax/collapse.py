@@ -412,12 +412,34 @@ def nci_score(
     (n,) scores.
   """
   features, head, bias, _ = _head_inputs(features, stats, head, bias, None)
+  if check.is_concrete(alpha) and not np.isfinite(alpha):
+    raise ValueError(f"alpha must be finite, got {alpha}.")
   n = features.shape[0]
   (predicted,) = _argmax_tiled(
       lambda classes: (matmul(features, head[classes].T) + bias[classes],),
       stats.num_classes, tile_size, n)
-  z = kernels.normalize_rows((features - stats.shift) / stats.scale - stats.scaled_global_mean)
+  relative = (features - stats.shift) / stats.scale
+  z = relative - stats.scaled_global_mean
+  at_mean = _within_roundoff(z, relative, stats.scaled_global_mean[None], stats)
+  if at_mean is not None and at_mean.any():
+    raise ValueError(f"nci_score is 0/0 for features rows {np.flatnonzero(at_mean)[:10].tolist()}"
+                     ": they equal the in-distribution global mean (to round-off).")
+  z = kernels.normalize_rows(z)
   return -jnp.sum(head[predicted] * z, axis=1) - alpha * jnp.sum(jnp.abs(features), axis=1)
+
+
+def _within_roundoff(diff, a, b, stats: ClassStats) -> np.ndarray | None:
+  """Eagerly, (...,) bool: rows of ``diff = a - b`` (..., d), points in ``stats``' frame,
+  no larger than the rounding error of the points in the features' own units
+  (4 sqrt(d) eps (|shift| / scale + |a| + |b|)): a direction made of round-off.
+  None under tracing."""
+  if not check.is_concrete(diff, a, b, stats.shift):
+    return None
+  diff, a, b = (np.asarray(check.host(x), np.float64) for x in (diff, a, b))
+  norm = lambda x: np.linalg.norm(x, axis=-1)
+  offset = norm(np.asarray(check.host(stats.shift), np.float64)) / float(stats.scale)
+  tol = 4 * np.sqrt(diff.shape[-1]) * np.finfo(np.float32).eps * (offset + norm(a) + norm(b))
+  return norm(diff) <= tol
 
 
 def nc5(stats: ClassStats, ood, *, mask: jax.Array | None = None) -> jax.Array:
@@ -459,9 +481,11 @@ def nc5(stats: ClassStats, ood, *, mask: jax.Array | None = None) -> jax.Array:
     check.finite(ood, "ood", mask)
     x = jnp.where(mask[:, None], (ood - stats.shift) / stats.scale, 0.0)
     g = jnp.sum(x / jnp.sum(mask), axis=0)  # divided first: no overflow
+  at_mean = _within_roundoff(g - stats.scaled_global_mean, g, stats.scaled_global_mean, stats)
+  if at_mean is not None and at_mean:
+    raise ValueError("NC5 is 0/0: the OOD mean equals the in-distribution global mean "
+                     "(to round-off).")
   g = g - stats.scaled_global_mean
-  if check.is_concrete(g) and not np.any(check.host(g)):
-    raise ValueError("NC5 is 0/0: the OOD mean equals the in-distribution global mean.")
   g = kernels.normalize_rows(g[None, :])[0]
   cos = matmul(kernels.normalize_rows(stats.scaled_centred_means, stats.present), g)
   return jnp.sum(jnp.where(stats.present, jnp.abs(cos), 0.0)) / stats.num_present

@@ -229,3 +229,19 @@ def test_valid_input_accepted():
 def test_small_silent_acceptances_now_refused(call, match):
   with pytest.raises(ValueError, match=match):
     call()
+
+
+@pytest.mark.parametrize("offset", [0.0, 1e4, 1e5])
+def test_ood_scores_at_the_global_mean_are_refused_to_round_off(offset):
+  z = (RNG.normal(size=(40, 5)) + offset).astype(np.float32)
+  y = np.arange(40) % 4
+  stats = collapse.class_stats(z, y, num_classes=4)
+  head = RNG.normal(size=(4, 5)).astype(np.float32)
+  mean = np.asarray(stats.global_mean, np.float32)  # the float32 ID mean itself
+  with pytest.raises(ValueError, match="NC5 is 0/0"):
+    collapse.nc5(stats, np.tile(mean, (3, 1)))
+  with pytest.raises(ValueError, match=r"nci_score is 0/0 for features rows \[2\]"):
+    collapse.nci_score(np.vstack([z[:2], mean[None]]), stats, head)
+  with pytest.raises(ValueError, match="alpha must be finite"):
+    collapse.nci_score(z[:2], stats, head, alpha=float("nan"))
+  assert np.all(np.isfinite(collapse.nci_score(z[:3], stats, head)))  # ordinary rows pass
