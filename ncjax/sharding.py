@@ -26,8 +26,17 @@ AXIS = "samples"
 
 
 def sample_mesh(devices=None) -> Mesh:
-  """A 1-D mesh (axis ``"samples"``) over ``devices`` (default: every device, all hosts)."""
-  return Mesh(np.asarray(jax.devices() if devices is None else devices), (AXIS,))
+  """A 1-D mesh (axis ``"samples"``) over ``devices`` (default: every device, all hosts).
+
+  Raises:
+    ValueError: ``devices`` is empty or names a device twice.
+  """
+  devices = list(jax.devices() if devices is None else devices)
+  if not devices:
+    raise ValueError("devices must name at least one device, got none.")
+  if len(set(devices)) != len(devices):
+    raise ValueError(f"devices must be distinct, got {devices}.")
+  return Mesh(np.asarray(devices), (AXIS,))
 
 
 def row_sharding(mesh: Mesh) -> NamedSharding:

@@ -245,3 +245,22 @@ def test_ood_scores_at_the_global_mean_are_refused_to_round_off(offset):
   with pytest.raises(ValueError, match="alpha must be finite"):
     collapse.nci_score(z[:2], stats, head, alpha=float("nan"))
   assert np.all(np.isfinite(collapse.nci_score(z[:3], stats, head)))  # ordinary rows pass
+
+
+def test_sample_mesh_refuses_no_devices_and_duplicates():
+  from ncjax import sharding
+
+  with pytest.raises(ValueError, match="at least one device"):
+    sharding.sample_mesh([])
+  with pytest.raises(ValueError, match="distinct"):
+    sharding.sample_mesh([jax.devices()[0]] * 2)
+  assert sharding.sample_mesh(jax.devices()[:2]).size == 2
+
+
+def test_magnitude_prune_accepts_empty_kernels():
+  from ncjax.analysis.points import magnitude_prune
+
+  params = {"dense": {"kernel": np.zeros((0, 3), np.float32), "bias": np.ones(3, np.float32)}}
+  pruned, masks = magnitude_prune(params, [0.0, 0.5])
+  assert pruned["dense"]["kernel"].shape == (2, 0, 3)
+  np.testing.assert_array_equal(pruned["dense"]["bias"], np.ones((2, 3)))

@@ -78,7 +78,8 @@ def magnitude_prune(params: dict, sparsities: Sequence[float]) -> tuple[dict, di
     raise ValueError("magnitude_prune: params contain NaN or Inf weights.")
   # Threshold: the k-th smallest magnitude; |w| > threshold is kept (ties are pruned).
   k = np.floor(sparsities * pooled.size).astype(int)
-  thresholds = np.where(k > 0, pooled[np.maximum(k - 1, 0)], -np.inf)
+  thresholds = (np.where(k > 0, pooled[np.maximum(k - 1, 0)], -np.inf) if pooled.size
+                else np.full(len(k), -np.inf))  # only empty kernels: nothing to prune
 
   def mask(path, x):
     x = np.asarray(x)
