@@ -249,4 +249,8 @@ def test_joint_entropy_switches_to_slq_for_many_kronecker_columns(monkeypatch):
   with pytest.raises(ValueError, match="num_probes"):
     ncjax.joint_entropy_slq(z1, z2, key, num_probes=1)
   with pytest.raises(ValueError, match="rank \\+ order"):
-    ncjax.joint_entropy_slq(z1[:50], z2[:50], key)
+    ncjax.joint_entropy_slq(z1[:50], z2[:50], key, rank=64)
+  with pytest.raises(ValueError, match="order must be < n"):
+    ncjax.joint_entropy_slq(z1[:10], z2[:10], key, order=10)
+  # The default rank fits the problem: min(64, n - order) on 50 rows.
+  assert np.isfinite(ncjax.joint_entropy_slq(z1[:50], z2[:50], key)[0])
