@@ -17,6 +17,12 @@ from ncjax import _validation as check
 matmul = functools.partial(jnp.matmul, precision=jax.lax.Precision.HIGHEST)
 
 
+def power_of_two(x: jax.Array) -> jax.Array:
+  """The power of two 2^e with x < 2^e <= 2x for x > 0 (exact); 0 for x = 0. Dividing by
+  it (and multiplying back) is exact: a scale that keeps squares in float range."""
+  return jnp.where(x > 0, jnp.ldexp(jnp.ones_like(x), jnp.frexp(x)[1]), 0.0).astype(x.dtype)
+
+
 def _max_abs(z: jax.Array) -> jax.Array:
   """(n, 1) largest |entry| of each row, as a constant for autodiff (the functions that
   divide by it are invariant to it); 1 for zero rows."""

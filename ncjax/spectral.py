@@ -14,7 +14,7 @@ import jax.numpy as jnp
 from jax.scipy.special import entr
 from matfree import decomp, funm
 
-from ncjax.kernels import matmul
+from ncjax.kernels import matmul, power_of_two
 
 
 def _clamp(w: jax.Array) -> jax.Array:
@@ -53,8 +53,7 @@ def _power_of_two_scale(k: jax.Array) -> jax.Array:
   entries of 1e30 (overflow) or 1e-30 (underflow)."""
   top = jax.lax.stop_gradient(jnp.max(jnp.abs(k), axis=(-2, -1), keepdims=True))
   ok = jnp.isfinite(top) & (top > 0)
-  return jnp.where(ok, jnp.ldexp(jnp.ones_like(top), jnp.frexp(jnp.where(ok, top, 1))[1]),
-                   1.0)
+  return jnp.where(ok, power_of_two(jnp.where(ok, top, 1)), 1.0)
 
 
 def psd_eigvalsh(k: jax.Array) -> jax.Array:

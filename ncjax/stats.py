@@ -21,12 +21,7 @@ import jax
 import jax.numpy as jnp
 
 from ncjax import _validation as check
-from ncjax.kernels import matmul
-
-
-def _power_of_two(x: jax.Array) -> jax.Array:
-  """The power of two 2^e with x < 2^e <= 2x for x > 0 (exact); 0 for x = 0."""
-  return jnp.where(x > 0, jnp.ldexp(jnp.ones_like(x), jnp.frexp(x)[1]), 0.0).astype(x.dtype)
+from ncjax.kernels import matmul, power_of_two
 
 
 def _or_one(scale: jax.Array) -> jax.Array:
@@ -132,7 +127,7 @@ class ClassStats:
     shift = jnp.where(has, self.shift, jnp.sum(features / n_kept, axis=0))  # no overflow
     x = jnp.where(keep, features - shift, 0.0)
     scale = _or_one(jnp.maximum(jnp.where(has, self.scale, 0.0),
-                                _power_of_two(jnp.max(jnp.abs(x)))))
+                                power_of_two(jnp.max(jnp.abs(x)))))
     a = self._in_frame(shift, scale)
     x = x / scale
     counts = jax.ops.segment_sum(mask.astype(x.dtype), labels, c)
@@ -164,7 +159,7 @@ class ClassStats:
     gap = jnp.where(a_has & b_has, jnp.max(jnp.abs(other.shift - self.shift)), 0.0)
     scale = _or_one(jnp.maximum(jnp.maximum(jnp.where(a_has, self.scale, 0.0),
                                             jnp.where(b_has, other.scale, 0.0)),
-                                _power_of_two(gap)))
+                                power_of_two(gap)))
     a, b = self._in_frame(shift, scale), other._in_frame(shift, scale)
     counts = a.counts + b.counts
     safe = jnp.maximum(counts, 1)
@@ -195,7 +190,7 @@ class ClassStats:
     total = jax.lax.psum(self.total, axis_name)
     shift = jax.lax.psum(self.shift * (self.total / jnp.maximum(total, 1)), axis_name)
     has = self.total > 0
-    own = jnp.maximum(self.scale, _power_of_two(jnp.max(jnp.abs(self.shift - shift))))
+    own = jnp.maximum(self.scale, power_of_two(jnp.max(jnp.abs(self.shift - shift))))
     scale = jax.lax.pmax(jnp.where(has, own, 0.0), axis_name)
     local = self._in_frame(shift, _or_one(scale))
     counts = jax.lax.psum(local.counts, axis_name)

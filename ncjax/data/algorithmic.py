@@ -15,6 +15,8 @@ from typing import NamedTuple
 
 import numpy as np
 
+from ncjax import _validation as check
+
 
 def _inverse(b, p):
   return np.asarray([pow(int(x), p - 2, p) for x in b])  # Fermat, p prime, b != 0
@@ -55,10 +57,7 @@ def num_classes(operation: str, modulus: int) -> int:
   if operation in GROUPS:
     return len(S5)
   if operation in OPERATIONS:
-    if isinstance(modulus, (bool, np.bool_)) or not isinstance(modulus, (int, np.integer)) \
-        or modulus < 2:
-      raise ValueError(f"modulus must be an int >= 2, got {modulus!r}.")
-    return int(modulus)
+    return check.static_int(modulus, "modulus", minimum=2)
   raise ValueError(f"operation must be one of {sorted([*OPERATIONS, *GROUPS])}, "
                    f"got {operation!r}.")
 
@@ -85,8 +84,7 @@ def algorithmic(operation: str, modulus: int, train_fraction: float,
   size = num_classes(operation, modulus)
   if operation in NEEDS_PRIME and not _is_prime(modulus):
     raise ValueError(f"modulus must be prime for {operation}, got {modulus}.")
-  if isinstance(seed, (bool, np.bool_)) or not isinstance(seed, (int, np.integer)) or seed < 0:
-    raise ValueError(f"seed must be an int >= 0 (None would not be reproducible), got {seed!r}.")
+  check.static_int(seed, "seed", minimum=0)  # None would not be reproducible
   if not 0 < train_fraction < 1:
     raise ValueError(f"train_fraction must be in (0, 1), got {train_fraction}.")
   a, b = (x.ravel() for x in np.meshgrid(np.arange(size), np.arange(size), indexing="ij"))
