@@ -42,8 +42,8 @@ def ncjax_stats(h, y):
 @jax.jit
 def ncjax_metrics(h, y, w, b):
   stats = ncjax_stats(h, y)
-  out = ncjax.collapse_metrics_from_stats(stats, w)
-  nc4 = jax.lax.map(lambda hb: ncjax.nc4(hb, stats, w, b), h.reshape(-1, BATCH, D))
+  out = ncjax.collapse_metrics_from_stats(stats, head=w)
+  nc4 = jax.lax.map(lambda hb: ncjax.nc4(stats, hb, head=w, bias=b), h.reshape(-1, BATCH, D))
   return out | {"nc4": jnp.mean(nc4)}
 
 

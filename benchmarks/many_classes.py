@@ -60,7 +60,7 @@ def ncjax_run(num_classes, samples, means, head, cdf, ood):
   """Streamed statistics and every metric but NC4: (metrics, seconds, peak XLA bytes)."""
   update = jax.jit(ncjax.ClassStats.update)
   metrics = jax.jit(lambda s, w, o: ncjax.collapse_metrics_from_stats(
-      s, w, joint_entropy=False) | {"nc5": ncjax.nc5(s, o)})
+      s, head=w, joint_entropy=False) | {"nc5": ncjax.nc5(s, o)})
   stats = ncjax.ClassStats.empty(num_classes=num_classes, dim=D)
   h, y = make_batch(means, cdf, 0)
   update, metrics = update.lower(stats, h, y).compile(), metrics.lower(stats, head, ood).compile()
@@ -75,11 +75,11 @@ def ncjax_run(num_classes, samples, means, head, cdf, ood):
 
 
 def nc4_run(stats, means, head, cdf, samples):
-  nc4 = jax.jit(ncjax.nc4)  # stats and head as arguments, not constants to fold
-  jax.block_until_ready(nc4(make_batch(means, cdf, 0)[0], stats, head))
+  nc4 = jax.jit(lambda s, h, w: ncjax.nc4(s, h, head=w))  # stats and head as arguments, not constants to fold
+  jax.block_until_ready(nc4(stats, make_batch(means, cdf, 0)[0], head))
   start = time.perf_counter()
   values = jax.block_until_ready(
-      [nc4(make_batch(means, cdf, b)[0], stats, head) for b in range(samples // BATCH)])
+      [nc4(stats, make_batch(means, cdf, b)[0], head) for b in range(samples // BATCH)])
   seconds = time.perf_counter() - start
   flops = 2 * 2 * samples * stats.num_classes * D  # W h and the distances to the means
   return float(np.mean(values)), seconds, flops / seconds / 1e9

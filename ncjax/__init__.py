@@ -4,9 +4,9 @@ Importing ncjax has no side effects (no XLA flags, no matplotlib backend): the C
 the test conftest set those for their processes.
 """
 
+from ncjax import losses, optim, progress, sharding, spectral
 from ncjax.collapse import (
     cdnv,
-    class_stats,
     collapse_metrics,
     collapse_metrics_from_stats,
     effective_rank,
@@ -15,8 +15,6 @@ from ncjax.collapse import (
     nc2,
     nc3,
     nc4,
-    nc5,
-    nci_score,
     unc3,
     vci,
 )
@@ -33,8 +31,24 @@ from ncjax.info import (
     mir_from_entropies,
     mutual_information,
 )
-from ncjax.kernels import cosine_gram, hadamard_features, normalize_rows, trace_normalize
-from ncjax.stats import ClassStats
-from ncjax import losses, optim, progress, sharding, spectral
+from ncjax.kernels import cosine_gram, hadamard_features, normalize_rows
+from ncjax.ood import nc5, nci_score
+from ncjax.stats import ClassStats, class_stats
 
 __version__ = "0.1.0"
+
+__all__ = [
+    # class statistics and the collapse metrics of them
+    "ClassStats", "class_stats", "nc1", "nc2", "nc3", "nc4", "unc3", "cdnv", "gnc2", "vci",
+    "effective_rank", "collapse_metrics", "collapse_metrics_from_stats",
+    # out-of-distribution scores
+    "nci_score", "nc5",
+    # matrix information of cosine Grams
+    "gram_entropy", "matrix_entropy", "joint_entropy", "joint_entropy_slq", "entropies",
+    "label_entropies", "mutual_information", "mir", "hdr", "mir_from_entropies",
+    "hdr_from_entropies",
+    # kernels
+    "cosine_gram", "hadamard_features", "normalize_rows",
+    # modules
+    "losses", "optim", "progress", "sharding", "spectral",
+]

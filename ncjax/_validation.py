@@ -39,7 +39,7 @@ def host(x) -> np.ndarray:
   return np.asarray(x)
 
 
-def _reduced(fn, *arrays):
+def reduced(fn, *arrays):
   """``fn(xp, *arrays)`` (a small pytree) on concrete arrays, else None (traced: no
   checks). On host copies (``xp`` = NumPy; inside a trace even concrete constants would
   become tracers); arrays spanning several processes are reduced where they live
@@ -132,6 +132,20 @@ def bias(b, num_classes: int, dtype, name: str = "bias") -> jax.Array:
   return b
 
 
+def head_inputs(features_, head_, bias_, mask, num_classes: int, dim: int):
+  """Validated (features, head, bias, mask) of a function that classifies (n, dim)
+  features with a (C, dim) head."""
+  features_ = features(features_, "features", min_rows=1)
+  n, d = features_.shape
+  if d != dim:
+    raise ValueError(f"features must have {dim} columns like stats, got shape {(n, d)}.")
+  head_ = head(head_, num_classes, d)
+  bias_ = bias(bias_, num_classes, features_.dtype)
+  mask = as_mask(mask, n)
+  finite(features_, "features", mask)
+  return features_, head_, bias_, mask
+
+
 def same_rows(**named: jax.Array) -> int:
   """Checks that all arrays share their leading dimension; returns it."""
   sizes = {k: v.shape[0] for k, v in named.items()}
@@ -149,14 +163,14 @@ def _all_finite(xp, x, mask):
 
 def finite(x: jax.Array, name: str, mask: jax.Array | None = None) -> None:
   """Eagerly raises if ``x`` holds NaN or Inf (in unmasked rows, if ``mask`` is given)."""
-  ok = _reduced(_all_finite, x, mask)
+  ok = reduced(_all_finite, x, mask)
   if ok is not None and not ok:
     raise ValueError(f"{name} contains NaN or Inf.")
 
 
 def rows_nonzero(z: jax.Array, mask: jax.Array, name: str) -> None:
   """Eagerly raises if an unmasked row of ``z`` is all zeros (no direction)."""
-  zero = _reduced(lambda xp, z, m: xp.all(z == 0, axis=1) & m, z, mask)
+  zero = reduced(lambda xp, z, m: xp.all(z == 0, axis=1) & m, z, mask)
   if zero is not None:
     if zero.any():
       raise ValueError(
@@ -184,7 +198,7 @@ def psd(k: jax.Array, mask: jax.Array, name: str) -> None:
 
 def enough_rows(mask: jax.Array, name: str = "mask", minimum: int = 2) -> None:
   """Eagerly raises if fewer than ``minimum`` rows are unmasked."""
-  kept = _reduced(lambda xp, m: xp.sum(m), mask)
+  kept = reduced(lambda xp, m: xp.sum(m), mask)
   if kept is not None and int(kept) < minimum:
     raise ValueError(f"{name} keeps {int(kept)} rows; at least {minimum} are needed.")
 
@@ -211,7 +225,7 @@ def labels(y, n: int, num_classes: int, name: str = "labels") -> jax.Array:
     raise ValueError(f"{name} must have shape ({n},), one per row, got {y.shape}.")
   if not jnp.issubdtype(y.dtype, jnp.integer):
     raise InputTypeError(f"{name} must be integers, got dtype {y.dtype}.")
-  bounds = _reduced(lambda xp, y: (xp.min(y), xp.max(y)), y) if n else None
+  bounds = reduced(lambda xp, y: (xp.min(y), xp.max(y)), y) if n else None
   if bounds is not None and not (0 <= bounds[0] and bounds[1] < num_classes):
     raise ValueError(f"{name} must lie in [0, {num_classes}), got range [{bounds[0]}, {bounds[1]}].")
   return y
@@ -219,7 +233,7 @@ def labels(y, n: int, num_classes: int, name: str = "labels") -> jax.Array:
 
 def classes_present(counts: jax.Array, minimum: int = 2) -> None:
   """Eagerly raises if fewer than ``minimum`` classes have samples."""
-  present = _reduced(lambda xp, c: xp.sum(c > 0), counts)
+  present = reduced(lambda xp, c: xp.sum(c > 0), counts)
   if present is not None:
     present = int(present)
     if present < minimum:

@@ -55,6 +55,11 @@ def normalize_rows(z: jax.Array, mask: jax.Array | None = None) -> jax.Array:
     mask: optional (n,) bool; False rows are set to 0 (with finite gradients).
   Returns:
     (n, d) rows of unit norm (zero where masked). An unmasked zero row gives NaN.
+
+  >>> import jax.numpy as jnp
+  >>> print(normalize_rows(jnp.array([[3.0, 4.0], [0.0, 0.0]]), jnp.array([True, False])))
+  [[0.6 0.8]
+   [0.  0. ]]
   """
   z = check.features(z, "z", min_rows=0)
   if mask is None:
@@ -74,6 +79,11 @@ def cosine_gram(z: jax.Array, mask: jax.Array | None = None) -> jax.Array:
     mask: optional (n,) bool; masked rows and columns are zero.
   Returns:
     (n, n) PSD with unit diagonal on unmasked rows.
+
+  >>> import jax.numpy as jnp
+  >>> print(cosine_gram(jnp.array([[3.0, 4.0], [1.0, 0.0]])))
+  [[1.  0.6]
+   [0.6 1. ]]
   """
   z = check.features(z, "z", min_rows=1)
   mask = check.as_mask(mask, z.shape[0]) if mask is not None else None
@@ -83,14 +93,6 @@ def cosine_gram(z: jax.Array, mask: jax.Array | None = None) -> jax.Array:
   return matmul(zn, zn.T)
 
 
-def trace_normalize(k: jax.Array) -> jax.Array:
-  """Returns k / tr(k) for a (..., n, n) matrix."""
-  k = check.real_floating(k, "k")
-  if k.ndim < 2 or k.shape[-1] != k.shape[-2]:
-    raise ValueError(f"k must be square (..., n, n), got shape {k.shape}.")
-  return k / jnp.trace(k, axis1=-2, axis2=-1)[..., None, None]
-
-
 def hadamard_features(z1: jax.Array, z2: jax.Array) -> jax.Array:
   """Row-wise Kronecker (Khatri-Rao) product: F F^T = (Z1 Z1^T) o (Z2 Z2^T).
 
@@ -98,10 +100,14 @@ def hadamard_features(z1: jax.Array, z2: jax.Array) -> jax.Array:
     z1: (n, d1); z2: (n, d2).
   Returns:
     (n, d1 * d2) with row i = kron(z1[i], z2[i]).
+
+  >>> import jax.numpy as jnp
+  >>> hadamard_features(jnp.array([[1.0, 2.0]]), jnp.array([[3.0, 4.0]])).tolist()
+  [[3.0, 4.0, 6.0, 8.0]]
   """
   z1, z2 = check.features(z1, "z1", min_rows=0), check.features(z2, "z2", min_rows=0)
   n = check.same_rows(z1=z1, z2=z2)
-  return (z1[:, :, None] * z2[:, None, :]).reshape(n, -1)
+  return (z1[:, :, None] * z2[:, None, :]).reshape(n, z1.shape[1] * z2.shape[1])
 
 
 def symmetric_kron_features(z: jax.Array) -> jax.Array:

@@ -1,14 +1,15 @@
-"""Metrics over a device mesh: features sharded over samples, matrix stacks over devices.
+"""Sample meshes: features sharded over their rows, matrix stacks over devices.
 
-Sample-sharded metrics reduce each device's rows to small statistics (d x d covariances,
-the Kronecker moment, ClassStats) and combine them with one ``psum``; the metric is then
-taken from the reduced statistics, replicated on every device. The same code runs on one
-device, on several, and across hosts after ``jax.distributed.initialize()`` (the mesh
-spans ``jax.devices()``; each process passes its own rows to :func:`shard_rows`).
+The metrics take the mesh as ``mesh=``: given rows sharded by :func:`shard_rows`, each
+device reduces its rows to small statistics (d x d covariances, the Kronecker moment,
+ClassStats) and one ``psum`` combines them; the metric is then taken from the reduced
+statistics, replicated on every device. The same code runs on one device, on several,
+and across hosts after ``jax.distributed.initialize()`` (the mesh spans
+``jax.devices()``; each process passes its own rows to :func:`shard_rows`).
 
     mesh = ncjax.sharding.sample_mesh()
     (z1, z2), mask = ncjax.sharding.shard_rows(mesh, z1, z2)   # pads n, masks the padding
-    ncjax.sharding.mir(z1, z2, mesh, mask=mask)
+    ncjax.mir(z1, z2, mask=mask, mesh=mesh)
 """
 
 from __future__ import annotations
@@ -18,11 +19,10 @@ import jax.numpy as jnp
 import numpy as np
 from jax.sharding import Mesh, NamedSharding, PartitionSpec
 
-from ncjax import _validation as check
-from ncjax import info, kernels, spectral
-from ncjax.stats import ClassStats
+from ncjax import spectral
+from ncjax._tiling import AXIS, check_mesh
 
-AXIS = "samples"
+__all__ = ["sample_mesh", "row_sharding", "shard_rows", "eigvalsh"]
 
 
 def sample_mesh(devices=None) -> Mesh:
@@ -30,6 +30,10 @@ def sample_mesh(devices=None) -> Mesh:
 
   Raises:
     ValueError: ``devices`` is empty or names a device twice.
+
+  >>> import jax
+  >>> sample_mesh(jax.devices()[:1]).axis_names
+  ('samples',)
   """
   devices = list(jax.devices() if devices is None else devices)
   if not devices:
@@ -40,7 +44,12 @@ def sample_mesh(devices=None) -> Mesh:
 
 
 def row_sharding(mesh: Mesh) -> NamedSharding:
-  """Leading axis split over the mesh, the rest replicated."""
+  """Leading axis split over the mesh, the rest replicated.
+
+  >>> import jax
+  >>> row_sharding(sample_mesh(jax.devices()[:1])).spec == jax.P("samples")
+  True
+  """
   return NamedSharding(mesh, PartitionSpec(AXIS))
 
 
@@ -53,13 +62,28 @@ def shard_rows(mesh: Mesh, *arrays, mask=None) -> tuple[tuple[jax.Array, ...], j
   (process 0's first), each process's share padded to the same multiple of its devices.
 
   Args:
-    arrays: (n, ...) each; mask: optional (n,) bool.
+    mesh: a sample mesh (:func:`sample_mesh`).
+    arrays: (n, ...) each.
+    mask: optional (n,) bool.
   Returns:
     The sharded (n', ...) arrays and the (n',) mask (False on padding), n' >= n (the
     total over processes).
+
+  >>> import jax, numpy as np
+  >>> mesh = sample_mesh(jax.devices()[:1])
+  >>> (z,), mask = shard_rows(mesh, np.ones((3, 2), np.float32))
+  >>> z.shape, mask.tolist()
+  ((3, 2), [True, True, True])
   """
+  check_mesh(mesh)
+  if not arrays:
+    raise ValueError("shard_rows needs at least one array to shard.")
   n = len(arrays[0])
-  mask = np.ones(n, bool) if mask is None else np.asarray(mask, bool)
+  if any(len(a) != n for a in arrays):
+    raise ValueError(f"arrays must share their number of rows, got {[len(a) for a in arrays]}.")
+  mask = np.ones(n, bool) if mask is None else np.asarray(mask)
+  if mask.shape != (n,) or mask.dtype != bool:
+    raise ValueError(f"mask must be ({n},) bool, got shape {mask.shape} dtype {mask.dtype}.")
   local = mesh.size // jax.process_count()  # devices of this process in the mesh
   most = n
   if jax.process_count() > 1:
@@ -73,86 +97,17 @@ def shard_rows(mesh: Mesh, *arrays, mask=None) -> tuple[tuple[jax.Array, ...], j
   return tuple(arrays), mask
 
 
-def _reduce_rows(fn, mesh: Mesh, *args):
-  """``psum`` over the mesh of ``fn`` applied to each device's rows of ``args``."""
-  local = lambda *a: jax.tree.map(lambda x: jax.lax.psum(x, AXIS), fn(*a))
-  return jax.shard_map(local, mesh=mesh, in_specs=PartitionSpec(AXIS),
-                       out_specs=PartitionSpec())(*args)
-
-
-def _moments(mesh, mask, *zs, joint=False):
-  """Entropies from sample-sharded moments of the normalised rows of each z: Zn^T Zn,
-  and with ``joint`` the Kronecker moment of the pair (never an n x n matrix)."""
-
-  def local(mask, *zs):
-    zns = [kernels.normalize_rows(z, mask) for z in zs]
-    out = [kernels.matmul(zn.T, zn) for zn in zns]
-    if joint:
-      chunk = max(1, min(mask.shape[0], info.KRON_BLOCK // (zs[0].shape[1] * zs[1].shape[1])))
-      out.append(kernels.hadamard_moment(*zns, chunk))
-    return out
-
-  return tuple(map(spectral.psd_entropy, _reduce_rows(local, mesh, mask, *zs)))
-
-
-def matrix_entropy(z: jax.Array, mesh: Mesh, *, mask: jax.Array | None = None) -> jax.Array:
-  """:func:`ncjax.matrix_entropy` of row-sharded features (n, d) via a psum'd d x d
-  covariance; ``mask`` (n,) marks real rows (see :func:`shard_rows`)."""
-  (z,), mask = check.feature_inputs(mask, z=z)
-  return _moments(mesh, mask, z)[0]
-
-
-def entropies(z1, z2, mesh: Mesh, *, mask=None) -> tuple[jax.Array, jax.Array, jax.Array]:
-  """(H(G(z1)), H(G(z2)), H(G(z1) o G(z2))) of row-sharded (n, d1), (n, d2) features,
-  from psum'd d1 x d1, d2 x d2 and (d1 d2) x (d1 d2) moments."""
-  (z1, z2), mask = check.feature_inputs(mask, z1=z1, z2=z2)
-  return _moments(mesh, mask, z1, z2, joint=True)
-
-
-def mutual_information(z1, z2, mesh: Mesh, *, mask=None) -> jax.Array:
-  h1, h2, h12 = entropies(z1, z2, mesh, mask=mask)
-  return h1 + h2 - h12
-
-
-def mir(z1, z2, mesh: Mesh, *, mask=None) -> jax.Array:
-  return info.mir_from_entropies(*entropies(z1, z2, mesh, mask=mask))
-
-
-def hdr(z1, z2, mesh: Mesh, *, mask=None) -> jax.Array:
-  (z1, z2), mask = check.feature_inputs(mask, z1=z1, z2=z2)
-  return info.hdr_from_entropies(*_moments(mesh, mask, z1, z2))
-
-
-def class_stats(features, labels, mesh: Mesh, *, num_classes: int, mask=None) -> ClassStats:
-  """:class:`ClassStats` of row-sharded features and labels: one ``from_batch`` per device,
-  merged with :meth:`ClassStats.psum`; feed it to ``ncjax.nc1``, ``ncjax.vci``,
-  ``ncjax.collapse_metrics_from_stats``, ... Validated like ``ncjax.class_stats``."""
-  num_classes = check.num_classes(num_classes)
-  features = check.features(features, "features", min_rows=1)
-  labels = check.labels(labels, features.shape[0], num_classes)
-  mask = check.as_mask(mask, features.shape[0])
-  check.finite(features, "features", mask)
-  local = lambda h, y, m: ClassStats._from_batch(h, y, num_classes, m).psum(AXIS)
-  return jax.shard_map(local, mesh=mesh, in_specs=PartitionSpec(AXIS),
-                       out_specs=PartitionSpec())(features, labels, mask)
-
-
-def sum_over_blocks(fn, blocks: jax.Array, mesh: Mesh | None = None):
-  """``sum_b fn(blocks[b])`` for a pytree-valued ``fn``, one block at a time
-  (``lax.map``). With a mesh the blocks (B a multiple of the mesh size) are split across
-  its devices and the partial sums ``psum``'d: how the tiled pairwise metrics of
-  ``ncjax.collapse`` spread their class tiles over devices."""
-  local = lambda b: jax.tree.map(lambda x: jnp.sum(x, axis=0), jax.lax.map(fn, b))
-  if mesh is None:
-    return local(blocks)
-  if blocks.shape[0] % mesh.size:
-    raise ValueError(f"{blocks.shape[0]} blocks do not split over {mesh.size} devices.")
-  return _reduce_rows(local, mesh, blocks)
-
-
 def eigvalsh(stack: jax.Array, mesh: Mesh) -> jax.Array:
   """Eigenvalues of a stack of T symmetric PSD matrices (T, m, m), each device solving
-  its share (T padded to a multiple of the mesh size). Returns (T, m), clamped at 0."""
+  its share (T padded to a multiple of the mesh size). Returns (T, m), clamped at 0.
+
+  >>> import jax, jax.numpy as jnp
+  >>> eigvalsh(2.0 * jnp.eye(2)[None], sample_mesh(jax.devices()[:1])).tolist()
+  [[2.0, 2.0]]
+  """
+  check_mesh(mesh)
+  if stack.ndim != 3 or stack.shape[1] != stack.shape[2]:
+    raise ValueError(f"stack must be (T, m, m), got shape {stack.shape}.")
   t, m = stack.shape[0], stack.shape[-1]
   pad = -t % mesh.size
   eye = jnp.broadcast_to(jnp.eye(m, dtype=stack.dtype), (pad, m, m))

@@ -19,7 +19,9 @@ from __future__ import annotations
 import flax.struct
 import jax
 import jax.numpy as jnp
+import numpy as np
 
+from ncjax import _tiling
 from ncjax import _validation as check
 from ncjax.kernels import matmul, power_of_two
 
@@ -51,7 +53,11 @@ class ClassStats:
 
   @classmethod
   def empty(cls, *, num_classes: int, dim: int, dtype=jnp.float32) -> "ClassStats":
-    """The identity of :meth:`merge`: no samples of ``num_classes`` classes in ``dim``-d."""
+    """The identity of :meth:`merge`: no samples of ``num_classes`` classes in ``dim``-d.
+
+    >>> ClassStats.empty(num_classes=3, dim=4).counts.tolist()
+    [0.0, 0.0, 0.0]
+    """
     num_classes = check.num_classes(num_classes)
     dim = check.static_int(dim, "dim")
     if not jnp.issubdtype(dtype, jnp.floating) or jnp.finfo(dtype).bits < 32:
@@ -70,33 +76,25 @@ class ClassStats:
     )
 
   @classmethod
-  def from_batch(
-      cls, features: jax.Array, labels: jax.Array, *, num_classes: int,
-      mask: jax.Array | None = None,
-  ) -> "ClassStats":
-    """Statistics of one batch, validated (shapes and dtypes always, values eagerly).
-
-    Args:
-      features: (n, d) real floating; labels: (n,) int in [0, num_classes);
-      num_classes: static C; mask: optional (n,) bool, False rows are ignored.
-    """
-    num_classes = check.num_classes(num_classes)
-    features = check.features(features, "features", min_rows=1)
-    labels = check.labels(labels, features.shape[0], num_classes)
-    mask = check.as_mask(mask, features.shape[0])
-    check.finite(features, "features", mask)
-    return cls._from_batch(features, labels, num_classes, mask)
-
-  @classmethod
   def _from_batch(cls, features, labels, num_classes: int, mask) -> "ClassStats":
-    """:meth:`from_batch` without validation (inputs already checked)."""
+    """Statistics of one validated batch (see :func:`class_stats`)."""
     return cls._identity(num_classes, features.shape[1], features.dtype)._absorb(
         features, labels, mask)
 
   def update(self, features, labels, mask=None) -> "ClassStats":
-    """Adds a batch, the same as ``self.merge(ClassStats.from_batch(...))`` but in one
-    n x d x d product; features (n, d) with d equal to this accumulator's, labels (n,)
-    int, mask optional (n,) bool. A batch of 0 rows changes nothing."""
+    """Adds a batch, the same as ``self.merge(class_stats(...))`` but in one n x d x d
+    product.
+
+    Args:
+      features: (n, d) with d equal to this accumulator's; labels: (n,) int in [0, C);
+      mask: optional (n,) bool. A batch of 0 rows changes nothing.
+
+    >>> import jax.numpy as jnp
+    >>> s = ClassStats.empty(num_classes=2, dim=1)
+    >>> s = s.update(jnp.array([[1.0], [3.0]]), jnp.array([0, 1]))
+    >>> s.update(jnp.array([[5.0]]), jnp.array([1])).means.tolist()
+    [[1.0], [4.0]]
+    """
     features = check.features(features, "features", min_rows=0)
     if features.shape[1] != self.dim:
       raise ValueError(f"features must have {self.dim} columns like these statistics, "
@@ -148,7 +146,14 @@ class ClassStats:
     )
 
   def merge(self, other: "ClassStats") -> "ClassStats":
-    """Statistics of the union of both sample sets (Chan et al. pairwise update)."""
+    """Statistics of the union of both sample sets (Chan et al. pairwise update).
+
+    >>> import jax.numpy as jnp
+    >>> a = class_stats(jnp.array([[0.0], [2.0]]), jnp.array([0, 0]), num_classes=1)
+    >>> b = class_stats(jnp.array([[4.0]]), jnp.array([0]), num_classes=1)
+    >>> a.merge(b).means.tolist(), a.merge(b).sigma_w.tolist()
+    ([[2.0]], [[2.6666667461395264]])
+    """
     if not isinstance(other, ClassStats):
       raise check.InputTypeError(f"other must be a ClassStats, got {type(other).__name__}.")
     if (other.num_classes, other.dim) != (self.num_classes, self.dim):
@@ -186,7 +191,21 @@ class ClassStats:
     )
 
   def psum(self, axis_name) -> "ClassStats":
-    """Merges the statistics held by every device along ``axis_name`` (inside shard_map)."""
+    """Merges the statistics held by every device along ``axis_name`` (inside
+    ``jax.shard_map`` or a ``vmap`` with that ``axis_name``).
+
+    >>> import jax, jax.numpy as jnp
+    >>> h, y = jnp.array([[[0.0]], [[2.0]]]), jnp.zeros((2, 1), jnp.int32)
+    >>> merged_means = jax.vmap(
+    ...     lambda h, y: class_stats(h, y, num_classes=1).psum("rows").means, axis_name="rows")
+    >>> merged_means(h, y).tolist()  # each member holds the merged statistics
+    [[[1.0]], [[1.0]]]
+    """
+    try:
+      jax.lax.axis_index(axis_name)
+    except NameError:
+      raise ValueError(f"ClassStats.psum merges across the mapped axis {axis_name!r}: call it "
+                       "inside jax.shard_map (or a vmap) that names that axis.") from None
     total = jax.lax.psum(self.total, axis_name)
     shift = jax.lax.psum(self.shift * (self.total / jnp.maximum(total, 1)), axis_name)
     has = self.total > 0
@@ -243,7 +262,7 @@ class ClassStats:
 
   def _samples(self, what: str) -> jax.Array:
     """The sample count N; eagerly raises when it is 0 (``what`` is then 0/0)."""
-    total = check._reduced(lambda xp, c: xp.sum(c), self.counts)
+    total = check.reduced(lambda xp, c: xp.sum(c), self.counts)
     if total is not None and total == 0:
       raise ValueError(f"{what} of an empty ClassStats (no samples) is 0/0.")
     return self.total
@@ -288,16 +307,6 @@ class ClassStats:
     return self.scale * self.scaled_centred_means
 
   @property
-  def within(self) -> jax.Array:
-    """(d, d) pooled within-class scatter."""
-    return self.scale**2 * self.scaled_within
-
-  @property
-  def class_variances(self) -> jax.Array:
-    """(C,) v_c: mean squared distance of class c's samples to mu_c."""
-    return self.scale**2 * self.scaled_class_variances
-
-  @property
   def sigma_w(self) -> jax.Array:
     """(d, d) within-class covariance, averaged over all samples."""
     return self.scale**2 * self.scaled_sigma_w
@@ -309,13 +318,60 @@ class ClassStats:
     self._samples("Sigma_B")
     return matmul(m.T, m) / self.num_present
 
-  @property
-  def sigma_b_weighted(self) -> jax.Array:
-    """(d, d) class-frequency weighted between-class covariance (Sigma_T - Sigma_W)."""
-    mw = self.scale * self.scaled_weighted_means
-    return matmul(mw.T, mw)
 
-  @property
-  def sigma_t(self) -> jax.Array:
-    """(d, d) total covariance Sigma_W + weighted Sigma_B."""
-    return self.scale**2 * self.scaled_sigma_t
+def class_stats(
+    features: jax.Array,
+    labels: jax.Array,
+    *,
+    num_classes: int,
+    mask: jax.Array | None = None,
+    mesh=None,
+) -> ClassStats:
+  """Class statistics of a set of features: what every collapse metric takes.
+
+  Args:
+    features: (n, d) real floating features.
+    labels: (n,) int in [0, num_classes).
+    num_classes: static C.
+    mask: optional (n,) bool; False rows are ignored.
+    mesh: optional sample mesh (``ncjax.sharding.sample_mesh()``) over which the rows
+      are sharded (``ncjax.sharding.shard_rows``): one batch of statistics per device,
+      merged with :meth:`ClassStats.psum`.
+  Returns:
+    A :class:`ClassStats` (replicated when a mesh is given).
+
+  >>> import jax.numpy as jnp
+  >>> stats = class_stats(jnp.array([[0.0, 1.0], [2.0, 1.0], [4.0, 4.0]]),
+  ...                     jnp.array([0, 0, 1]), num_classes=2)
+  >>> stats.counts.tolist(), stats.means.tolist()
+  ([2.0, 1.0], [[1.0, 1.0], [4.0, 4.0]])
+  """
+  num_classes = check.num_classes(num_classes)
+  features = check.features(features, "features", min_rows=1)
+  labels = check.labels(labels, features.shape[0], num_classes)
+  mask = check.as_mask(mask, features.shape[0])
+  check.finite(features, "features", mask)
+  mesh = _tiling.check_mesh(mesh)
+  if mesh is None:
+    return ClassStats._from_batch(features, labels, num_classes, mask)
+  local = lambda h, y, m: ClassStats._from_batch(h, y, num_classes, m).psum(_tiling.AXIS)
+  return _tiling.map_rows(local, mesh, features, labels, mask)
+
+
+def checked(stats, minimum: int = 2) -> ClassStats:
+  """``stats`` if it is a ClassStats with at least ``minimum`` classes present (eagerly)."""
+  if not isinstance(stats, ClassStats):
+    raise check.InputTypeError(f"stats must be a ClassStats (ncjax.class_stats(features, labels,"
+                               f" num_classes=...)), got {type(stats).__name__}.")
+  if stats.num_classes < minimum:
+    raise ValueError(f"num_classes must be >= {minimum} for this metric, got {stats.num_classes}.")
+  check.classes_present(stats.counts, minimum)
+  return stats
+
+
+def require_distinct_means(stats: ClassStats, metric: str) -> None:
+  """Eagerly raises when every present class mean equals the global mean (e.g. constant
+  features), where ``metric`` is 0/0; under jit it is NaN then."""
+  m = stats.scaled_centred_means
+  if check.is_concrete(m) and not np.any(check.host(m)[check.host(stats.present)]):
+    raise ValueError(f"{metric} is 0/0: all class means are equal.")

@@ -55,9 +55,9 @@ class ReferenceTest(chex.TestCase):
   @parameterized.parameters(*STATS_METRICS)
   def test_stats_metric(self, name):
     h, y, _, _ = dataset()
-    fn = self.variant(getattr(ncjax, name), static_argnames="num_classes")
-    np.testing.assert_allclose(fn(*f32(h), jnp.asarray(y), num_classes=5),
-                               getattr(ref, name)(h, y, 5), rtol=1e-4)
+    fn = self.variant(lambda h, y: getattr(ncjax, name)(ncjax.class_stats(h, y, num_classes=5)))
+    np.testing.assert_allclose(fn(*f32(h), jnp.asarray(y)), getattr(ref, name)(h, y, 5),
+                               rtol=1e-4)
 
   @chex.variants(with_jit=True, without_jit=True)
   def test_collapse_metrics_dict(self):
@@ -106,11 +106,12 @@ class ClosedFormTest(parameterized.TestCase):
     h, y, m = etf_configuration(c, d, r, s)
     hj, yj = jnp.float32(h), jnp.asarray(y)
     a = r**2 / (c - 1)  # eigenvalue of Sigma_B on the ETF span
-    np.testing.assert_allclose(ncjax.nc1(hj, yj, num_classes=c), s**2 * (c - 1) ** 2 / (r**2 * c),
+    st = ncjax.class_stats(hj, yj, num_classes=c)
+    np.testing.assert_allclose(ncjax.nc1(st), s**2 * (c - 1) ** 2 / (r**2 * c),
                                rtol=1e-4)
-    np.testing.assert_allclose(ncjax.cdnv(hj, yj, num_classes=c), s**2 * d * (c - 1) / (2 * r**2 * c),
+    np.testing.assert_allclose(ncjax.cdnv(st), s**2 * d * (c - 1) / (2 * r**2 * c),
                                rtol=1e-4)
-    np.testing.assert_allclose(ncjax.vci(hj, yj, num_classes=c), s**2 / (s**2 + a), rtol=1e-4)
+    np.testing.assert_allclose(ncjax.vci(st), s**2 / (s**2 + a), rtol=1e-4)
 
   def test_etf_head_vanishing_nc2_nc3_nc4(self):
     h, y, m = etf_configuration(c=6, d=8)
@@ -129,7 +130,8 @@ class ClosedFormTest(parameterized.TestCase):
     h, y, head, _ = dataset(seed=12)
     m = ref.class_moments(h, y, 5)["m"]
     aligned = m * np.array([0.5, 1.0, 2.0, 3.0, 7.0])[:, None]
-    unc3 = lambda w: float(ncjax.unc3(jnp.float32(h), jnp.float32(w), y, num_classes=5))
+    s = ncjax.class_stats(jnp.float32(h), y, num_classes=5)
+    unc3 = lambda w: float(ncjax.unc3(s, head=jnp.float32(w)))
     self.assertAlmostEqual(unc3(aligned), 0.0, places=6)
     self.assertGreater(unc3(head), 1e-3)
 
@@ -148,8 +150,9 @@ class ClosedFormTest(parameterized.TestCase):
 
   def test_vci_zero_and_nc1_zero_at_full_collapse(self):
     h, y, _ = etf_configuration(s=0.0)
-    self.assertAlmostEqual(float(ncjax.vci(jnp.float32(h), y, num_classes=5)), 0.0, places=5)
-    self.assertAlmostEqual(float(ncjax.nc1(jnp.float32(h), y, num_classes=5)), 0.0, places=6)
+    s = ncjax.class_stats(jnp.float32(h), y, num_classes=5)
+    self.assertAlmostEqual(float(ncjax.vci(s)), 0.0, places=5)
+    self.assertAlmostEqual(float(ncjax.nc1(s)), 0.0, places=6)
 
 
 class ManyClassesTest(parameterized.TestCase):
@@ -172,16 +175,18 @@ class ManyClassesTest(parameterized.TestCase):
     for name in ("nc1", "cdnv", "vci", "gnc2"):
       np.testing.assert_allclose(getattr(ncjax, name)(s), getattr(ref, name)(h, y, 11),
                                  rtol=rtol, err_msg=name)
-    np.testing.assert_allclose(ncjax.unc3(s, jnp.float32(head)), ref.unc3(h, y, 11, head),
+    np.testing.assert_allclose(ncjax.unc3(s, head=jnp.float32(head)), ref.unc3(h, y, 11, head),
                                rtol=rtol)
     for key, value in ref.nc2(h, y, 11, head).items():
       np.testing.assert_allclose(ncjax.nc2(s, head=jnp.float32(head))[key], value, rtol=rtol,
                                  err_msg=key)
-    np.testing.assert_allclose(ncjax.nc4(jnp.float32(h), s, jnp.float32(head), jnp.float32(bias)),
+    np.testing.assert_allclose(ncjax.nc4(s, jnp.float32(h), head=jnp.float32(head),
+                                         bias=jnp.float32(bias)),
                                ref.nc4(h, y, 11, head, bias), atol=1e-6)
     ood = np.random.default_rng(1).normal(size=(60, 6)) + offset + 1.0
     np.testing.assert_allclose(ncjax.nc5(s, jnp.float32(ood)), ref.nc5(h, y, 11, ood), rtol=rtol)
-    got = ncjax.nci_score(jnp.float32(ood), s, jnp.float32(head), jnp.float32(bias), alpha=1e-4)
+    got = ncjax.nci_score(s, jnp.float32(ood), head=jnp.float32(head), bias=jnp.float32(bias),
+                          alpha=1e-4)
     want = ref.nci_score(h, y, 11, head, bias, np.float32(ood), 1e-4)
     np.testing.assert_allclose(got, want, rtol=2e-3, atol=1e-3 if offset else 1e-5)
     self.assertLen(present, 9)
@@ -206,7 +211,7 @@ class ManyClassesTest(parameterized.TestCase):
         stats, s((n, d), jnp.float32), s((n,), jnp.int32)).as_text()
     self.assertFalse(f"<{n}x{c}x" in update, "an n x C array in ClassStats.update")
     metrics = jax.jit(lambda st, w: ncjax.collapse_metrics_from_stats(
-        st, w, tile_size=t, joint_entropy=False)).lower(stats, s((c, d), jnp.float32)).as_text()
+        st, head=w, tile_size=t, joint_entropy=False)).lower(stats, s((c, d), jnp.float32)).as_text()
     self.assertFalse(f"<{c}x{c}x" in metrics, "a C x C array in collapse_metrics_from_stats")
     self.assertTrue(f"<{t}x{c}x" in metrics, "no (tile, C) block")  # the tiles are there
 
@@ -236,7 +241,7 @@ class ManyClassesTest(parameterized.TestCase):
     with self.assertRaisesRegex(ValueError, "ood contains NaN"):
       ncjax.nc5(s, np.full((4, 6), np.nan, np.float32))
     with self.assertRaisesRegex(TypeError, "stats must be a ClassStats"):
-      ncjax.nci_score(np.float32(h), h, np.float32(head))
+      ncjax.nci_score(h, np.float32(h), head=np.float32(head))
     with self.assertRaisesRegex(ValueError, "NC5 is 0/0"):
       ncjax.nc5(s, s)  # the in-distribution features as their own OOD set
 
@@ -251,12 +256,11 @@ class InvarianceTest(parameterized.TestCase):
       h = h[:, :rank] @ rng.normal(size=(rank, 12))
     a = rng.normal(size=(12, 12)) + 3 * np.eye(12)
     moved = h @ a.T
-    kw = dict(num_classes=5)
-    np.testing.assert_allclose(ncjax.vci(jnp.float32(moved), y, **kw),
-                               ncjax.vci(jnp.float32(h), y, **kw), rtol=1e-3)
+    stats = lambda h: ncjax.class_stats(jnp.float32(h), y, num_classes=5)
+    np.testing.assert_allclose(ncjax.vci(stats(moved)), ncjax.vci(stats(h)), rtol=1e-3)
     np.testing.assert_allclose(ref.vci(moved, y, 5), ref.vci(h, y, 5), rtol=1e-8)
-    self.assertGreater(abs(float(ncjax.nc1(jnp.float32(moved), y, **kw)) /
-                           float(ncjax.nc1(jnp.float32(h), y, **kw)) - 1), 0.05)
+    self.assertGreater(abs(float(ncjax.nc1(stats(moved))) / float(ncjax.nc1(stats(h))) - 1),
+                       0.05)
 
   def test_translation_and_scale(self):
     h, y, head, bias = dataset(seed=6)
@@ -286,9 +290,9 @@ class ClassStatsTest(parameterized.TestCase):
 
   def test_streamed_equals_one_shot(self):
     h, y, head, _ = dataset(n=500, seed=7)
-    streamed = ncjax.collapse_metrics_from_stats(self._streamed(h, y, 5), jnp.float32(head))
+    streamed = ncjax.collapse_metrics_from_stats(self._streamed(h, y, 5), head=jnp.float32(head))
     whole = ncjax.collapse_metrics_from_stats(ncjax.class_stats(jnp.float32(h), y, num_classes=5),
-                                              jnp.float32(head))
+                                              head=jnp.float32(head))
     for key in whole:
       np.testing.assert_allclose(streamed[key], whole[key], rtol=1e-4, atol=1e-6, err_msg=key)
 
@@ -330,7 +334,7 @@ class TransformTest(chex.TestCase):
     h, y, head, _ = dataset(seed=10)
     for name in STATS_METRICS + ("effective_rank",):
       fn = getattr(ncjax, name)
-      loss = (lambda z: fn(z)) if name == "effective_rank" else (lambda z: fn(z, y, num_classes=5))
+      loss = fn if name == "effective_rank" else (lambda z: fn(ncjax.class_stats(z, y, num_classes=5)))
       grad = jax.grad(loss)(jnp.float32(h))
       self.assertTrue(bool(jnp.all(jnp.isfinite(grad))), name)
 
@@ -357,9 +361,10 @@ class BadInputTest(parameterized.TestCase):
     h = np.random.default_rng(0).normal(size=(40, 3)).astype(np.float32)
     h = np.r_[h, -h]  # both classes have mean 0
     y = np.arange(80) % 2
+    stats = ncjax.class_stats(h, y, num_classes=2)
     with self.assertRaisesRegex(ValueError, "all class means are equal"):
-      ncjax.vci(h, y, num_classes=2)
-    self.assertTrue(np.isnan(jax.jit(ncjax.vci, static_argnames="num_classes")(h, y, num_classes=2)))
+      ncjax.vci(stats)
+    self.assertTrue(np.isnan(jax.jit(ncjax.vci)(stats)))
 
 
 def offset_data(offset, spread, n=600, c=5, d=20, seed=0):
@@ -505,13 +510,13 @@ class StatsInputTest(parameterized.TestCase):
 
   def test_constant_features_raise_eagerly_where_the_metric_is_0_over_0(self):
     h, y = np.ones((10, 3), np.float32), np.arange(10) % 2
+    stats = ncjax.class_stats(h, y, num_classes=2)
     for name, fn in (("VCI", ncjax.vci), ("CDNV", ncjax.cdnv),
-                     ("NC3", lambda *a, **k: ncjax.nc3(a[0], np.eye(2, 3, dtype=np.float32),
-                                                        a[1], **k))):
+                     ("NC3", lambda s: ncjax.nc3(s, head=np.eye(2, 3, dtype=np.float32)))):
       with self.assertRaisesRegex(ValueError, f"{name} is 0/0: all class means are equal"):
-        fn(h, y, num_classes=2)
-    self.assertEqual(float(ncjax.nc1(h, y, num_classes=2)), 0.0)  # Sigma_W = 0: NC1 is 0
+        fn(stats)
+    self.assertEqual(float(ncjax.nc1(stats)), 0.0)  # Sigma_W = 0: NC1 is 0
 
   def test_vci_near_collapse_is_in_unit_interval(self):
     h, y = offset_data(0.0, 1e-6)
-    self.assertTrue(0.0 <= float(ncjax.vci(h, y, num_classes=5)) <= 4e-7)
+    self.assertTrue(0.0 <= float(ncjax.vci(ncjax.class_stats(h, y, num_classes=5))) <= 4e-7)

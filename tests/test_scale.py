@@ -9,7 +9,6 @@ import chex
 
 import ncjax
 from ncjax import sharding
-from ncjax import info
 from tests import reference as ref
 from tests.reference import features
 
@@ -21,21 +20,20 @@ def structured(n, d=16, rank=4, seed=0):
 
 
 @pytest.mark.parametrize("same", [False, True])
-def test_chunked_moment_equals_dense_at_n_2048(monkeypatch, same):
+def test_chunked_moment_equals_dense_at_n_2048(same):
   z1 = structured(2048, 8, seed=1)
   z2 = z1 if same else structured(2048, 6, seed=2)
   want = ref.joint_entropy(z1, z2)  # dense 2048 x 2048, float64
-  monkeypatch.setattr(info, "KRON_BLOCK", 48 * 100)  # chunks of 100 rows (last one padded)
   z1_32 = jnp.float32(z1)
-  got = jax.jit(ncjax.joint_entropy)(z1_32, z1_32 if same else jnp.float32(z2))
+  chunked = jax.jit(ncjax.joint_entropy, static_argnames="chunk_size")
+  got = chunked(z1_32, z1_32 if same else jnp.float32(z2), chunk_size=100)  # last one padded
   np.testing.assert_allclose(got, want, rtol=1e-5)
 
 
-def test_chunked_moment_with_mask(monkeypatch):
+def test_chunked_moment_with_mask():
   z1, z2 = structured(500, 5, seed=3), structured(500, 4, seed=4)
   mask = np.arange(500) % 7 != 0
-  monkeypatch.setattr(info, "KRON_BLOCK", 20 * 64)
-  got = ncjax.mutual_information(jnp.float32(z1), jnp.float32(z2), mask=mask)
+  got = ncjax.mutual_information(jnp.float32(z1), jnp.float32(z2), mask=mask, chunk_size=64)
   want = ref.mutual_information(z1[mask], z2[mask])
   np.testing.assert_allclose(got, want, rtol=1e-4)
 
@@ -77,13 +75,13 @@ def test_sample_sharded_metrics_equal_single_device(mesh):
   # 1e-5 relative; the 2e-6 absolute covers differences of ~1 nat entropies (MI, HDR)
   # whose float32 round-off (a few 1e-7) does not shrink with the difference.
   check = lambda got, want: np.testing.assert_allclose(got, want, rtol=1e-5, atol=2e-6)
-  check(sharding.matrix_entropy(s1, mesh, mask=mask), ncjax.matrix_entropy(z1))
+  check(ncjax.matrix_entropy(s1, mask=mask, mesh=mesh), ncjax.matrix_entropy(z1))
   for name in ("mutual_information", "mir", "hdr"):
-    check(getattr(sharding, name)(s1, s2, mesh, mask=mask), getattr(ncjax, name)(z1, z2))
-  check(sharding.entropies(s1, s2, mesh, mask=mask)[2], ncjax.joint_entropy(z1, z2))
+    check(getattr(ncjax, name)(s1, s2, mask=mask, mesh=mesh), getattr(ncjax, name)(z1, z2))
+  check(ncjax.entropies(s1, s2, mask=mask, mesh=mesh)[2], ncjax.joint_entropy(z1, z2))
   # The plain metrics take the sharded arrays too (jit partitions them).
   check(jax.jit(ncjax.mir)(s1, s2, mask=mask), ncjax.mir(z1, z2))
-  stats = sharding.class_stats(sh, sy, mesh, num_classes=7, mask=mask)
+  stats = ncjax.class_stats(sh, sy, num_classes=7, mask=mask, mesh=mesh)
   single = ncjax.class_stats(features, labels, num_classes=7)
   check(ncjax.nc1(stats), ncjax.nc1(single))
   check(ncjax.vci(stats), ncjax.vci(single))
@@ -99,7 +97,7 @@ def test_class_tiles_split_across_devices_equal_single_device(mesh, tile_size):
   head = np.float32(rng.normal(size=(c, d)))
   stats = ncjax.class_stats(features, labels, num_classes=c)
   fn = jax.jit(lambda s, w, mesh: ncjax.collapse_metrics_from_stats(
-      s, w, tile_size=tile_size, mesh=mesh), static_argnums=2)
+      s, head=w, tile_size=tile_size, mesh=mesh), static_argnums=2)
   single, split = fn(stats, head, None), fn(stats, head, mesh)
   for key in ("cdnv", "gnc2", "equiangular_means", "maxangle_means", "equiangular_head",
               "maxangle_head"):
@@ -110,7 +108,7 @@ def test_one_device_mesh_equals_single_device():
   mesh = sharding.sample_mesh(jax.devices()[:1])
   z1, z2 = np.float32(structured(501, 6, seed=8)), np.float32(structured(501, 4, seed=9))
   (s1, s2), mask = sharding.shard_rows(mesh, z1, z2)
-  np.testing.assert_allclose(sharding.mir(s1, s2, mesh, mask=mask), ncjax.mir(z1, z2),
+  np.testing.assert_allclose(ncjax.mir(s1, s2, mask=mask, mesh=mesh), ncjax.mir(z1, z2),
                              rtol=1e-5)
   np.testing.assert_allclose(sharding.eigvalsh(jnp.eye(3)[None] * 2.0, mesh), [[2.0] * 3])
 
@@ -118,7 +116,7 @@ def test_one_device_mesh_equals_single_device():
 def test_sharded_metrics_jit_and_compile_once(mesh):
   (s1, s2), mask = sharding.shard_rows(mesh, np.float32(structured(800, 6)),
                                        np.float32(structured(800, 4, seed=1)))
-  fn = jax.jit(chex.assert_max_traces(lambda a, b, m: sharding.mir(a, b, mesh, mask=m), n=1))
+  fn = jax.jit(chex.assert_max_traces(lambda a, b, m: ncjax.mir(a, b, mask=m, mesh=mesh), n=1))
   first = fn(s1, s2, mask)
   for _ in range(3):
     np.testing.assert_allclose(fn(s1, s2, mask), first)
@@ -138,7 +136,7 @@ def test_sharded_bad_input_names_the_argument(mesh):
   z[3] = 0.0
   (s,), mask = sharding.shard_rows(mesh, z)
   with pytest.raises(ValueError, match="z"):
-    sharding.matrix_entropy(s, mesh, mask=mask)
+    ncjax.matrix_entropy(s, mask=mask, mesh=mesh)
 
 
 def test_sharded_class_stats_keep_offset_accuracy_and_accept_zero_rows(mesh):
@@ -148,14 +146,14 @@ def test_sharded_class_stats_keep_offset_accuracy_and_accept_zero_rows(mesh):
   y = np.arange(637) % 5
   h = (rng.normal(size=(5, 20))[y] + rng.normal(size=(637, 20))).astype(np.float32)
   (sh, sy), mask = sharding.shard_rows(mesh, h + np.float32(1e4), y)
-  stats = sharding.class_stats(sh, sy, mesh, num_classes=5, mask=mask)
+  stats = ncjax.class_stats(sh, sy, num_classes=5, mask=mask, mesh=mesh)
   np.testing.assert_allclose(ncjax.nc1(stats), ref.nc1(h + np.float32(1e4), y, 5), rtol=1e-3)
   np.testing.assert_allclose(ncjax.vci(stats), ref.vci(h + np.float32(1e4), y, 5), rtol=1e-3)
   np.testing.assert_allclose(stats.means, ref.class_moments(h + np.float32(1e4), y, 5)["means"],
                              rtol=1e-6)
   h[:3] = 0.0  # zero rows are ordinary samples for class statistics
   (sh, sy), mask = sharding.shard_rows(mesh, h, y)
-  stats = sharding.class_stats(sh, sy, mesh, num_classes=5, mask=mask)
+  stats = ncjax.class_stats(sh, sy, num_classes=5, mask=mask, mesh=mesh)
   np.testing.assert_allclose(ncjax.nc1(stats), ref.nc1(h, y, 5), rtol=1e-4)
 
 
@@ -191,7 +189,7 @@ def assert_slq_close(z1, z2, exact, mask=None, seeds=3):
   errors plus the pinching bias the standard error does not see (<= 2e-4 relative)."""
   slq = jax.jit(ncjax.joint_entropy_slq)
   for seed in range(seeds):
-    estimate, stderr = slq(jnp.float32(z1), jnp.float32(z2), jax.random.key(seed), mask=mask)
+    estimate, stderr = slq(jnp.float32(z1), jnp.float32(z2), key=jax.random.key(seed), mask=mask)
     error = abs(float(estimate) - exact)
     assert error <= 0.02 * exact
     assert error <= 4 * float(stderr) + 2e-4 * exact
@@ -216,7 +214,7 @@ def test_slq_at_n_1e5_against_the_exact_moment_route():
   z1, z2 = slq_pair("structured", n, seed=5)
   mask = np.random.default_rng(7).random(n) > 0.01  # and a mask
   exact = float(jax.jit(ncjax.joint_entropy, static_argnames="method")(
-      jnp.float32(z1), jnp.float32(z2), mask=mask, method="exact"))
+      jnp.float32(z1), jnp.float32(z2), mask=mask))
   assert_slq_close(z1, z2, exact, mask=mask, seeds=1)
 
 
@@ -224,33 +222,34 @@ def test_slq_compiles_once_across_keys_and_vmaps_over_them():
   z1, z2 = jnp.float32(structured(600, 30, seed=3)), jnp.float32(structured(600, 30, seed=4))
   slq = jax.jit(chex.assert_max_traces(ncjax.joint_entropy_slq, n=1))
   keys = jax.random.split(jax.random.key(0), 3)
-  singles = [slq(z1, z2, k)[0] for k in keys]
-  batched = jax.vmap(ncjax.joint_entropy_slq, in_axes=(None, None, 0))(z1, z2, keys)[0]
+  singles = [slq(z1, z2, key=k)[0] for k in keys]
+  batched = jax.vmap(lambda k: ncjax.joint_entropy_slq(z1, z2, key=k))(keys)[0]
   np.testing.assert_allclose(batched, singles, rtol=1e-4)
   assert len(set(np.asarray(singles).tolist())) == 3  # the key matters
 
 
-def test_joint_entropy_switches_to_slq_for_many_kronecker_columns(monkeypatch):
+def test_joint_entropy_routes_are_arguments_and_slq_is_never_chosen():
   z1, z2 = (jnp.float32(structured(3000, 36, rank=4, seed=s)) for s in (3, 4))
-  lower = lambda: jax.jit(ncjax.joint_entropy).lower(z1, z2)
-  moment = lower()  # 36^2 = 1296 Kronecker columns < SLQ_COLUMNS, < n: exact moment route
-  assert "1296x1296" in moment.as_text()
-  monkeypatch.setattr(info, "SLQ_COLUMNS", 1000)
-  jax.clear_caches()  # the route is chosen at trace time
-  slq = lower()
-  assert "1296x1296" not in slq.as_text()  # SLQ: no moment matrix
-  exact, approx = float(moment.compile()(z1, z2)), float(slq.compile()(z1, z2))
-  assert approx != exact and abs(approx - exact) <= 0.02 * exact
-  forced = jax.jit(ncjax.joint_entropy, static_argnames="method").lower(z1, z2, method="exact")
-  assert "1296x1296" in forced.as_text()
-  with pytest.raises(ValueError, match="method"):
+  lower = lambda method: jax.jit(ncjax.joint_entropy, static_argnames="method").lower(
+      z1, z2, method=method)
+  assert "1296x1296" in lower("auto").as_text()  # 36^2 = 1296 Kronecker columns < n
+  assert "1296x1296" in lower("kronecker").as_text()
+  gram = lower("gram")
+  assert "1296x1296" not in gram.as_text() and "3000x3000" in gram.as_text()
+  np.testing.assert_allclose(gram.compile()(z1, z2), lower("auto").compile()(z1, z2),
+                             rtol=1e-4)
+  with pytest.raises(ValueError, match="joint_entropy_slq"):
     ncjax.joint_entropy(z1, z2, method="slq")
+  with pytest.raises(ValueError, match="method"):
+    ncjax.mir(z1, z2, method="exact")
   key = jax.random.key(0)
+  with pytest.raises(TypeError):
+    ncjax.joint_entropy_slq(z1, z2, key)  # the key is keyword-only and the caller's
   with pytest.raises(ValueError, match="num_probes"):
-    ncjax.joint_entropy_slq(z1, z2, key, num_probes=1)
+    ncjax.joint_entropy_slq(z1, z2, key=key, num_probes=1)
   with pytest.raises(ValueError, match="rank \\+ order"):
-    ncjax.joint_entropy_slq(z1[:50], z2[:50], key, rank=64)
+    ncjax.joint_entropy_slq(z1[:50], z2[:50], key=key, rank=64)
   with pytest.raises(ValueError, match="order must be < n"):
-    ncjax.joint_entropy_slq(z1[:10], z2[:10], key, order=10)
+    ncjax.joint_entropy_slq(z1[:10], z2[:10], key=key, order=10)
   # The default rank fits the problem: min(64, n - order) on 50 rows.
-  assert np.isfinite(ncjax.joint_entropy_slq(z1[:50], z2[:50], key)[0])
+  assert np.isfinite(ncjax.joint_entropy_slq(z1[:50], z2[:50], key=key)[0])

@@ -24,7 +24,7 @@ import tqdm
 from jax.sharding import Mesh, NamedSharding, PartitionSpec
 
 from ncjax import collapse, info
-from ncjax.stats import ClassStats
+from ncjax.stats import ClassStats, class_stats
 
 
 def stack(snapshots) -> object:
@@ -88,8 +88,9 @@ METRICS: dict[str, tuple[str, Callable[[Inputs], object]]] = {
     "cdnv": ("CDNV of the features", lambda x: collapse.cdnv(x.stats)),
     "vci": ("VCI of the features", lambda x: collapse.vci(x.stats)),
     "nc2": ("NC2 terms of means and head", lambda x: collapse.nc2(x.stats, head=x.head)),
-    "nc3": ("NC3 of head and means", lambda x: collapse.nc3(x.stats, x.head)),
-    "nc4": ("NC4 of the features", lambda x: collapse.nc4(x.features, x.stats, x.head, x.bias)),
+    "nc3": ("NC3 of head and means", lambda x: collapse.nc3(x.stats, head=x.head)),
+    "nc4": ("NC4 of the features", lambda x: collapse.nc4(
+        x.stats, x.features, head=x.head, bias=x.bias)),
     "effective_rank": ("RankMe of the features", lambda x: collapse.effective_rank(x.features)),
     "collapse_metrics": ("every collapse metric", lambda x: collapse.collapse_metrics(
         x.features, x.labels, num_classes=x.num_classes, head=x.head, bias=x.bias)),
@@ -118,7 +119,7 @@ def metric_function(metrics: Sequence[str], features_fn: Callable, labels, num_c
 
   def fn(params):
     features, head, bias = features_fn(params)
-    stats = collapse.class_stats(features, labels, num_classes=num_classes)
+    stats = class_stats(features, labels, num_classes=num_classes)
     inputs = Inputs(features, labels, num_classes, head, bias, stats)
     out = {}
     for name in metrics:

@@ -12,7 +12,8 @@ Keys (defined here, used by every task, the logs, the plots and ``ncjax analyze`
   (1, 2, ...; pooled, see ``ncjax.models.vision``), ``<name>`` in :data:`LAYER_KEYS`;
 - a task may add its own (the grokking task's ``fourier/*``).
 
-A pass accumulates, per split, ClassStats plus loss and accuracy sums; a second pass
+A pass accumulates, per split, :class:`SplitSums` (ClassStats plus loss and accuracy
+sums); a second pass
 counts the NC4 disagreements against the split's own class means. Both are jitted per
 batch and vmapped over the leading axis of the states (seeds, or snapshots x seeds).
 """
@@ -22,6 +23,7 @@ from __future__ import annotations
 import functools
 from collections.abc import Callable, Iterable
 
+import flax.struct
 import jax
 import jax.numpy as jnp
 from jax.sharding import Mesh
@@ -56,27 +58,54 @@ def _forward_layers(state: TrainState, inputs: jax.Array):
   return logits, features, exposed["intermediates"][LAYERS]
 
 
-def _accumulate(state: TrainState, batch: Batch, carry):
-  """Adds a batch to (stats, loss sum, correct count, per-layer stats); the per-layer
-  stats are an empty tuple when the layers are not measured."""
-  stats, loss_sum, correct, layer_stats = carry
-  if layer_stats:
-    logits, features, layers = _forward_layers(state, batch.inputs)
-    layer_stats = tuple(s._absorb(x, batch.labels, batch.mask)
-                        for s, x in zip(layer_stats, layers, strict=True))
-  else:
-    logits, features = _forward(state, batch.inputs)
-  n = jnp.sum(batch.mask)
-  loss_sum += losses.cross_entropy(logits, batch.labels, mask=batch.mask) * n
-  correct += jnp.sum((jnp.argmax(logits, -1) == batch.labels) & batch.mask)
-  stats = stats._absorb(features, batch.labels, batch.mask)
-  return stats, loss_sum, correct, layer_stats
+@flax.struct.dataclass
+class SplitSums:
+  """A split's running sums, per state: ClassStats of the features (and of each
+  layer's pooled output, an empty tuple when layers are not measured), the summed loss
+  and the count of correct predictions. ``empty`` / ``update`` / ``compute``."""
+
+  stats: ClassStats
+  loss: jax.Array
+  correct: jax.Array
+  layers: tuple[ClassStats, ...] = ()
+
+  @classmethod
+  def empty(cls, num_classes: int, dim: int, layer_dims: tuple[int, ...] = ()) -> "SplitSums":
+    empty = lambda d: ClassStats.empty(num_classes=num_classes, dim=d)
+    return cls(empty(dim), jnp.float32(0), jnp.float32(0), tuple(map(empty, layer_dims)))
+
+  def update(self, batch: Batch, logits, features, layers=()) -> "SplitSums":
+    """Adds one batch's forward pass: logits (n, C), features (n, d), layers (n, d_i)."""
+    n = jnp.sum(batch.mask)
+    return SplitSums(
+        stats=self.stats.update(features, batch.labels, batch.mask),
+        loss=self.loss + losses.cross_entropy(logits, batch.labels, mask=batch.mask) * n,
+        correct=self.correct + jnp.sum((jnp.argmax(logits, -1) == batch.labels) & batch.mask),
+        layers=tuple(s.update(x, batch.labels, batch.mask)
+                     for s, x in zip(self.layers, layers, strict=True)))
+
+  def compute(self, head: jax.Array, disagreements: jax.Array) -> dict:
+    """The split's metrics (unprefixed collapse keys, ``layer<i>/*``, ``loss``,
+    ``accuracy``) given the head (C, d) and the NC4 disagreement count."""
+    out = collapse.collapse_metrics_from_stats(self.stats, head=head)
+    out["nc4"] = disagreements / self.stats.total
+    for i, s in enumerate(self.layers):
+      layer = collapse.collapse_metrics_from_stats(s)
+      out |= keyed(f"layer{i + 1}", {k: layer[k] for k in LAYER_KEYS})
+    return out | {"loss": self.loss / self.stats.total,
+                  "accuracy": self.correct / self.stats.total}
+
+
+def _accumulate(state: TrainState, batch: Batch, sums: SplitSums) -> SplitSums:
+  if sums.layers:
+    return sums.update(batch, *_forward_layers(state, batch.inputs))
+  return sums.update(batch, *_forward(state, batch.inputs))
 
 
 def _nc4_count(state: TrainState, batch: Batch, stats: ClassStats) -> jax.Array:
   _, features = _forward(state, batch.inputs)
   w, b = head_weights(state.params)
-  return collapse.nc4(features, stats, w, b, mask=batch.mask) * jnp.sum(batch.mask)
+  return collapse.nc4(stats, features, head=w, bias=b, mask=batch.mask) * jnp.sum(batch.mask)
 
 
 def sample_metrics(state: TrainState, batch: Batch) -> dict:
@@ -114,42 +143,34 @@ def make_evaluator(num_classes: int, mesh: Mesh, data_axis: int | None, layers: 
   @functools.partial(meshes.serialized, mesh=mesh)
   @functools.partial(jax.jit, out_shardings=everywhere)
   @jax.vmap
-  def summarise(state, stats, loss_sum, correct, disagreements, layer_stats):
-    w, _ = head_weights(state.params)
-    out = collapse.collapse_metrics_from_stats(stats, w)
-    out["nc4"] = disagreements / stats.total
-    by_layer = {}
-    for i, s in enumerate(layer_stats):
-      layer = collapse.collapse_metrics_from_stats(s)
-      by_layer |= keyed(f"layer{i + 1}", {k: layer[k] for k in LAYER_KEYS})
-    return out, by_layer, loss_sum / stats.total, correct / stats.total
+  def summarise(state, sums: SplitSums, disagreements):
+    return sums.compute(head_weights(state.params)[0], disagreements)
 
   @functools.partial(meshes.serialized, mesh=mesh)
   @functools.partial(jax.jit, static_argnums=2, out_shardings=members)
-  def identity(states, batch, with_layers: bool):
-    """The empty accumulator (and a zero NC4 count), shaped by the model's features."""
+  def start(states, batch, with_layers: bool):
+    """Empty sums (and a zero NC4 count) per state, shaped by the model's features."""
     size = jax.tree.leaves(states.params)[0].shape[0]
     forward = _forward_layers if with_layers else _forward
     shapes = jax.eval_shape(jax.vmap(forward, in_axes=axes), states, batch.inputs)
-    empty = lambda x: ClassStats._identity(num_classes, x.shape[-1], jnp.float32)
-    carry = (empty(shapes[1]), jnp.float32(0), jnp.float32(0),
-             tuple(empty(x) for x in shapes[2]) if len(shapes) == 3 else ())
-    return jax.tree.map(lambda x: jnp.broadcast_to(x, (size, *x.shape)), (carry, jnp.float32(0)))
+    sums = SplitSums.empty(num_classes, shapes[1].shape[-1],
+                           tuple(x.shape[-1] for x in shapes[2]) if with_layers else ())
+    return jax.tree.map(lambda x: jnp.broadcast_to(x, (size, *x.shape)), (sums, jnp.float32(0)))
 
   def evaluate(states: TrainState, splits: dict[str, Callable[[], Iterable[Batch]]],
                sample: Batch) -> dict:
     out = {}
     for split, prefix in SPLITS.items():
-      carry = None
+      sums = None
       for batch in splits[split]():
-        if carry is None:
-          carry, disagreements = identity(states, batch, layers and split == "train")
-        carry = accumulate(states, batch, carry)
-      stats = carry[0]
+        if sums is None:
+          sums, disagreements = start(states, batch, layers and split == "train")
+        sums = accumulate(states, batch, sums)
       for batch in splits[split]():
-        disagreements = count_nc4(states, batch, stats, disagreements)
-      metrics, by_layer, loss, accuracy = summarise(states, stats, carry[1], carry[2],
-                                                    disagreements, carry[3])
+        disagreements = count_nc4(states, batch, sums.stats, disagreements)
+      metrics = summarise(states, sums, disagreements)
+      loss, accuracy = metrics.pop("loss"), metrics.pop("accuracy")
+      by_layer = {k: metrics.pop(k) for k in list(metrics) if k.startswith("layer")}
       out |= {f"{split}/loss": loss, f"{split}/accuracy": accuracy, **keyed(prefix, metrics),
               **by_layer}
     return out | samples(states, sample) | {"weights/norm": norms(states.params)}
