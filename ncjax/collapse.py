@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import jax
 import jax.numpy as jnp
-import numpy as np
 
 from ncjax import _tiling, info, kernels, spectral
 from ncjax import _validation as check
