@@ -23,7 +23,7 @@ from ncjax.losses import cross_entropy
 from ncjax.models import make_model
 from ncjax.tasks import make_task
 from ncjax.train import mesh as meshes
-from ncjax.train.config import digits_cnn_config, override
+from experiments.common import digits_cnn_config, overridden
 from ncjax.train.state import create_states, make_train_step
 
 MODELS = {  # name: (model kwargs, input shape)
@@ -37,7 +37,7 @@ def examples_per_second(model_kwargs: dict, shape: tuple, batch: int, devices: i
                         steps: int) -> float:
   """Examples/s of ``steps`` train steps at global ``batch`` on ``devices`` devices."""
   kwargs = dict(model_kwargs)
-  config = override(digits_cnn_config(), {"mesh.data": devices, "batch_size": batch})
+  config = overridden(digits_cnn_config(), {"mesh.data": devices, "batch_size": batch})
   mesh = meshes.make_mesh(config)
   model = make_model(kwargs.pop("name"), 10, **kwargs)
   state = create_states(config, model, np.zeros((1, *shape), np.float32), mesh)
@@ -74,7 +74,7 @@ def main():
                  f"{every / (n * one):.0%}"])
   print(table(["model", "1 device ex/s", f"{n} devices ex/s", "speed-up", "efficiency"], rows))
 
-  task = make_task(override(digits_cnn_config(), {"data.read_threads": 4}))
+  task = make_task(overridden(digits_cnn_config(), {"data.read_threads": 4}))
   states = create_states(task.config, task.model, task.example_inputs, task.mesh)
   t_metrics = best_of(lambda: task.evaluate(states), repeats=3)
   start, count = time.perf_counter(), 20

@@ -18,7 +18,8 @@ from ncjax.data import Batch
 from ncjax.losses import cross_entropy
 from ncjax.models import make_model
 from ncjax.tasks import make_task
-from ncjax.train.config import base_config, cifar_wrn_config, override
+from experiments.common import cifar_wrn_config, overridden
+from ncjax.train.config import base_config
 from ncjax.train.mesh import batch_sharding, make_mesh
 from ncjax.train.state import create_states, make_loss, make_train_step
 
@@ -48,7 +49,7 @@ def wrn_step_ms(width: int = 2, batch: int = 64) -> float:
   """Milliseconds of one jitted SGD step of a WRN-28-``width`` (BatchNorm) at ``batch``."""
   config = cifar_wrn_config("cifar10", width)
   model = make_model("wrn", 10, depth=28, width=width)
-  mesh = make_mesh(override(config, {"mesh.data": 1}))
+  mesh = make_mesh(overridden(config, {"mesh.data": 1}))
   state = create_states(config, model, jnp.zeros((1, 32, 32, 3)), mesh)
   step = make_train_step(lambda logits, features, head, b: cross_entropy(logits, b.labels), mesh)
   key = jax.random.key(0)

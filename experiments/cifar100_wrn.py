@@ -11,7 +11,7 @@ here (no accelerator, no download); the wall time of one WRN-28-2 step at batch 
 2 CPU cores is in docs/classification.md.
 """
 
-from ncjax.train.config import cifar_wrn_config
+from common import cifar_wrn_config
 
 
 def get_config():

@@ -22,7 +22,7 @@ docs/transfer.md.
 
 import ml_collections
 
-from ncjax.train.config import cnn_recipe
+from common import cnn_recipe
 
 SOURCE, TARGET = (0, 1, 2, 3, 4), (5, 6, 7, 8, 9)
 

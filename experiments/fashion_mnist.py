@@ -8,7 +8,7 @@ warm-up steps, L2 weight decay 5e-3, no label smoothing, batch 128, 3,000 steps 
 epochs), metrics over both whole splits every 250 steps and at 16 log-spaced snapshots.
 Needs Debian's ``dataset-fashion-mnist`` (``apt-get install dataset-fashion-mnist``) or a
 prepared TFDS copy (``--config.data.data_dir``). The recipe lives in
-``ncjax.train.config.fashion_mnist_config`` (the Fashion-MNIST studies start from it).
+``experiments/common.py`` (the Fashion-MNIST studies start from it).
 
 Measured on 2 CPU cores with ``--config.num_seeds=3`` (one vmapped state; 44 min 36 s
 with the test suite beside it): 100% train accuracy in every seed from step 1,750, test
@@ -17,7 +17,7 @@ VCI 0.44 -> 0.180 -> 0.174. One seed of the same recipe with weight decay 5e-4 t
 8 min 27 s. Tables and figure: docs/classification.md.
 """
 
-from ncjax.train.config import fashion_mnist_config
+from common import fashion_mnist_config
 
 
 def get_config():

@@ -17,7 +17,9 @@ steps) and writes summary.json; results in docs/grokking.md.
 
 import ml_collections
 
-from ncjax.train.config import base_config, override
+from common import overridden
+
+from ncjax.train.config import base_config
 
 LAMB = 2.0
 
@@ -25,8 +27,8 @@ LAMB = 2.0
 def arm(steps, **overrides):
   c = base_config()
   c.name = "a+b mod 97, embedding MLP, 50% train, 5 seeds"
-  return override(c, {"num_seeds": 5, "steps": steps, "metrics_every": 50,
-                      "checkpoint_every": 500, "snapshots": 10, **overrides})
+  return overridden(c, {"num_seeds": 5, "steps": steps, "metrics_every": 50,
+                        "checkpoint_every": 500, "snapshots": 10, **overrides})
 
 
 def get_config():

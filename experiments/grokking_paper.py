@@ -14,7 +14,7 @@ falls 0.90 -> 0.05 during memorisation. The paper: HDR .46 -> .08 during memoris
 the previous model: docs/grokking.md.
 """
 
-from ncjax.train.config import grokking_paper_config
+from common import grokking_paper_config
 
 
 def get_config():

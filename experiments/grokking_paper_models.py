@@ -11,7 +11,7 @@ Result on 2 CPU cores (and the paper's values beside them): docs/grokking.md.
 
 import ml_collections
 
-from ncjax.train.config import grokking_paper_config
+from common import grokking_paper_config
 
 
 def get_config():

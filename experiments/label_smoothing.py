@@ -16,7 +16,7 @@ entropy of the centred means 1.97, 2.17, 2.18, 2.18, 2.18 (log 9 = 2.197 at a si
 ETF). Figures and discussion: docs/studies.md.
 """
 
-from ncjax.train.config import digits_cnn_config
+from common import digits_cnn_config
 
 
 def get_config():

@@ -21,7 +21,7 @@ Figure: docs/layerwise.png.
 
 import ml_collections
 
-from ncjax.train.config import digits_cnn_config
+from common import digits_cnn_config
 
 
 def get_config():

@@ -22,7 +22,7 @@ the information metrics mark the barrier as the loss does. Figure: docs/lmc.png.
 
 import ml_collections
 
-from ncjax.train.config import digits_cnn_config
+from common import digits_cnn_config
 
 
 def get_config():

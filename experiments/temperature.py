@@ -16,7 +16,7 @@ features more); MIR(head, means) 0.953, 0.947, 0.939, 0.930, 0.919 (falls with T
 0.088, 0.083, 0.083, 0.083, 0.086 (flat). Figures and discussion: docs/studies.md.
 """
 
-from ncjax.train.config import digits_cnn_config
+from common import digits_cnn_config
 
 
 def get_config():

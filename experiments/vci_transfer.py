@@ -27,7 +27,7 @@ docs/transfer.md.
 
 import ml_collections
 
-from ncjax.train.config import cnn_recipe
+from common import cnn_recipe
 
 SOURCE, TARGET = (0, 1, 2, 3, 4), (5, 6, 7, 8, 9)
 SEEDS = {"digits": 1, "fashion_mnist": 3}

@@ -13,7 +13,7 @@ import jax.numpy as jnp
 from jax.sharding import Mesh, PartitionSpec
 
 from ncjax import _validation as check
-from ncjax.kernels import matmul, normalize_rows
+from ncjax.kernels import matmul, unit_rows
 
 AXIS = "samples"  # the axis of a sample mesh (``ncjax.sharding.sample_mesh``)
 TILE = 1024  # default tile_size: classes per block of a pairwise or argmax computation
@@ -65,7 +65,7 @@ def pair_means(x: jax.Array, keep: jax.Array, terms, tile_size: int, mesh=None) 
   twice, so means over i < j are the same.
   """
   c = x.shape[0]
-  u = normalize_rows(x, keep)
+  u = unit_rows(x, keep)
   t = min(check.static_int(tile_size, "tile_size"), c)
   devices = 1 if mesh is None else mesh.size
   tiles = -(-c // t)
@@ -102,7 +102,7 @@ def argmax_over_classes(scores, num_classes: int, tile_size: int, n: int) -> tup
       top = jnp.max(block, axis=1)
       better = top > value
       new.append((jnp.where(better, top, value),
-                  jnp.where(better, index[jnp.argmax(block, axis=1)], arg)))
+                  jnp.where(better, index[jnp.argmax(block, axis=1)], arg).astype(arg.dtype)))
     return tuple(new), None
 
   start = tuple((jnp.full((n,), -jnp.inf, block.dtype), jnp.zeros((n,), jnp.int32))

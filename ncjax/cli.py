@@ -191,8 +191,19 @@ def _one_line(e: Exception, last: bool = False) -> str:
   return lines[-1] if last else " ".join(lines)
 
 
+def _config_importable(argv: list[str]) -> None:
+  """Puts the --config file's directory first on sys.path, as Python does for a script,
+  so config files import their shared recipes (experiments/common.py as ``common``)."""
+  for flag, value in zip(argv, argv[1:] + [""]):
+    path = flag.removeprefix("--config=") if flag.startswith("--config=") else (
+        value if flag == "--config" else None)
+    if path:
+      sys.path.insert(0, os.path.dirname(os.path.abspath(path.partition(":")[0])))
+
+
 def _parse(argv: list[str]) -> list[str]:
   """absl flag parsing with every error (an unknown key, a bad value) in one line."""
+  _config_importable(argv)
   try:
     argv = flags.FLAGS(argv)
   except Exception as e:  # noqa: BLE001 - config files raise anything

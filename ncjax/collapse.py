@@ -64,7 +64,7 @@ def nc1(stats: ClassStats) -> jax.Array:
 def _mean_cosine(x: jax.Array, keep: jax.Array) -> jax.Array:
   """Mean cosine over ordered pairs i != j of kept rows in O(C d):
   sum_{i != j} u_i . u_j = ||sum_i u_i||^2 - (number of rows)."""
-  total = jnp.sum(kernels.normalize_rows(x, keep), axis=0)
+  total = jnp.sum(kernels.unit_rows(x, keep), axis=0)
   n = jnp.sum(keep)
   return (jnp.sum(total**2) - n) / (n * (n - 1))
 
@@ -268,8 +268,8 @@ def unc3(stats: ClassStats, *, head: jax.Array) -> jax.Array:
   require_distinct_means(s, "UNC3")
   w = check.head(head, s.num_classes, s.dim)
   check.rows_nonzero(w, s.present, "head")
-  cos = jnp.sum(kernels.normalize_rows(w, s.present)
-                * kernels.normalize_rows(s.scaled_centred_means, s.present), axis=1)
+  cos = jnp.sum(kernels.unit_rows(w, s.present)
+                * kernels.unit_rows(s.scaled_centred_means, s.present), axis=1)
   n = s.num_present
   mean = jnp.sum(cos) / n
   return jnp.sqrt(jnp.sum(jnp.where(s.present, (cos - mean) ** 2, 0.0)) / n)

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 
 from ncjax import _tiling, kernels, spectral
 from ncjax import _validation as check
@@ -85,7 +86,7 @@ def matrix_entropy(
   0.0
   """
   (z,), mask = check.feature_inputs(mask, z=z)
-  h = _entropy_of_rows(kernels.normalize_rows(z, mask), _tiling.check_mesh(mesh))
+  h = _entropy_of_rows(kernels.unit_rows(z, mask), _tiling.check_mesh(mesh))
   return _normalized_by(h, mask, normalized)
 
 
@@ -127,7 +128,7 @@ def _joint(zn1, zn2, method="auto", chunk_size=None, mesh=None) -> jax.Array:
     moment = lambda *p: kernels.hadamard_moment(p[0], p[-1], chunk)  # p[-1] is p[0]: symmetric
     return spectral.psd_entropy(_tiling.reduce_rows(moment, mesh, *pair))
   if chunk >= n and zn2 is not zn1:
-    return spectral.factor_entropy(kernels.hadamard_features(zn1, zn2))
+    return spectral.factor_entropy(kernels.khatri_rao(zn1, zn2))
   return spectral.psd_entropy(kernels.hadamard_moment(zn1, zn2, chunk))
 
 
@@ -232,8 +233,8 @@ def _normalized_pair(z1, z2, mask) -> tuple[jax.Array, jax.Array, jax.Array]:
   the (n,) mask."""
   same = z2 is z1
   (z1, z2), mask = check.feature_inputs(mask, z1=z1, z2=z2)
-  zn1 = kernels.normalize_rows(z1, mask)
-  return zn1, (zn1 if same else kernels.normalize_rows(z2, mask)), mask
+  zn1 = kernels.unit_rows(z1, mask)
+  return zn1, (zn1 if same else kernels.unit_rows(z2, mask)), mask
 
 
 def entropies(
@@ -289,9 +290,9 @@ def label_entropies(
   rows = check.features(rows, "rows", min_rows=1)
   labels = check.labels(labels, jnp.shape(z)[0], rows.shape[0])
   (z, picked), mask = check.feature_inputs(mask, z=z, **{"rows[labels]": rows[labels]})
-  zn1, zn2 = kernels.normalize_rows(z, mask), kernels.normalize_rows(picked, mask)
+  zn1, zn2 = kernels.unit_rows(z, mask), kernels.unit_rows(picked, mask)
   counts = jax.ops.segment_sum(mask.astype(zn1.dtype), labels, rows.shape[0])
-  weighted = kernels.normalize_rows(rows, counts > 0) * jnp.sqrt(counts)[:, None]
+  weighted = kernels.unit_rows(rows, counts > 0) * jnp.sqrt(counts)[:, None]
   return (spectral.factor_entropy(zn1), spectral.factor_entropy(weighted),
           _joint(zn1, zn2, method, chunk_size))
 
@@ -361,14 +362,14 @@ def hdr(z1: jax.Array, z2: jax.Array, *, mask: jax.Array | None = None, mesh=Non
   return hdr_from_entropies(_entropy_of_rows(zn1, mesh), _entropy_of_rows(zn2, mesh))
 
 
-def _floor(h: jax.Array) -> jax.Array:
-  """Entropies below sqrt(eps) are round-off of a rank-one Gram (all rows parallel)."""
-  return jnp.sqrt(jnp.finfo(jnp.result_type(h, float)).eps)
+# Entropies below sqrt(float32 eps) nats are round-off of a rank-one Gram (all rows
+# parallel); one threshold for every dtype, so MIR and HDR mean the same in float64.
+_FLOOR = float(np.sqrt(np.finfo(np.float32).eps))
 
 
 def _entropy_inputs(**named) -> list[jax.Array]:
   """Entropies as float arrays of one shape; eagerly also finite and >= 0 (down to
-  round-off, sqrt(eps))."""
+  round-off, sqrt(float32 eps))."""
   arrays = {k: check.real_floating(v, k) for k, v in named.items()}
   shapes = {k: v.shape for k, v in arrays.items()}
   if len(set(shapes.values())) != 1:
@@ -376,7 +377,7 @@ def _entropy_inputs(**named) -> list[jax.Array]:
   for k, v in arrays.items():
     check.finite(v, k)
     low = check.reduced(lambda xp, v: xp.min(v), v) if v.size else None
-    if low is not None and low < -_floor(v):
+    if low is not None and low < -_FLOOR:
       raise ValueError(f"{k} must be >= 0 (an entropy), got {float(low):.4g}.")
   return list(arrays.values())
 
@@ -385,7 +386,7 @@ def mir_from_entropies(h1: jax.Array, h2: jax.Array, h12: jax.Array) -> jax.Arra
   """MIR (h1 + h2 - h12) / min(h1, h2) from the two entropies and the joint entropy.
 
   In [0, 1] (clipped: round-off can step outside). Defined as 0 when min(h1, h2) is
-  below sqrt(eps): a rank-one Gram (e.g. the centred means of two classes) carries no
+  below sqrt(float32 eps) = 3.5e-4 nats: a rank-one Gram (e.g. the centred means of two classes) carries no
   information, and I = 0 there exactly. A NaN entropy (under jit) gives NaN.
 
   >>> round(float(mir_from_entropies(1.0, 2.0, 2.5)), 4)  # I = 0.5 over min 1.0
@@ -393,12 +394,12 @@ def mir_from_entropies(h1: jax.Array, h2: jax.Array, h12: jax.Array) -> jax.Arra
   """
   h1, h2, h12 = _entropy_inputs(h1=h1, h2=h2, h12=h12)
   low = jnp.minimum(h1, h2)
-  ok = (low > _floor(low)) | jnp.isnan(low + h12)
+  ok = (low > _FLOOR) | jnp.isnan(low + h12)
   return jnp.where(ok, jnp.clip((h1 + h2 - h12) / jnp.where(ok, low, 1.0), 0.0, 1.0), 0.0)
 
 
 def hdr_from_entropies(h1: jax.Array, h2: jax.Array) -> jax.Array:
-  """HDR |h1 - h2| / max(h1, h2) from two entropies; 0 when both are below sqrt(eps).
+  """HDR |h1 - h2| / max(h1, h2) from two entropies; 0 when both are below sqrt(float32 eps).
   A NaN entropy (under jit) gives NaN.
 
   >>> round(float(hdr_from_entropies(1.0, 4.0)), 4)
@@ -406,5 +407,5 @@ def hdr_from_entropies(h1: jax.Array, h2: jax.Array) -> jax.Array:
   """
   h1, h2 = _entropy_inputs(h1=h1, h2=h2)
   high = jnp.maximum(h1, h2)
-  ok = (high > _floor(high)) | jnp.isnan(high)
+  ok = (high > _FLOOR) | jnp.isnan(high)
   return jnp.where(ok, jnp.clip(jnp.abs(h1 - h2) / jnp.where(ok, high, 1.0), 0.0, 1.0), 0.0)

@@ -14,6 +14,8 @@ import numpy as np
 
 from ncjax import _validation as check
 
+__all__ = ["normalize_rows", "cosine_gram", "hadamard_features"]
+
 matmul = functools.partial(jnp.matmul, precision=jax.lax.Precision.HIGHEST)
 
 
@@ -44,24 +46,8 @@ def frobenius_norm(z: jax.Array) -> jax.Array:
   return m * jnp.linalg.norm(z / m)
 
 
-def normalize_rows(z: jax.Array, mask: jax.Array | None = None) -> jax.Array:
-  """L2-normalises the rows of z; masked-out rows become zero.
-
-  Each row is divided by its largest |entry| first, so the result is the same for rows
-  of size 1e30, 1 or 1e-30.
-
-  Args:
-    z: (n, d) features.
-    mask: optional (n,) bool; False rows are set to 0 (with finite gradients).
-  Returns:
-    (n, d) rows of unit norm (zero where masked). An unmasked zero row gives NaN.
-
-  >>> import jax.numpy as jnp
-  >>> print(normalize_rows(jnp.array([[3.0, 4.0], [0.0, 0.0]]), jnp.array([True, False])))
-  [[0.6 0.8]
-   [0.  0. ]]
-  """
-  z = check.features(z, "z", min_rows=0)
+def unit_rows(z: jax.Array, mask: jax.Array | None = None) -> jax.Array:
+  """:func:`normalize_rows` without validation, for inputs a caller has checked."""
   if mask is None:
     z = z / _max_abs(z)
     return z / jnp.linalg.norm(z, axis=-1, keepdims=True)
@@ -71,7 +57,31 @@ def normalize_rows(z: jax.Array, mask: jax.Array | None = None) -> jax.Array:
   return jnp.where(mask[:, None], z / norm, 0.0)
 
 
-def cosine_gram(z: jax.Array, mask: jax.Array | None = None) -> jax.Array:
+def normalize_rows(z: jax.Array, *, mask: jax.Array | None = None) -> jax.Array:
+  """L2-normalises the rows of z; masked-out rows become zero.
+
+  Each row is divided by its largest |entry| first, so the result is the same for rows
+  of size 1e30, 1 or 1e-30.
+
+  Args:
+    z: (n, d) real floating features, no NaN/Inf or all-zero rows where unmasked.
+    mask: optional (n,) bool; False rows are set to 0 (with finite gradients).
+  Returns:
+    (n, d) rows of unit norm (zero where masked).
+
+  >>> import jax.numpy as jnp
+  >>> print(normalize_rows(jnp.array([[3.0, 4.0], [0.0, 0.0]]), mask=jnp.array([True, False])))
+  [[0.6 0.8]
+   [0.  0. ]]
+  """
+  z = check.features(z, "z", min_rows=0)
+  checked_mask = check.as_mask(mask, z.shape[0])
+  check.finite(z, "z", checked_mask)
+  check.rows_nonzero(z, checked_mask, "z")
+  return unit_rows(z, None if mask is None else checked_mask)
+
+
+def cosine_gram(z: jax.Array, *, mask: jax.Array | None = None) -> jax.Array:
   """Cosine-similarity Gram matrix G = Zn Zn^T of the L2-normalised rows.
 
   Args:
@@ -85,11 +95,7 @@ def cosine_gram(z: jax.Array, mask: jax.Array | None = None) -> jax.Array:
   [[1.  0.6]
    [0.6 1. ]]
   """
-  z = check.features(z, "z", min_rows=1)
-  mask = check.as_mask(mask, z.shape[0]) if mask is not None else None
-  check.finite(z, "z", mask)
-  check.rows_nonzero(z, check.as_mask(mask, z.shape[0]), "z")
-  zn = normalize_rows(z, mask)
+  zn = normalize_rows(check.features(z, "z", min_rows=1), mask=mask)
   return matmul(zn, zn.T)
 
 
@@ -106,8 +112,22 @@ def hadamard_features(z1: jax.Array, z2: jax.Array) -> jax.Array:
   [[3.0, 4.0, 6.0, 8.0]]
   """
   z1, z2 = check.features(z1, "z1", min_rows=0), check.features(z2, "z2", min_rows=0)
-  n = check.same_rows(z1=z1, z2=z2)
-  return (z1[:, :, None] * z2[:, None, :]).reshape(n, z1.shape[1] * z2.shape[1])
+  check.same_rows(z1=z1, z2=z2)
+  check.finite(z1, "z1")
+  check.finite(z2, "z2")
+  f = khatri_rao(z1, z2)
+  if check.is_concrete(f):  # the exact products, to see over- and underflow
+    exact = np.abs(khatri_rao(check.host(z1).astype(np.float64), check.host(z2).astype(np.float64)))
+    info = np.finfo(f.dtype)
+    if np.any(exact > info.max) or np.any((exact > 0) & (exact < info.tiny)):
+      raise ValueError(f"hadamard_features: products of z1 and z2 leave {f.dtype}'s range "
+                       "(rescale the rows, e.g. normalize_rows first).")
+  return f
+
+
+def khatri_rao(z1: jax.Array, z2: jax.Array) -> jax.Array:
+  """:func:`hadamard_features` without validation: (n, d1 * d2), row i kron(z1_i, z2_i)."""
+  return (z1[:, :, None] * z2[:, None, :]).reshape(z1.shape[0], z1.shape[1] * z2.shape[1])
 
 
 def symmetric_kron_features(z: jax.Array) -> jax.Array:
@@ -136,7 +156,7 @@ def hadamard_moment(z1: jax.Array, z2: jax.Array, chunk_size: int) -> jax.Array:
   Returns:
     (m, m) PSD moment matrix, m = d1 * d2, or d1 (d1 + 1) / 2 when ``z2 is z1``.
   """
-  features = symmetric_kron_features if z2 is z1 else lambda z: hadamard_features(*z)
+  features = symmetric_kron_features if z2 is z1 else lambda z: khatri_rao(*z)
   pair = z1 if z2 is z1 else (z1, z2)
   n = z1.shape[0]
   pad = -n % chunk_size

@@ -65,7 +65,7 @@ def nci_score(
   if at_mean is not None and at_mean.any():
     raise ValueError(f"nci_score is 0/0 for features rows {np.flatnonzero(at_mean)[:10].tolist()}"
                      ": they equal the in-distribution global mean (to round-off).")
-  z = kernels.normalize_rows(z)
+  z = kernels.unit_rows(z)
   return -jnp.sum(head[predicted] * z, axis=1) - alpha * jnp.sum(jnp.abs(features), axis=1)
 
 
@@ -132,8 +132,8 @@ def nc5(stats: ClassStats, ood, *, mask: jax.Array | None = None) -> jax.Array:
     raise ValueError("NC5 is 0/0: the OOD mean equals the in-distribution global mean "
                      "(to round-off).")
   g = g - stats.scaled_global_mean
-  g = kernels.normalize_rows(g[None, :])[0]
-  cos = matmul(kernels.normalize_rows(stats.scaled_centred_means, stats.present), g)
+  g = kernels.unit_rows(g[None, :])[0]
+  cos = matmul(kernels.unit_rows(stats.scaled_centred_means, stats.present), g)
   return jnp.sum(jnp.where(stats.present, jnp.abs(cos), 0.0)) / stats.num_present
 
 

@@ -20,6 +20,8 @@ import optax
 
 from ncjax import _validation as check
 
+__all__ = ["grokfast_ema", "grokfast_ma", "GrokfastEmaState", "GrokfastMaState"]
+
 
 class GrokfastEmaState(NamedTuple):
   count: jax.Array  # () int32: gradients seen
@@ -52,6 +54,15 @@ def grokfast_ema(alpha: float = 0.98, lamb: float = 2.0) -> optax.GradientTransf
   Args:
     alpha: EMA momentum in [0, 1).
     lamb: amplification of the slow component, >= 0.
+  Returns:
+    An optax transformation (chain it before the optimiser).
+
+  >>> import jax.numpy as jnp
+  >>> tx = grokfast_ema(alpha=0.5, lamb=2.0)
+  >>> g = {"w": jnp.ones(2)}
+  >>> updates, state = tx.update(g, tx.init(g))  # m_1 = g_1: g + 2 g
+  >>> updates["w"].tolist()
+  [3.0, 3.0]
   """
   if check.is_concrete(alpha) and not 0 <= alpha < 1:
     raise ValueError(f"alpha must be in [0, 1), got {alpha}.")
@@ -81,6 +92,17 @@ def grokfast_ma(window: int = 100, lamb: float = 5.0, *,
   Args:
     window: number of past gradients averaged, >= 1.
     lamb: amplification of the slow component, >= 0.
+    warmup: pass gradients unchanged until ``window`` have been seen.
+  Returns:
+    An optax transformation (chain it before the optimiser).
+
+  >>> import jax.numpy as jnp
+  >>> tx = grokfast_ma(window=2, lamb=1.0)
+  >>> g = {"w": jnp.ones(2)}
+  >>> updates, state = tx.update(g, tx.init(g))  # warm-up: unchanged
+  >>> updates, state = tx.update(g, state)  # g + mean(g, g)
+  >>> updates["w"].tolist()
+  [2.0, 2.0]
   """
   window = check.static_int(window, "window")
   _check(lamb)

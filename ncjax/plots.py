@@ -1,8 +1,8 @@
 """PNG plots of logged metric trajectories (one seed, or the median and range of several).
 
 Used by the CLI and studies after training (:func:`run_figures`) and by ``ncjax analyze``;
-imports neither. The matplotlib
-backend is the caller's choice (the CLI selects Agg).
+it imports neither JAX nor the rest of ncjax. The matplotlib backend is the caller's
+choice (the CLI selects Agg).
 """
 
 from __future__ import annotations
@@ -12,6 +12,12 @@ import os
 import matplotlib.pyplot as plt
 import matplotlib.ticker
 import numpy as np
+
+
+def _save(fig, path: str, dpi: int) -> None:
+  fig.tight_layout()
+  fig.savefig(path, dpi=dpi)
+  plt.close(fig)
 
 
 def first_step(records: list[dict], key: str, threshold: float) -> int | None:
@@ -60,9 +66,7 @@ def curves(records: list[dict], path: str, title: str = "") -> None:
   shown = [f"{name} at step {step} ({'dotted' if style == ':' else 'dashed'})"
            for name, (step, style) in marks.items() if step is not None]
   axes[0].set_title(title + ("\n" + "; ".join(shown) if shown else ""), fontsize=10)
-  fig.tight_layout()
-  fig.savefig(path, dpi=120)
-  plt.close(fig)
+  _save(fig, path, dpi=120)
 
 
 def grid(records: list[dict], path: str, title: str = "", columns: int = 4) -> None:
@@ -80,9 +84,7 @@ def grid(records: list[dict], path: str, title: str = "", columns: int = 4) -> N
   for ax in axes.flat[len(keys):]:
     ax.set_visible(False)
   fig.suptitle(title)
-  fig.tight_layout()
-  fig.savefig(path, dpi=100)
-  plt.close(fig)
+  _save(fig, path, dpi=100)
 
 
 def overlay(logs: dict[str, list[dict]], keys, path: str, title: str = "") -> None:
@@ -101,9 +103,7 @@ def overlay(logs: dict[str, list[dict]], keys, path: str, title: str = "") -> No
   axes[0, 0].legend(fontsize=7)
   axes[-1, 0].set_xlabel("step")
   fig.suptitle(title, fontsize=10)
-  fig.tight_layout()
-  fig.savefig(path, dpi=110)
-  plt.close(fig)
+  _save(fig, path, dpi=110)
 
 
 def transfer(rows: list[dict], rho: dict, path: str, title: str = "") -> None:
@@ -125,9 +125,7 @@ def transfer(rows: list[dict], rho: dict, path: str, title: str = "") -> None:
     ax.grid(alpha=0.3)
   axes[0].set_ylabel("linear-probe test accuracy on target classes (%)")
   fig.suptitle(title)
-  fig.tight_layout()
-  fig.savefig(path, dpi=120)
-  plt.close(fig)
+  _save(fig, path, dpi=120)
 
 
 SWEEP_KEYS = ("test/accuracy", "collapse/mir", "collapse/hdr", "collapse/nc1", "collapse/vci")
@@ -160,9 +158,7 @@ def sweep(records: list[dict], key: str, values, seeds: int, path: str, title: s
     ax.grid(alpha=0.3)
   fig.suptitle(f"{title} (step {records[-1]['step']}" + (f", {seeds} seeds)" if seeds > 1 else ")"),
                fontsize=10)
-  fig.tight_layout()
-  fig.savefig(path, dpi=110)
-  plt.close(fig)
+  _save(fig, path, dpi=110)
 
 
 def run_figures(records: list[dict], config, workdir: str) -> list[str]:
@@ -205,24 +201,20 @@ def points(rows: list[dict], x_name: str, keys, path: str, title: str = "") -> N
     ax.axis("off")
   axes[0, 0].legend(fontsize=7)
   fig.suptitle(title, fontsize=10)
-  fig.tight_layout()
-  fig.savefig(path, dpi=110)
-  plt.close(fig)
-
-
-LAYER_PANELS = ("nc1", "vci", "cdnv", "entropy_means", "effective_rank")
+  _save(fig, path, dpi=110)
 
 
 def layers(records: list[dict], path: str, title: str = "", lines: int = 7) -> None:
-  """Each of :data:`LAYER_PANELS` against depth (block 1, 2, ..., then the penultimate
-  features, ``collapse/*``), one line per logged step (up to ``lines`` of them, log-spaced;
-  median over seeds)."""
+  """Each metric logged per layer (``layer<i>/<metric>``, the evaluator's LAYER_KEYS)
+  against depth (block 1, 2, ..., then the penultimate features, ``collapse/*``), one line
+  per logged step (up to ``lines`` of them, log-spaced; median over seeds)."""
+  panels = [k.split("/", 1)[1] for k in records[-1] if k.startswith("layer1/")]
   depth = sorted({int(k.split("/")[0][5:]) for k in records[-1] if k.startswith("layer")})
   names = [f"block {i}" for i in depth] + ["features"]
   picks = sorted(set(np.unique(np.geomspace(1, len(records), lines).astype(int) - 1)))
   colours = plt.cm.viridis(np.linspace(0, 1, len(picks)))
-  fig, axes = plt.subplots(1, len(LAYER_PANELS), figsize=(3.3 * len(LAYER_PANELS), 3.4))
-  for ax, metric in zip(axes, LAYER_PANELS):
+  fig, axes = plt.subplots(1, len(panels), figsize=(3.3 * len(panels), 3.4))
+  for ax, metric in zip(axes, panels):
     for colour, t in zip(colours, picks):
       r = records[t]
       y = [np.median(r[f"layer{i}/{metric}"]) for i in depth] + [np.median(r[f"collapse/{metric}"])]
@@ -234,6 +226,4 @@ def layers(records: list[dict], path: str, title: str = "", lines: int = 7) -> N
     ax.grid(alpha=0.3)
   axes[0].legend(fontsize=6)
   fig.suptitle(title, fontsize=10)
-  fig.tight_layout()
-  fig.savefig(path, dpi=110)
-  plt.close(fig)
+  _save(fig, path, dpi=110)

@@ -21,11 +21,23 @@ import optax
 from ncjax import _validation as check
 from ncjax.losses import cross_entropy
 
+__all__ = ["weight_norm", "fourier_losses"]
+
 
 def weight_norm(params) -> jax.Array:
   """sqrt of the sum of squares of every leaf of ``params``: a float32 (or wider)
   scalar, computed in units of the largest entry, so leaves of 1e30 (or float16 leaves
-  of 300, whose squares overflow float16) do not overflow."""
+  of 300, whose squares overflow float16) do not overflow. NaN or Inf leaves give NaN or Inf (as measured: the trainer logs it).
+
+  Args:
+    params: a pytree of arrays.
+  Returns:
+    () float32 (or wider) norm.
+
+  >>> import jax.numpy as jnp
+  >>> float(weight_norm({"w": jnp.array([3.0, 4.0]), "b": jnp.zeros(2)}))
+  5.0
+  """
   leaves = [jnp.asarray(x, jnp.promote_types(jnp.result_type(x), jnp.float32))
             for x in jax.tree.leaves(params)]
   if not leaves:
@@ -55,6 +67,14 @@ def fourier_losses(logits: jax.Array, train_mask: jax.Array, *,
     component plus their per-class mean; ``excluded_loss``: cross-entropy over the train
     pairs of the logits with that component removed; ``key_fraction``: the fraction of
     the centred logits' squared norm along the key frequencies.
+
+  >>> import jax.numpy as jnp
+  >>> p = 5
+  >>> a, b, c = jnp.arange(p)[:, None, None], jnp.arange(p)[None, :, None], jnp.arange(p)
+  >>> logits = jnp.cos(2 * jnp.pi * (a + b - c) / p).reshape(p * p, p)  # frequency 1 only
+  >>> out = fourier_losses(logits, jnp.ones(p * p, bool), num_frequencies=1)
+  >>> sorted(out), round(float(out["key_fraction"]), 4)
+  (['excluded_loss', 'key_fraction', 'restricted_loss'], 1.0)
   """
   logits = check.real_floating(logits, "logits")
   if logits.ndim != 2 or logits.shape[0] != logits.shape[1] ** 2:

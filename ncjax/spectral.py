@@ -14,7 +14,10 @@ import jax.numpy as jnp
 from jax.scipy.special import entr
 from matfree import decomp, funm
 
+from ncjax import _validation as check
 from ncjax.kernels import matmul, power_of_two
+
+__all__ = ["psd_eigvalsh", "psd_eigh", "psd_entropy", "spectrum_entropy"]
 
 
 def _clamp(w: jax.Array) -> jax.Array:
@@ -56,6 +59,15 @@ def _power_of_two_scale(k: jax.Array) -> jax.Array:
   return jnp.where(ok, power_of_two(jnp.where(ok, top, 1)), 1.0)
 
 
+def _square(k, name: str = "k") -> jax.Array:
+  """Checks a (..., n, n) real floating matrix (stack), eagerly also finite."""
+  k = check.real_floating(k, name)
+  if k.ndim < 2 or k.shape[-1] != k.shape[-2] or k.shape[-1] < 1:
+    raise ValueError(f"{name} must be (..., n, n) with n >= 1, got shape {k.shape}.")
+  check.finite(k, name)
+  return k
+
+
 def psd_eigvalsh(k: jax.Array) -> jax.Array:
   """Eigenvalues (ascending, clamped at 0) of a symmetric PSD matrix, at any scale float
   range allows (computed for k / 2^e, then multiplied back exactly).
@@ -64,7 +76,12 @@ def psd_eigvalsh(k: jax.Array) -> jax.Array:
     k: (..., n, n) symmetric PSD; only its symmetric part is used.
   Returns:
     (..., n) eigenvalues >= 0.
+
+  >>> import jax.numpy as jnp
+  >>> [f"{w:.4g}" for w in psd_eigvalsh(jnp.diag(jnp.array([2e30, 1e30])))]
+  ['1e+30', '2e+30']
   """
+  k = _square(k)
   unit = _power_of_two_scale(k)
   k = 0.5 * (k + jnp.swapaxes(k, -1, -2)) / unit
   return _clamp(_eigenvalues(k)) * unit[..., 0]
@@ -77,7 +94,13 @@ def psd_eigh(k: jax.Array) -> tuple[jax.Array, jax.Array]:
     k: (..., n, n) symmetric PSD.
   Returns:
     ((..., n) eigenvalues ascending, (..., n, n) eigenvectors).
+
+  >>> import jax.numpy as jnp
+  >>> w, v = psd_eigh(jnp.array([[2.0, 0.0], [0.0, 1.0]]))
+  >>> w.tolist(), jnp.abs(v).tolist()
+  ([1.0, 2.0], [[0.0, 1.0], [1.0, 0.0]])
   """
+  k = _square(k)
   unit = _power_of_two_scale(k)
   w, v = jnp.linalg.eigh(0.5 * (k + jnp.swapaxes(k, -1, -2)) / unit)
   return _clamp(w) * unit[..., 0], v
@@ -94,7 +117,19 @@ def spectrum_entropy(eigenvalues: jax.Array) -> jax.Array:
     eigenvalues: (..., n) nonnegative.
   Returns:
     (...) entropy.
+
+  >>> import jax.numpy as jnp
+  >>> print(f"{spectrum_entropy(jnp.array([0.5, 0.5, 0.0])):.4f}")  # log 2
+  0.6931
   """
+  eigenvalues = check.real_floating(eigenvalues, "eigenvalues")
+  if eigenvalues.ndim < 1 or eigenvalues.shape[-1] < 1:
+    raise ValueError(f"eigenvalues must be (..., n) with n >= 1, got shape {eigenvalues.shape}.")
+  check.finite(eigenvalues, "eigenvalues")
+  low = check.reduced(lambda xp, w: xp.min(xp.max(w, axis=-1)), eigenvalues)
+  if low is not None and not low > 0:
+    raise ValueError("eigenvalues must have a positive largest value (a spectrum to "
+                     f"normalise), got {float(low):.3g}.")
   # In units of the largest (no gradient; p is scale-free): the gradient of the ratio
   # squares the sum, which over- or underflows at scales 1e30 and 1e-30.
   top = jax.lax.stop_gradient(jnp.max(eigenvalues, axis=-1, keepdims=True))
@@ -111,7 +146,15 @@ def psd_entropy(k: jax.Array) -> jax.Array:
     k: (..., n, n) symmetric PSD with positive trace.
   Returns:
     (...) entropy in nats.
+
+  >>> import jax.numpy as jnp
+  >>> print(f"{psd_entropy(jnp.eye(3)):.4f}")  # log 3
+  1.0986
   """
+  k = _square(k)
+  low = check.reduced(lambda xp, k: xp.min(xp.trace(k, axis1=-2, axis2=-1)), k)
+  if low is not None and not low > 0:
+    raise ValueError(f"k must have a positive trace, got {float(low):.3g}.")
   return spectrum_entropy(psd_eigvalsh(k))
 
 
@@ -236,7 +279,10 @@ def slq_trace_xlogx(
   top = jax.lax.map(lambda v: matmul(q.T, matvec(v)), q.T)  # Q^T K Q, (rank, rank)
   top_trace = jnp.trace(top)
   rest_trace = trace - top_trace
-  c = jnp.log(jnp.maximum(rest_trace, jnp.finfo(dtype).tiny) / (n - rank))
+  # False when the sketch holds all of K (rank >= its rank, e.g. with masked rows): then
+  # P K P is round-off, and Lanczos on it divides by zero.
+  resolved = rest_trace > 8 * n * jnp.finfo(dtype).eps * trace
+  c = jnp.log(jnp.where(resolved, rest_trace / (n - rank), 1.0))
   project = lambda v: v - matmul(q, matmul(q.T, v))
   integrand = funm.monte_carlo_funm_sym(
       funm.dense_funm_sym_eigh(lambda x: _xlogx(x) - c * x),
@@ -247,5 +293,7 @@ def slq_trace_xlogx(
     return integrand(lambda w: project(matvec(project(w))), v)
 
   samples = jax.lax.map(probe, jax.random.split(probe_key, num_probes))
-  estimate = jnp.sum(_xlogx(psd_eigvalsh(top))) + jnp.mean(samples) + c * rest_trace
+  samples = jnp.where(resolved, samples, 0.0)
+  estimate = (jnp.sum(_xlogx(psd_eigvalsh(top))) + jnp.mean(samples)
+              + jnp.where(resolved, c * rest_trace, 0.0))
   return estimate, jnp.std(samples, ddof=1) / jnp.sqrt(num_probes)

@@ -16,6 +16,8 @@ features' own units.
 
 from __future__ import annotations
 
+import functools
+
 import flax.struct
 import jax
 import jax.numpy as jnp
@@ -24,6 +26,8 @@ import numpy as np
 from ncjax import _tiling
 from ncjax import _validation as check
 from ncjax.kernels import matmul, power_of_two
+
+__all__ = ["ClassStats", "class_stats"]
 
 
 def _or_one(scale: jax.Array) -> jax.Array:
@@ -42,6 +46,16 @@ class ClassStats:
     scaled_means: (C, d) (mu_c - shift) / scale (0 for absent classes).
     scaled_within: (d, d) pooled within-class scatter sum_i (h_i - mu_{y_i})(...)^T / scale^2.
     scaled_spread: (C,) per-class sum of ||h_i - mu_c||^2 / scale^2.
+
+  Build them with :func:`class_stats` or :meth:`update`; :meth:`merge` combines two
+  (Chan et al.'s parallel update), so batches, devices and processes reduce exactly.
+
+  >>> import jax.numpy as jnp
+  >>> a = class_stats(jnp.array([[0.0], [2.0]]), jnp.array([0, 1]), num_classes=2)
+  >>> b = class_stats(jnp.array([[2.0], [6.0]]), jnp.array([0, 1]), num_classes=2)
+  >>> s = a.merge(b)
+  >>> s.means.tolist(), s.sigma_w.tolist()  # within-class variance (1 + 4) / 2
+  ([[1.0], [4.0]], [[2.5]])
   """
 
   counts: jax.Array
@@ -306,17 +320,29 @@ class ClassStats:
     """(C, d) M_c = mu_c - mu_G; zero rows for absent classes."""
     return self.scale * self.scaled_centred_means
 
+  def _unscaled(self, scaled: jax.Array, what: str) -> jax.Array:
+    """``scale^2 * scaled`` (a second moment in the features' units); eagerly raises
+    when that leaves the dtype's range (features of 1e30 or 1e-30 in float32), where
+    the scaled moments and every metric still hold."""
+    out = self.scale**2 * scaled
+    bad = check.reduced(lambda xp, s, o: xp.any(~xp.isfinite(o) | ((o == 0) & (s != 0))),
+                        scaled, out)
+    if bad is not None and bad:
+      raise ValueError(f"{what} over- or underflows {out.dtype} at scale {float(self.scale):.3g} "
+                       f"(use the scaled_* moments, in units of scale, or float64 features).")
+    return out
+
   @property
   def sigma_w(self) -> jax.Array:
     """(d, d) within-class covariance, averaged over all samples."""
-    return self.scale**2 * self.scaled_sigma_w
+    return self._unscaled(self.scaled_sigma_w, "sigma_w")
 
   @property
   def sigma_b(self) -> jax.Array:
     """(d, d) Papyan's between-class covariance, unweighted over present classes."""
-    m = self.centred_means
+    m = self.scaled_centred_means
     self._samples("Sigma_B")
-    return matmul(m.T, m) / self.num_present
+    return self._unscaled(matmul(m.T, m) / self.num_present, "sigma_b")
 
 
 def class_stats(
@@ -354,6 +380,13 @@ def class_stats(
   mesh = _tiling.check_mesh(mesh)
   if mesh is None:
     return ClassStats._from_batch(features, labels, num_classes, mask)
+  return _stats_on_mesh(features, labels, mask, num_classes=num_classes, mesh=mesh)
+
+
+@functools.partial(jax.jit, static_argnames=("num_classes", "mesh"))
+def _stats_on_mesh(features, labels, mask, *, num_classes: int, mesh) -> ClassStats:
+  """Each device's ClassStats of its rows, merged over the mesh: one program per
+  (shapes, num_classes, mesh), so eager calls reuse it (a fresh shard_map would not)."""
   local = lambda h, y, m: ClassStats._from_batch(h, y, num_classes, m).psum(_tiling.AXIS)
   return _tiling.map_rows(local, mesh, features, labels, mask)
 

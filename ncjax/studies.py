@@ -52,7 +52,6 @@ def _source(config: ml_collections.ConfigDict) -> str | None:
   return init[1:] if init and init.startswith("@") else None
 
 
-SUMMARIES = ("compare", "transfer", "lmc", "pruning")
 PLOT_KEYS = ("test/accuracy", "collapse/mir", "collapse/hdr", "sample/mir", "sample/hdr")
 
 
@@ -91,7 +90,7 @@ def validate_study(study: ml_collections.ConfigDict) -> list[str]:
   if unknown:
     raise ValueError(f"the summary names runs that are not in the study: {unknown}.")
   if study.summary not in SUMMARIES:
-    raise ValueError(f"summary must be one of {SUMMARIES}, got {study.summary!r}.")
+    raise ValueError(f"summary must be one of {tuple(SUMMARIES)}, got {study.summary!r}.")
   if study.summary == "lmc":
     alphas = np.asarray(study.get("alphas", ()), float)
     if alphas.ndim != 1 or alphas.size < 2:
@@ -121,14 +120,7 @@ def run_study(study: ml_collections.ConfigDict, workdir: str) -> dict:
     print(f"study: run {name} in {run_dir}", flush=True)
     logs[name] = train(make_task(config), run_dir)
     plots.run_figures(logs[name], config, run_dir)
-  if study.summary == "compare":
-    summary = _compare(study, logs)
-    plots.overlay(logs, study.get("plot", PLOT_KEYS), os.path.join(workdir, "compare.png"),
-                  title=study.get("name", ""))
-  elif study.summary == "transfer":
-    summary = _transfer(study, logs, workdir)
-  else:
-    summary = {"lmc": _lmc, "pruning": _pruning}[study.summary](study, order, workdir)
+  summary = SUMMARIES[study.summary](study, order, logs, workdir)
   rundir.write_atomic(os.path.join(workdir, "summary.json"), json.dumps(summary, indent=1))
   return summary
 
@@ -145,7 +137,8 @@ def steps_to(records: list[dict], key: str, threshold: float) -> list[int | None
           for column in (values >= threshold).T]
 
 
-def _compare(study, logs) -> dict:
+def _compare(study, order, logs, workdir) -> dict:
+  """Final test accuracy and steps to 95% test accuracy of each arm (runs x seeds)."""
   out = {}
   for name, runs in study.compare.items():
     acc = np.concatenate([_final(logs[run], "test/accuracy") for run in runs])
@@ -159,6 +152,8 @@ def _compare(study, logs) -> dict:
             if got.size else "never 95% test")
     print(f"{name:>16}: test accuracy {100 * acc.mean():.2f}% +- {100 * acc.std():.2f}% "
           f"({len(acc)} seeds); {when}")
+  plots.overlay(logs, study.get("plot", PLOT_KEYS), os.path.join(workdir, "compare.png"),
+                title=study.get("name", ""))
   return out
 
 
@@ -174,7 +169,7 @@ def _spearman_interval(x, y, seed: int = 0) -> tuple[float, float]:
   return (float(ci.low), float(ci.high))
 
 
-def _transfer(study, logs, workdir) -> dict:
+def _transfer(study, order, logs, workdir) -> dict:
   """One row per (source model, seed): its source features' VCI and NC1 and its probe's
   accuracy (a probe of S seeds starts each seed from that seed's source); Spearman's rho
   over all rows with a paired-bootstrap 95% interval."""
@@ -190,8 +185,7 @@ def _transfer(study, logs, workdir) -> dict:
       rows.append({"source": source, "probe": probe, "seed": seed, "vci": pick(finals["vci"]),
                    "nc1": pick(finals["nc1"]), "source_test_accuracy": pick(source_acc),
                    "probe_test_accuracy": float(probe_acc[seed])})
-  rundir.write_atomic(os.path.join(workdir, "transfer.jsonl"),
-                      "".join(json.dumps(r) + "\n" for r in rows))
+  rundir.write_jsonl(os.path.join(workdir, "transfer.jsonl"), rows)
   probe = [r["probe_test_accuracy"] for r in rows]
   rho = {key: float(spearmanr([r[key] for r in rows], probe).statistic) for key in ("vci", "nc1")}
   interval = {key: _spearman_interval([r[key] for r in rows], probe) for key in rho}
@@ -228,12 +222,8 @@ def _final_weights(workdir: str, members: list[int]) -> tuple[dict, dict]:
   return pick(weights["params"]), pick(weights["batch_stats"])
 
 
-def _write_rows(workdir: str, name: str, rows: list[dict]) -> None:
-  rundir.write_atomic(os.path.join(workdir, f"{name}.jsonl"),
-                      "".join(json.dumps(r) + "\n" for r in rows))
-
-
-def _lmc(study, order, workdir) -> dict:
+def _lmc(study, order, logs, workdir) -> dict:
+  """Loss and accuracy barriers along the line between each run's two members."""
   alphas = np.asarray(study.alphas, float)
   rows, summary = [], {}
   for name in order:
@@ -251,7 +241,7 @@ def _lmc(study, order, workdir) -> dict:
     print(f"{name:>16}: loss barrier train {summary[name]['train/loss']:.4f}, test "
           f"{summary[name]['test/loss']:.4f}; test accuracy drop "
           f"{100 * summary[name]['test/accuracy_drop']:.2f} points")
-  _write_rows(workdir, "lmc", rows)
+  rundir.write_jsonl(os.path.join(workdir, "lmc.jsonl"), rows)
   plots.points(rows, "alpha", POINT_KEYS, os.path.join(workdir, "lmc.png"),
                title=study.get("name", ""))
   return summary
@@ -272,7 +262,9 @@ def _finetune_config(study, config):
   return c
 
 
-def _pruning(study, order, workdir) -> dict:
+def _pruning(study, order, logs, workdir) -> dict:
+  """The metrics of each run's network pruned to each sparsity, before and after a
+  short fine-tune."""
   sparsities = np.asarray(study.sparsities, float)
   rows = []
   for name in order:
@@ -288,7 +280,7 @@ def _pruning(study, order, workdir) -> dict:
                             tune.steps, tune_task.mesh)
     rows += _measure(task, tuned, f"{name} + {tune.steps} fine-tune steps", "sparsity",
                      sparsities)
-  _write_rows(workdir, "pruning", rows)
+  rundir.write_jsonl(os.path.join(workdir, "pruning.jsonl"), rows)
   for r in rows:
     print(f"{r['run']:>36} sparsity {r['sparsity']:.2f}: test acc "
           f"{100 * r['test/accuracy']:6.2f}%, MIR {r['collapse/mir']:.3f}, HDR "
@@ -296,3 +288,7 @@ def _pruning(study, order, workdir) -> dict:
   plots.points(rows, "sparsity", POINT_KEYS, os.path.join(workdir, "pruning.png"),
                title=study.get("name", ""))
   return {"rows": rows}
+
+
+# summary name -> fn(study, run order, {run: records}, workdir) -> the summary.json dict
+SUMMARIES = {"compare": _compare, "transfer": _transfer, "lmc": _lmc, "pruning": _pruning}

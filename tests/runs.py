@@ -9,6 +9,7 @@ import sys
 import orbax.checkpoint as ocp
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+EXPERIMENTS = os.path.join(ROOT, "experiments")
 TINY_GROKKING = ["--config.data.modulus=23", "--config.model.kwargs.embed_dim=16",
                  "--config.model.kwargs.hidden_dim=32", "--config.steps=120",
                  "--config.metrics_every=20", "--config.checkpoint_every=20",
@@ -50,17 +51,26 @@ def experiment_config(name: str):
   loaded by path like ``--config``."""
   import importlib.util
 
+  if EXPERIMENTS not in sys.path:  # as ncjax.cli does for the --config file's directory
+    sys.path.insert(0, EXPERIMENTS)
   name, _, arg = name.partition(":")
-  spec = importlib.util.spec_from_file_location(name, os.path.join(ROOT, "experiments",
-                                                                   f"{name}.py"))
+  spec = importlib.util.spec_from_file_location(name, os.path.join(EXPERIMENTS, f"{name}.py"))
   module = importlib.util.module_from_spec(spec)
   spec.loader.exec_module(module)
   return module.get_config(arg) if arg else module.get_config()
 
 
+def recipe(name: str, **overrides):
+  """A recipe of experiments/common.py (e.g. ``recipe("digits_cnn_config", steps=5)``)."""
+  from experiments import common
+
+  return getattr(common, name)(**overrides)
+
+
 def study_run(classes=(0, 1), **overrides):
   """A tiny classification run on synthetic data (dotted keys override)."""
-  from ncjax.train.config import base_config, override
+  from experiments.common import overridden
+  from ncjax.train.config import base_config
 
   c = base_config()
   c.task = "classification"
@@ -72,7 +82,7 @@ def study_run(classes=(0, 1), **overrides):
   c.optim.name = "sgd"
   c.update(dict(batch_size=32, lr=0.05, steps=20, metrics_every=20, checkpoint_every=20,
                 snapshots=1, sample_size=64))
-  return override(c, overrides)
+  return overridden(c, overrides)
 
 
 def study_probe(source):

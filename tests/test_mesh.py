@@ -13,13 +13,14 @@ import jax
 import numpy as np
 import pytest
 
+from experiments.common import overridden
 from ncjax.tasks import make_task
 from ncjax.train import mesh as meshes
 from ncjax.train import train
-from ncjax.train.config import base_config, digits_cnn_config, override
+from ncjax.train.config import base_config
 from ncjax.train.state import create_states, make_loss, make_train_step
 from tests.runs import (ROOT, device_env, free_port, launch_processes, ncjax_cmd, read_log,
-                        wait_all)
+                        recipe, wait_all)
 
 DIGITS = {"steps": 20, "metrics_every": 10, "checkpoint_every": 10, "snapshots": 2,
           "sample_size": 64, "batch_size": 32, "optim.warmup_steps": 5,
@@ -37,7 +38,7 @@ ILL_CONDITIONED = ("collapse/nc1", "test_collapse/nc1")
 
 
 def _digits(**overrides):
-  return override(digits_cnn_config(), DIGITS | overrides)
+  return recipe("digits_cnn_config", **DIGITS | overrides)
 
 
 def _assert_logs_match(got, want, first_rtol, rtol):
@@ -55,14 +56,14 @@ def _assert_logs_match(got, want, first_rtol, rtol):
 def test_mesh_uses_every_device_and_refuses_splits_that_do_not_fit():
   mesh = meshes.make_mesh(base_config())
   assert dict(mesh.shape) == {"members": 1, "data": 8}
-  assert dict(meshes.make_mesh(override(base_config(), {"num_seeds": 2, "mesh.members": 2}))
+  assert dict(meshes.make_mesh(overridden(base_config(), {"num_seeds": 2, "mesh.members": 2}))
               .shape) == {"members": 2, "data": 4}
   with pytest.raises(ValueError, match="mesh.members = 3 must divide the 8 devices"):
-    meshes.make_mesh(override(base_config(), {"mesh.members": 3, "num_seeds": 3}))
+    meshes.make_mesh(overridden(base_config(), {"mesh.members": 3, "num_seeds": 3}))
   with pytest.raises(ValueError, match="must divide the 1 members"):
-    meshes.make_mesh(override(base_config(), {"mesh.members": 2}))
+    meshes.make_mesh(overridden(base_config(), {"mesh.members": 2}))
   with pytest.raises(ValueError, match="at most the 8 devices"):
-    meshes.make_mesh(override(base_config(), {"mesh.data": 16}))
+    meshes.make_mesh(overridden(base_config(), {"mesh.data": 16}))
   with pytest.raises(ValueError, match="multiple of the 8 devices"):
     make_task(_digits(batch_size=36))
 
@@ -89,8 +90,8 @@ def test_train_step_is_partitioned_over_eight_devices_and_compiles_once():
 @pytest.mark.slow
 @pytest.mark.parametrize("kind", ["digits", "grokking"])
 def test_eight_devices_log_what_one_device_logs(kind, tmp_path):
-  config = _digits() if kind == "digits" else override(base_config(), GROKKING)
-  one = train(make_task(override(config, {"mesh.data": 1})), str(tmp_path / "one"))
+  config = _digits() if kind == "digits" else overridden(base_config(), GROKKING)
+  one = train(make_task(overridden(config, {"mesh.data": 1})), str(tmp_path / "one"))
   eight = train(make_task(config), str(tmp_path / "eight"))
   _assert_logs_match(eight, one, first_rtol=1e-4, rtol=2e-3)
 

@@ -141,13 +141,14 @@ def _trained(config, steps=3):
 def test_each_member_of_a_vmapped_sweep_trains_exactly_as_its_own_run(key, values):
   import jax
 
-  from ncjax.train.config import member_seeds, override
+  from experiments.common import overridden
+  from ncjax.train.config import member_seeds
 
   swept = _tiny_classification(num_seeds=2, sweep_key=key, sweep_values=values)
   assert member_seeds(swept) == [0, 1, 0, 1]
   got = _trained(swept)
   for v, value in enumerate(values):
-    alone = _trained(override(_tiny_classification(num_seeds=2), {key: value}))
+    alone = _trained(overridden(_tiny_classification(num_seeds=2), {key: value}))
     for seed in range(2):
       pick = lambda tree, i: jax.tree.map(lambda x: x[i], tree)
       jax.tree.map(lambda a, b: np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6),
@@ -181,7 +182,8 @@ def test_init_seed_starts_every_member_from_one_initialisation():
     ({"layer_metrics": True, "model.name": "image_mlp"}, "layer_metrics"),
 ])
 def test_bad_sweeps_are_refused_naming_the_key(overrides, match):
-  from ncjax.train.config import override, validate
+  from experiments.common import overridden
+  from ncjax.train.config import validate
 
   with pytest.raises(ValueError, match=match):
-    validate(override(_tiny_classification(), overrides))
+    validate(overridden(_tiny_classification(), overrides))

@@ -7,7 +7,6 @@ skipped. Works for every task: the run's config.json rebuilds its task.
 
 from __future__ import annotations
 
-import json
 import os
 from collections.abc import Sequence
 
@@ -70,7 +69,6 @@ def analyze(workdir: str, metric_names: Sequence[str] | None = None, split: str 
   if not records:
     raise ValueError(f"no intact checkpoint under {workdir}/checkpoints.")
   if meshes.is_writer():
-    rundir.write_atomic(os.path.join(workdir, "analysis.jsonl"),
-                        "".join(json.dumps(r) + "\n" for r in records))
+    rundir.write_jsonl(os.path.join(workdir, "analysis.jsonl"), records)
     plots.grid(records, os.path.join(workdir, "analysis.png"), title=f"{workdir} ({split})")
   return records

@@ -132,7 +132,7 @@ def train(task, workdir: str, *, overwrite: bool = False,
     return records + finished[:1]
   writer = meshes.is_writer()
   if writer:
-    rundir.write_atomic(log_path, "".join(json.dumps(r) + "\n" for r in records))
+    rundir.write_jsonl(log_path, records)
 
   stream = task.train_stream(start)  # the data position is the step
   step_fn = make_train_step(make_loss(config), task.mesh,

@@ -52,6 +52,11 @@ def _as_json(config: ml_collections.ConfigDict) -> dict:
   return json.loads(config.to_json_best_effort())
 
 
+def write_jsonl(path: str, records: list[dict]) -> None:
+  """Writes ``records`` as JSON lines, atomically (:func:`write_atomic`)."""
+  write_atomic(path, "".join(json.dumps(r) + "\n" for r in records))
+
+
 def load_config(workdir: str) -> ml_collections.ConfigDict:
   """The config a run directory was trained with."""
   path = os.path.join(workdir, "config.json")
