@@ -258,11 +258,11 @@ def unc3(stats: ClassStats, *, head: jax.Array) -> jax.Array:
     (e.g. W a positive multiple of M). Raises eagerly when all class means are equal.
 
   >>> import jax.numpy as jnp
-  >>> h = jnp.array([[1.0, 0.0], [3.0, 0.0], [0.0, 1.0], [0.0, 3.0]])  # 2 classes, 2 each
-  >>> stats = class_stats(h, jnp.array([0, 0, 1, 1]), num_classes=2)
-  >>> head = jnp.array([[1.0, -1.0], [-1.0, 1.0]])  # rows along the centred means
-  >>> round(float(unc3(stats, head=head)), 4)  # every row at the same angle
+  >>> stats = class_stats(jnp.eye(3), jnp.arange(3), num_classes=3)  # cos(e_c, M_c) = 0.8165
+  >>> round(float(unc3(stats, head=jnp.eye(3))), 4)  # every row at the same angle
   0.0
+  >>> round(float(unc3(stats, head=jnp.diag(jnp.array([1.0, 1.0, -1.0])))), 4)  # one flipped
+  0.7698
   """
   s = checked(stats)
   require_distinct_means(s, "UNC3")

@@ -20,7 +20,7 @@ import optax
 
 from ncjax import _validation as check
 
-__all__ = ["grokfast_ema", "grokfast_ma", "GrokfastEmaState", "GrokfastMaState"]
+__all__ = ["grokfast_ema", "grokfast_ma"]
 
 
 class GrokfastEmaState(NamedTuple):

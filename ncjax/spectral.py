@@ -20,6 +20,29 @@ from ncjax.kernels import matmul, power_of_two
 __all__ = ["psd_eigvalsh", "psd_eigh", "psd_entropy", "spectrum_entropy"]
 
 
+def _one_at_a_time(f):
+  """``f`` of one matrix, run one matrix at a time under ``vmap`` on CPU.
+
+  jaxlib's batched LAPACK kernels (syevd, sytrd, geqrf) split a batch over XLA:CPU's
+  intra-op thread pool and block their worker until the pieces finish; two such calls
+  running at once (independent in the program, e.g. the two entropies of the information
+  regulariser for five vmapped seeds) can hold every worker of a 2-thread pool while
+  their pieces wait in its queue: a deadlock (docs/numerics.md). One matrix per call
+  never splits. Other platforms keep the batched kernels."""
+  sequential = jax.custom_batching.sequential_vmap(f)
+  return lambda k: jax.lax.platform_dependent(k, cpu=sequential, default=f)
+
+
+@_one_at_a_time
+def _eigh(k: jax.Array) -> tuple[jax.Array, jax.Array]:
+  return jnp.linalg.eigh(k)
+
+
+@_one_at_a_time
+def _qr(a: jax.Array) -> jax.Array:
+  return jnp.linalg.qr(a)[0]
+
+
 def _clamp(w: jax.Array) -> jax.Array:
   """Sets round-off negatives to 0 and keeps NaN (max(NaN, 0) may give 0 under jit)."""
   return jnp.where(w < 0, 0.0, w)
@@ -36,6 +59,7 @@ def _eigenvalues(k: jax.Array) -> jax.Array:
   The JVP (grad) uses the eigenvectors: d(lambda_i) = v_i^T dK v_i.
   """
 
+  @jax.custom_batching.sequential_vmap  # see _one_at_a_time
   def values_only(k):
     _, d, e, _ = jax.lax.linalg.tridiagonal(k)
     return jnp.sort(jax.scipy.linalg.eigh_tridiagonal(d, e, eigvals_only=True))
@@ -46,7 +70,7 @@ def _eigenvalues(k: jax.Array) -> jax.Array:
 @_eigenvalues.defjvp
 def _eigenvalues_jvp(primals, tangents):
   (k,), (dk,) = primals, tangents
-  w, v = jnp.linalg.eigh(k)
+  w, v = _eigh(k)
   return w, jnp.einsum("...ji,...jk,...ki->...i", v, dk, v)
 
 
@@ -102,7 +126,8 @@ def psd_eigh(k: jax.Array) -> tuple[jax.Array, jax.Array]:
   """
   k = _square(k)
   unit = _power_of_two_scale(k)
-  w, v = jnp.linalg.eigh(0.5 * (k + jnp.swapaxes(k, -1, -2)) / unit)
+  w, v = jnp.vectorize(_eigh, signature="(n,n)->(n),(n,n)")(
+      0.5 * (k + jnp.swapaxes(k, -1, -2)) / unit)
   return _clamp(w) * unit[..., 0], v
 
 
@@ -273,9 +298,9 @@ def slq_trace_xlogx(
   # One matvec at a time (lax.map), so only the (n, rank) sketch and basis are held.
   sketch = jax.lax.map(lambda k: matvec(jax.random.normal(k, (n,), dtype)),
                        jax.random.split(sketch_key, rank))
-  q, _ = jnp.linalg.qr(sketch.T)
+  q = _qr(sketch.T)
   for _ in range(power):  # subspace iteration: Q^T K (I - Q Q^T) -> 0, less pinching bias
-    q, _ = jnp.linalg.qr(jax.lax.map(matvec, q.T).T)
+    q = _qr(jax.lax.map(matvec, q.T).T)
   top = jax.lax.map(lambda v: matmul(q.T, matvec(v)), q.T)  # Q^T K Q, (rank, rank)
   top_trace = jnp.trace(top)
   rest_trace = trace - top_trace

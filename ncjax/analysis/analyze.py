@@ -19,9 +19,10 @@ from ncjax.models import head_weights
 from ncjax.tasks import make_task
 from ncjax.train import checkpoints, rundir
 from ncjax.train import mesh as meshes
-from ncjax.train.config import member_seeds
+from ncjax.train.config import base_config, member_seeds
 from ncjax.train.loop import json_record
 from ncjax.train.state import abstract_states, variables
+from ncjax.train.watchdog import Watchdog
 
 
 def _named_metrics(task, names: Sequence[str], split: str, max_samples: int):
@@ -60,12 +61,17 @@ def analyze(workdir: str, metric_names: Sequence[str] | None = None, split: str 
   like = abstract_states(config, task.model, task.example_inputs, task.mesh)
   records = []
   seed_index = np.tile(np.arange(seeds), chunk_size)
-  for steps, states in checkpoints.restore_chunks(workdir, like, chunk_size, pad=True):
-    states = meshes.put(states, meshes.members_sharding(task.mesh))
-    values = meshes.fetch(evaluate(states, seed_index))
-    for t, step in enumerate(steps):
-      records.append(json_record(step, {k: np.asarray(v)[t * seeds:(t + 1) * seeds]
-                                        for k, v in values.items()}, seeds))
+  defaults = base_config()  # a run directory older than the watchdog keys has none
+  dog = Watchdog(workdir, floor=config.get("watchdog_floor", defaults.watchdog_floor),
+                 multiple=config.get("watchdog_multiple", defaults.watchdog_multiple))
+  with dog:
+    for steps, states in checkpoints.restore_chunks(workdir, like, chunk_size, pad=True):
+      with dog.phase("analysis", steps[0]):
+        states = meshes.put(states, meshes.members_sharding(task.mesh))
+        values = meshes.fetch(evaluate(states, seed_index))
+      for t, step in enumerate(steps):
+        records.append(json_record(step, {k: np.asarray(v)[t * seeds:(t + 1) * seeds]
+                                          for k, v in values.items()}, seeds))
   if not records:
     raise ValueError(f"no intact checkpoint under {workdir}/checkpoints.")
   if meshes.is_writer():

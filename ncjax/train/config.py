@@ -101,6 +101,11 @@ def base_config() -> ml_collections.ConfigDict:
   c.snapshots = 40  # log-spaced trajectory snapshots, kept forever
   c.checkpoint_every = 500  # resume points
   c.keep_checkpoints = 2  # latest resume points kept
+  # A train step, evaluation or save that runs longer than max(floor, multiple x its
+  # median) seconds ends the run (a stall: deadlock, lost peer) with its thread stacks in
+  # DIR/stall-*.txt and exit status 75; rerunning resumes. floor 0 turns it off.
+  c.watchdog_floor = 600.0
+  c.watchdog_multiple = 50.0
   return c
 
 
@@ -128,7 +133,8 @@ def swept_loss_options(config: ml_collections.ConfigDict) -> dict[str, np.ndarra
 # Keys whose value may differ when an existing run directory is resumed.
 # The device layout may change between a run and its resume (8 devices -> 1, 1 process -> 2).
 RESUMABLE_CHANGES = frozenset({"steps", "name", "mesh.members", "mesh.data",
-                               "data.read_threads", "data.prefetch"})
+                               "data.read_threads", "data.prefetch", "watchdog_floor",
+                               "watchdog_multiple"})
 
 _POSITIVE_INTS = ("num_seeds", "steps", "metrics_every", "checkpoint_every",
                   "keep_checkpoints", "sample_size", "mesh.members", "data.read_threads",
@@ -143,6 +149,8 @@ def validate(config: ml_collections.ConfigDict) -> None:
       value = functools.reduce(getattr, key.split("."), config)
       raise ValueError(f"config.{key} must be {rule}, got {value!r}.")
 
+  need(config.watchdog_floor >= 0, "watchdog_floor", ">= 0 seconds (0: no watchdog)")
+  need(config.watchdog_multiple >= 1, "watchdog_multiple", ">= 1")
   need(config.task in ("grokking", "classification"), "task", "grokking or classification")
   for key in _POSITIVE_INTS:
     value = functools.reduce(getattr, key.split("."), config)

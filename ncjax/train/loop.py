@@ -19,6 +19,7 @@ from ncjax.train import checkpoints, rundir
 from ncjax.train import mesh as meshes
 from ncjax.train.config import member_seeds, swept_loss_options, validate
 from ncjax.train.state import create_states, make_loss, make_train_step, transplant
+from ncjax.train.watchdog import Watchdog
 
 
 class NonFiniteLoss(RuntimeError):
@@ -143,15 +144,18 @@ def train(task, workdir: str, *, overwrite: bool = False,
   pending, pending_from = [], start
   bar = tqdm.tqdm(total=config.steps, initial=start, desc="train", dynamic_ncols=True,
                   disable=None if writer else True)
+  dog = Watchdog(workdir, floor=config.watchdog_floor, multiple=config.watchdog_multiple)
   try:
-    with _StopRequest() as stop, open(log_path if writer else os.devnull, "a") as log:
+    with _StopRequest() as stop, dog, open(log_path if writer else os.devnull, "a") as log:
       for step in range(start, config.steps + 1):
         last = step == config.steps
         saved = step in saved_steps
         saving = not saved and (mngr.should_save(step) or last)
-        stopping = meshes.any_process(stop.requested)  # all processes stop at one step
+        with dog.phase("agreeing to stop", step):
+          stopping = meshes.any_process(stop.requested)  # all processes stop at one step
         if step == start or stopping or saving or step % config.metrics_every == 0:
-          record = json_record(step, task.evaluate(state), members)
+          with dog.phase("evaluation", step):
+            record = json_record(step, task.evaluate(state), members)
           _check_finite(pending, pending_from, record, mngr)
           pending, pending_from = [], step
           records.append(record)
@@ -161,16 +165,20 @@ def train(task, workdir: str, *, overwrite: bool = False,
                            f"{np.median(record[k]):.3f}" for k in
                            ("train/accuracy", "test/accuracy", "collapse/mir", "collapse/nc1")})
           if (saving or stopping) and not saved:
-            checkpoints.save(mngr, step, state, record, force=stopping or last)
+            with dog.phase("checkpoint save", step):
+              checkpoints.save(mngr, step, state, record, force=stopping or last)
             saved_steps.add(step)
           if stopping:
             mngr.wait_until_finished()
             raise KeyboardInterrupt(f"interrupted: saved step {step} in {workdir}")
         if last:
           break
-        state, loss = step_fn(state, next(stream))
+        with dog.phase("train step", step):
+          state, loss = step_fn(state, next(stream))
         pending.append(loss)
         bar.update(1)
+      with dog.phase("checkpoint save", config.steps):
+        mngr.wait_until_finished()
   finally:
     bar.close()
     stream.close()

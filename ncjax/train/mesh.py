@@ -145,7 +145,9 @@ def put(tree, sharding: NamedSharding):
 
 def fetch(tree):
   """Host (NumPy) values of a pytree of global arrays, on every process (a collective
-  when they span several processes)."""
+  when they span several processes). Waits in ``block_until_ready`` first, which
+  releases the GIL (the copy's own wait does not), so a watchdog thread can run."""
+  tree = jax.block_until_ready(tree)
   if jax.process_count() == 1:
     return jax.device_get(tree)
   return multihost_utils.process_allgather(tree, tiled=True)
