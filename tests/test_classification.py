@@ -181,3 +181,18 @@ def test_residual_models_expose_every_block(module, channels):
   v = module.init(jax.random.key(0), x)
   (_, features), exposed = module.apply(v, x, mutable=["intermediates"])
   assert [b.shape for b in exposed["intermediates"]["layers"]] == [(2, c) for c in channels]
+
+
+@pytest.mark.slow
+def test_information_regulariser_with_five_vmapped_seeds_finishes(tmp_path):
+  """The command that deadlocked XLA:CPU (two batched LAPACK kernels holding both workers
+  of the intra-op pool: docs/numerics.md); a stall would end it through the watchdog."""
+  workdir = tmp_path / "run"
+  cmd = ncjax_cmd(workdir, "--config.steps=10", "--config.num_seeds=5",
+                  "--config.loss.info_lam=0.1", "--config.loss.info_lam2=0.1",
+                  "--config.data.train_per_class=30", "--config.batch_size=100",
+                  "--config.optim.warmup_steps=5", "--config.watchdog_floor=240",
+                  config="digits.py", tiny=[])
+  out = subprocess.run(cmd, capture_output=True, text=True, timeout=900)
+  assert out.returncode == 0, out.stderr[-2000:]
+  assert read_log(workdir)[-1]["step"] == 10
