@@ -78,7 +78,7 @@ def _feature_inputs(features, labels, embeddings, mask, embeddings_name: str):
   return features, labels, embeddings, mask & jnp.any(features != 0, axis=1)
 
 
-def info_regularizer(features: jax.Array, head: jax.Array, labels: jax.Array, *,
+def info_regularizer(features: jax.Array, labels: jax.Array, head: jax.Array, *,
                      lam: float, lam2: float, mask: jax.Array | None = None) -> jax.Array:
   """``-lam * I(G(f); G(w_y)) + lam2 * |H(G(f)) - H(G(w_y))|`` on a batch.
 
@@ -86,14 +86,14 @@ def info_regularizer(features: jax.Array, head: jax.Array, labels: jax.Array, *,
   w_{y_i} of their labels, and penalises their entropy difference (Song et al. 2024).
 
   Args:
-    features: (n, d); head: (C, d) classifier rows; labels: (n,) int in [0, C);
+    features: (n, d); labels: (n,) int in [0, C); head: (C, d) classifier rows;
     lam, lam2: weights; mask: optional (n,) bool (False: padding).
   Returns:
     Scalar (differentiable in ``features`` and ``head``).
 
   >>> import jax.numpy as jnp
   >>> f, w = jnp.eye(2), jnp.eye(2)  # G(f) = G(w_y) = I: I(G(f); G(w_y)) = log 2
-  >>> print(f"{info_regularizer(f, w, jnp.array([0, 1]), lam=1.0, lam2=1.0):.4f}")
+  >>> print(f"{info_regularizer(f, jnp.array([0, 1]), w, lam=1.0, lam2=1.0):.4f}")
   -0.6931
   """
   features, labels, head, mask = _feature_inputs(features, labels, head, mask, "head")
@@ -141,22 +141,22 @@ def cma_loss(features: jax.Array, labels: jax.Array, class_embeddings: jax.Array
   return jnp.sum(h) / jnp.maximum(jnp.sum(present), 1)
 
 
-def supervised_loss(logits: jax.Array, features: jax.Array, head: jax.Array,
-                    labels: jax.Array, *, label_smoothing: float = 0.0,
+def supervised_loss(logits: jax.Array, labels: jax.Array, features: jax.Array,
+                    head: jax.Array, *, label_smoothing: float = 0.0,
                     temperature: float = 1.0, info_lam: float = 0.0, info_lam2: float = 0.0,
                     cma_lam: float = 0.0, mask: jax.Array | None = None) -> jax.Array:
   """``(1 - cma_lam) CE + cma_lam CMA(features, head rows) + info_regularizer``; each extra
   term is left out (not computed) when its weight is 0.
 
   Args:
-    logits: (n, C); features: (n, d); head: (C, d); labels: (n,); mask: optional (n,)
+    logits: (n, C); labels: (n,); features: (n, d); head: (C, d); mask: optional (n,)
     bool. The rest as in :func:`cross_entropy`, :func:`info_regularizer`, :func:`cma_loss`.
   Returns:
     Scalar loss.
 
   >>> import jax.numpy as jnp
   >>> logits, f, labels = jnp.array([[2.0, 0.0], [0.0, 2.0]]), jnp.eye(2), jnp.array([0, 1])
-  >>> print(f"{supervised_loss(logits, f, jnp.eye(2), labels, info_lam=1.0):.4f}")  # CE - log 2
+  >>> print(f"{supervised_loss(logits, labels, f, jnp.eye(2), info_lam=1.0):.4f}")  # CE - log 2
   -0.5662
   """
   loss = cross_entropy(logits, labels, label_smoothing=label_smoothing,
@@ -165,5 +165,5 @@ def supervised_loss(logits: jax.Array, features: jax.Array, head: jax.Array,
     cma = cma_loss(features, labels, head, num_classes=head.shape[0], mask=mask)
     loss = (1 - cma_lam) * loss + cma_lam * cma
   if info_lam or info_lam2:
-    loss += info_regularizer(features, head, labels, lam=info_lam, lam2=info_lam2, mask=mask)
+    loss += info_regularizer(features, labels, head, lam=info_lam, lam2=info_lam2, mask=mask)
   return loss

@@ -210,10 +210,10 @@ CALLS = {
     "cross_entropy": lambda b: losses.cross_entropy(_logits(b), b.y, label_smoothing=0.1,
                                                     mask=b.mask),
     "cma_loss": lambda b: losses.cma_loss(b.z, b.y, b.head(), num_classes=b.c, mask=b.mask),
-    "info_regularizer": lambda b: losses.info_regularizer(b.z, b.head(), b.y, lam=0.1,
+    "info_regularizer": lambda b: losses.info_regularizer(b.z, b.y, b.head(), lam=0.1,
                                                           lam2=0.1, mask=b.mask),
     "supervised_loss": lambda b: losses.supervised_loss(
-        _logits(b), b.z, b.head(), b.y, info_lam=0.1, cma_lam=0.1, mask=b.mask),
+        _logits(b), b.y, b.z, b.head(), info_lam=0.1, cma_lam=0.1, mask=b.mask),
     "weight_norm": lambda b: progress.weight_norm({"z": b.z, "z2": b.z2}),
     "psd_eigvalsh": lambda b: spectral.psd_eigvalsh(_kernel(b.z, rows=False)),
     "psd_entropy": lambda b: spectral.psd_entropy(_kernel(b.z, rows=False)),

@@ -71,7 +71,7 @@ def test_nan_padding_reaches_neither_the_loss_nor_its_gradient():
   # supervised_loss (what the trainer runs) under jit with a NaN padding row
   feats = RNG.normal(size=(6, 3)).astype(np.float32)
   head = RNG.normal(size=(4, 3)).astype(np.float32)
-  g = jax.jit(jax.grad(lambda l: losses.supervised_loss(l, feats, head, LABELS, mask=mask)))(
+  g = jax.jit(jax.grad(lambda l: losses.supervised_loss(l, LABELS, feats, head, mask=mask)))(
       logits)
   assert np.all(np.isfinite(g))
 

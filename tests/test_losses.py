@@ -68,7 +68,7 @@ class TestInfoRegularizer(chex.TestCase):
     f, labels, mask, head = self.batch
     fn = self.variant(lambda *a: losses.info_regularizer(*a, lam=0.7, lam2=0.3, mask=mask))
     keep = _kept(f, mask)
-    np.testing.assert_allclose(fn(f, head, labels),
+    np.testing.assert_allclose(fn(f, labels, head),
                                ref.info_regularizer(f[keep], head, labels[keep], 0.7, 0.3),
                                rtol=2e-4, atol=2e-5)
 
@@ -81,14 +81,14 @@ class TestInfoRegularizer(chex.TestCase):
     # H = I(G(f); G(w_y)) = log n and the entropy gap is 0: the loss is -lam log n.
     head = np.eye(5, 6, dtype=np.float32)
     labels = np.array([3, 0, 4, 1, 2], np.int32)
-    got = losses.info_regularizer(3 * head[labels], head, labels, lam=0.7, lam2=5.0)
+    got = losses.info_regularizer(3 * head[labels], labels, head, lam=0.7, lam2=5.0)
     np.testing.assert_allclose(got, -0.7 * np.log(5), rtol=1e-5)
 
   def test_grad_matches_finite_differences(self):
     f, labels, mask, head = self.batch
     mask = _kept(f, mask)  # the dead rows are a kink: finite differences would revive them
     with jax.enable_x64(True):
-      fn = jax.jit(lambda a, w: losses.info_regularizer(a, w, labels, lam=0.5, lam2=0.2,
+      fn = jax.jit(lambda a, w: losses.info_regularizer(a, labels, w, lam=0.5, lam2=0.2,
                                                           mask=mask))
       jax.test_util.check_grads(fn, (jnp.float64(f), jnp.float64(head)), order=1,
                                 modes=("rev",), atol=1e-5, rtol=1e-5)
@@ -167,10 +167,10 @@ def test_supervised_loss_combines_the_terms():
   ce = losses.cross_entropy(logits, labels, label_smoothing=0.1)
   cma = jax.jit(losses.cma_loss, static_argnames="num_classes")(f, labels, head, num_classes=4)
   reg = jax.jit(losses.info_regularizer, static_argnames=("lam", "lam2"))(
-      f, head, labels, lam=0.2, lam2=0.1)
+      f, labels, head, lam=0.2, lam2=0.1)
   got = jax.jit(lambda *a: losses.supervised_loss(*a, label_smoothing=0.1, cma_lam=0.3,
                                                   info_lam=0.2, info_lam2=0.1))(
-      logits, f, head, labels)
+      logits, labels, f, head)
   np.testing.assert_allclose(got, 0.7 * ce + 0.3 * cma + reg, rtol=1e-5)
-  np.testing.assert_allclose(losses.supervised_loss(logits, f, head, labels),
+  np.testing.assert_allclose(losses.supervised_loss(logits, labels, f, head),
                              losses.cross_entropy(logits, labels), rtol=1e-6)

@@ -143,7 +143,7 @@ def make_loss(config: ml_collections.ConfigDict) -> LossFn:
   :func:`ncjax.losses.supervised_loss`); ``swept`` overrides loss options per member."""
   options = config.loss.to_dict()
   return lambda logits, features, head, batch, **swept: losses.supervised_loss(
-      logits, features, head, batch.labels, mask=batch.mask, **(options | swept))
+      logits, batch.labels, features, head, mask=batch.mask, **(options | swept))
 
 
 def make_train_step(loss_fn: LossFn, mesh: Mesh, *, train_mode: bool = True,
