@@ -306,7 +306,7 @@ def slq_trace_xlogx(
   rest_trace = trace - top_trace
   # False when the sketch holds all of K (rank >= its rank, e.g. with masked rows): then
   # P K P is round-off, and Lanczos on it divides by zero.
-  resolved = rest_trace > 8 * n * jnp.finfo(dtype).eps * trace
+  resolved = rest_trace > 8 * rank * jnp.finfo(dtype).eps * trace  # round-off of tr Q^T K Q
   c = jnp.log(jnp.where(resolved, rest_trace / (n - rank), 1.0))
   project = lambda v: v - matmul(q, matmul(q.T, v))
   integrand = funm.monte_carlo_funm_sym(

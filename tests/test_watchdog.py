@@ -80,9 +80,10 @@ def test_a_stalled_run_exits_then_resumes_cleanly(tmp_path):
   line = stalled.stderr.strip().splitlines()[-1]
   assert "stalled in train step at step 25" in line and "--config.watchdog_floor=60" in line
   assert glob.glob(str(workdir / "stall-*.txt"))
-  assert [r["step"] for r in read_log(workdir)] == [0, 10, 20]
+  assert max(r["step"] for r in read_log(workdir)) == 20  # stalled before step 30's metrics
   resumed = subprocess.run([sys.executable, "-m", "ncjax", *args], capture_output=True,
                            text=True, timeout=400, cwd=ROOT)
   assert resumed.returncode == 0, resumed.stderr[-2000:]
-  assert [r["step"] for r in read_log(workdir)] == [0, 10, 20, 30, 40]
+  steps = [r["step"] for r in read_log(workdir)]
+  assert steps == sorted(set(steps)) and {20, 30, 40} <= set(steps)
   assert os.path.isdir(workdir / "checkpoints" / "40")
