@@ -52,10 +52,10 @@ def nc1(stats: ClassStats) -> jax.Array:
   s = checked(stats)
   m = s.scaled_centred_means
   if s.num_classes > s.dim:
-    lam, v = spectral.psd_eigh(matmul(m.T, m))
+    lam, v = spectral.psd_eigh_core(matmul(m.T, m))
     inverse = spectral.pinv_eigenvalues(lam, max_rank=s.num_present - 1)
     return jnp.sum(jnp.einsum("di,de,ei->i", v, s.scaled_sigma_w, v) * inverse)
-  lam, u = spectral.psd_eigh(matmul(m, m.T))
+  lam, u = spectral.psd_eigh_core(matmul(m, m.T))
   a = matmul(matmul(m, s.scaled_sigma_w), m.T)
   inverse = spectral.pinv_eigenvalues(lam, max_rank=s.num_present - 1)
   return jnp.sum(jnp.einsum("ci,cd,di->i", u, a, u) * inverse**2)
@@ -165,7 +165,7 @@ def vci(stats: ClassStats) -> jax.Array:
   """
   s = checked(stats)
   mw = s.scaled_weighted_means  # Sigma_B = mw^T mw (in units of scale^2)
-  lam, v = spectral.psd_eigh(s.scaled_sigma_t)
+  lam, v = spectral.psd_eigh_core(s.scaled_sigma_t)
   inverse = spectral.pinv_eigenvalues(lam, max_rank=s.total - 1)
   explained = jnp.sum(jnp.sum(matmul(mw, v) ** 2, axis=0) * inverse)
   rtol = spectral.default_rtol(lam.shape[-1], lam.dtype)
@@ -352,13 +352,13 @@ def _effective_rank(stats: ClassStats) -> jax.Array:
   Z and no squared singular values: the SVD of the (C + d, d) factor resolves what an
   eigensolver of the sum (or an SVD of Z at an offset) would round away."""
   a = stats.scaled_means + stats.shift / stats.scale
-  lam, vectors = jnp.linalg.eigh(stats.scaled_within)
+  lam, vectors = spectral.psd_eigh_core(stats.scaled_within)
   lam = jnp.where(spectral.kept(lam), lam, 0.0)  # solver noise, whose roots would count
   within_root = jnp.sqrt(lam)[:, None] * vectors.T
   factor = jnp.concatenate([jnp.sqrt(stats.counts)[:, None] * a, within_root])
-  sigma = jnp.linalg.svd(factor, compute_uv=False)
+  sigma = spectral.singular_values(factor)
   zero = sigma <= max(factor.shape) ** 0.5 * jnp.finfo(sigma.dtype).eps * sigma[0]
-  return jnp.exp(spectral.spectrum_entropy(jnp.where(zero, 0.0, sigma)))
+  return jnp.exp(spectral.spectrum_entropy_core(jnp.where(zero, 0.0, sigma)))
 
 
 def collapse_metrics_from_stats(

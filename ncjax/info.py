@@ -50,7 +50,7 @@ def gram_entropy(
   check.enough_rows(mask)
   check.psd(k, mask, "k")
   keep = mask[:, None] & mask[None, :]
-  return _normalized_by(spectral.psd_entropy(jnp.where(keep, k, 0.0)), mask, normalized)
+  return _normalized_by(spectral.psd_entropy_core(jnp.where(keep, k, 0.0)), mask, normalized)
 
 
 def _entropy_of_rows(zn: jax.Array, mesh) -> jax.Array:
@@ -58,7 +58,7 @@ def _entropy_of_rows(zn: jax.Array, mesh) -> jax.Array:
   d x d moment, or with a mesh the moment psum'd over the devices' rows."""
   if mesh is None:
     return spectral.factor_entropy(zn)
-  return spectral.psd_entropy(_tiling.reduce_rows(lambda z: matmul(z.T, z), mesh, zn))
+  return spectral.psd_entropy_core(_tiling.reduce_rows(lambda z: matmul(z.T, z), mesh, zn))
 
 
 def matrix_entropy(
@@ -120,16 +120,16 @@ def _joint(zn1, zn2, method="auto", chunk_size=None, mesh=None) -> jax.Array:
   d2 = zn2.shape[1]
   if method == "gram" or (method == "auto" and d1 * d2 >= n and mesh is None):
     gram = lambda zn: matmul(zn, zn.T)
-    return spectral.psd_entropy(gram(zn1) * gram(zn2))
+    return spectral.psd_entropy_core(gram(zn1) * gram(zn2))
   rows = n if mesh is None else n // mesh.size
   chunk = chunk_size or max(1, min(rows, KRON_ELEMENTS // (d1 * d2)))
   if mesh is not None:
     pair = (zn1,) if zn2 is zn1 else (zn1, zn2)
     moment = lambda *p: kernels.hadamard_moment(p[0], p[-1], chunk)  # p[-1] is p[0]: symmetric
-    return spectral.psd_entropy(_tiling.reduce_rows(moment, mesh, *pair))
+    return spectral.psd_entropy_core(_tiling.reduce_rows(moment, mesh, *pair))
   if chunk >= n and zn2 is not zn1:
     return spectral.factor_entropy(kernels.khatri_rao(zn1, zn2))
-  return spectral.psd_entropy(kernels.hadamard_moment(zn1, zn2, chunk))
+  return spectral.psd_entropy_core(kernels.hadamard_moment(zn1, zn2, chunk))
 
 
 def _joint_slq(zn1, zn2, mask, key, **options) -> tuple[jax.Array, jax.Array]:
@@ -386,8 +386,8 @@ def mir_from_entropies(h1: jax.Array, h2: jax.Array, h12: jax.Array) -> jax.Arra
   """MIR (h1 + h2 - h12) / min(h1, h2) from the two entropies and the joint entropy.
 
   In [0, 1] (clipped: round-off can step outside). Defined as 0 when min(h1, h2) is
-  below sqrt(float32 eps) = 3.5e-4 nats: a rank-one Gram (e.g. the centred means of two classes) carries no
-  information, and I = 0 there exactly. A NaN entropy (under jit) gives NaN.
+  below sqrt(float32 eps) = 3.5e-4 nats: a rank-one Gram (e.g. the centred means of two
+  classes) carries no information, and I = 0 there exactly. A NaN entropy (under jit) gives NaN.
 
   >>> round(float(mir_from_entropies(1.0, 2.0, 2.5)), 4)  # I = 0.5 over min 1.0
   0.5
@@ -399,8 +399,8 @@ def mir_from_entropies(h1: jax.Array, h2: jax.Array, h12: jax.Array) -> jax.Arra
 
 
 def hdr_from_entropies(h1: jax.Array, h2: jax.Array) -> jax.Array:
-  """HDR |h1 - h2| / max(h1, h2) from two entropies; 0 when both are below sqrt(float32 eps).
-  A NaN entropy (under jit) gives NaN.
+  """HDR |h1 - h2| / max(h1, h2) from two entropies; 0 when both are below sqrt(float32
+  eps). A NaN entropy (under jit) gives NaN.
 
   >>> round(float(hdr_from_entropies(1.0, 4.0)), 4)
   0.75

@@ -27,7 +27,8 @@ __all__ = ["weight_norm", "fourier_losses"]
 def weight_norm(params) -> jax.Array:
   """sqrt of the sum of squares of every leaf of ``params``: a float32 (or wider)
   scalar, computed in units of the largest entry, so leaves of 1e30 (or float16 leaves
-  of 300, whose squares overflow float16) do not overflow. NaN or Inf leaves give NaN or Inf (as measured: the trainer logs it).
+  of 300, whose squares overflow float16) do not overflow. NaN or Inf leaves give NaN or
+  Inf (as measured: the trainer logs it).
 
   Args:
     params: a pytree of arrays.

@@ -112,6 +112,6 @@ def eigvalsh(stack: jax.Array, mesh: Mesh) -> jax.Array:
   pad = -t % mesh.size
   eye = jnp.broadcast_to(jnp.eye(m, dtype=stack.dtype), (pad, m, m))
   padded = jax.device_put(jnp.concatenate([stack, eye]), row_sharding(mesh))
-  solve = jax.shard_map(spectral.psd_eigvalsh, mesh=mesh, in_specs=PartitionSpec(AXIS),
+  solve = jax.shard_map(spectral.psd_eigvalsh_core, mesh=mesh, in_specs=PartitionSpec(AXIS),
                         out_specs=PartitionSpec(AXIS))
   return solve(padded)[:t]

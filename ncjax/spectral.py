@@ -23,24 +23,61 @@ __all__ = ["psd_eigvalsh", "psd_eigh", "psd_entropy", "spectrum_entropy"]
 def _one_at_a_time(f):
   """``f`` of one matrix, run one matrix at a time under ``vmap`` on CPU.
 
-  jaxlib's batched LAPACK kernels (syevd, sytrd, geqrf) split a batch over XLA:CPU's
+  jaxlib's batched LAPACK kernels (syevd, sytrd, geqrf, gesdd) split a batch over XLA:CPU's
   intra-op thread pool and block their worker until the pieces finish; two such calls
   running at once (independent in the program, e.g. the two entropies of the information
   regulariser for five vmapped seeds) can hold every worker of a 2-thread pool while
   their pieces wait in its queue: a deadlock (docs/numerics.md). One matrix per call
-  never splits. Other platforms keep the batched kernels."""
+  never splits. Other platforms keep the batched kernels.
+
+  The result has no derivative rule: wrap it in ``jax.custom_jvp`` whose rule calls it
+  on primals only (differentiating ``f`` under vmap would batch the kernels again).
+  ``f`` takes one argument (sequential_vmap passes every parameter, defaults too, as an
+  array) and returns arrays or tuples."""
   sequential = jax.custom_batching.sequential_vmap(f)
-  return lambda k: jax.lax.platform_dependent(k, cpu=sequential, default=f)
+  return lambda a: jax.lax.platform_dependent(a, cpu=sequential, default=f)
 
 
-@_one_at_a_time
+_eigh_kernel = _one_at_a_time(lambda k: tuple(jnp.linalg.eigh(k)))
+_qr = _one_at_a_time(lambda a: jnp.linalg.qr(a)[0])
+_singular_values_kernel = _one_at_a_time(lambda a: jnp.linalg.svd(a, compute_uv=False))
+_svd_kernel = _one_at_a_time(lambda a: tuple(jnp.linalg.svd(a, full_matrices=False)))
+
+
+@jax.custom_jvp
 def _eigh(k: jax.Array) -> tuple[jax.Array, jax.Array]:
-  return jnp.linalg.eigh(k)
+  return _eigh_kernel(k)
 
 
-@_one_at_a_time
-def _qr(a: jax.Array) -> jax.Array:
-  return jnp.linalg.qr(a)[0]
+@_eigh.defjvp
+def _eigh_jvp(primals, tangents):
+  """(w, v) = eigh(sym k): with S = v^T sym(dk) v, dw_i = S_ii and dv = v (F * S),
+  F_ij = 1 / (w_j - w_i) off the diagonal, 0 on it (JAX's rule for eigh)."""
+  (k,), (dk,) = primals, tangents
+  w, v = _eigh_kernel(k)
+  s = jnp.einsum("...ji,...jk,...kl->...il", v, 0.5 * (dk + jnp.swapaxes(dk, -1, -2)), v)
+  eye = jnp.eye(w.shape[-1], dtype=w.dtype)
+  gaps = 1 / (eye + w[..., None, :] - w[..., :, None]) - eye
+  return (w, v), (jnp.diagonal(s, axis1=-2, axis2=-1), v @ (gaps * s))
+
+
+@jax.custom_jvp
+def _singular_values(a: jax.Array) -> jax.Array:
+  return _singular_values_kernel(a)
+
+
+@_singular_values.defjvp
+def _singular_values_jvp(primals, tangents):
+  """d sigma_i = u_i^T da v_i."""
+  (a,), (da,) = primals, tangents
+  u, sigma, vt = _svd_kernel(a)
+  return sigma, jnp.einsum("...ji,...jk,...ik->...i", u, da, vt)
+
+
+def singular_values(a: jax.Array) -> jax.Array:
+  """Singular values (descending) of an (..., m, n) matrix stack, one matrix at a time
+  on CPU (see :func:`_one_at_a_time`)."""
+  return jnp.vectorize(_singular_values, signature="(m,n)->(k)")(a)
 
 
 def _clamp(w: jax.Array) -> jax.Array:
@@ -70,7 +107,7 @@ def _eigenvalues(k: jax.Array) -> jax.Array:
 @_eigenvalues.defjvp
 def _eigenvalues_jvp(primals, tangents):
   (k,), (dk,) = primals, tangents
-  w, v = _eigh(k)
+  w, v = _eigh_kernel(k)
   return w, jnp.einsum("...ji,...jk,...ki->...i", v, dk, v)
 
 
@@ -105,7 +142,11 @@ def psd_eigvalsh(k: jax.Array) -> jax.Array:
   >>> [f"{w:.4g}" for w in psd_eigvalsh(jnp.diag(jnp.array([2e30, 1e30])))]
   ['1e+30', '2e+30']
   """
-  k = _square(k)
+  return psd_eigvalsh_core(_square(k))
+
+
+def psd_eigvalsh_core(k: jax.Array) -> jax.Array:
+  """:func:`psd_eigvalsh` without validation, for matrices the library formed itself."""
   unit = _power_of_two_scale(k)
   k = 0.5 * (k + jnp.swapaxes(k, -1, -2)) / unit
   return _clamp(_eigenvalues(k)) * unit[..., 0]
@@ -124,7 +165,11 @@ def psd_eigh(k: jax.Array) -> tuple[jax.Array, jax.Array]:
   >>> w.tolist(), jnp.abs(v).tolist()
   ([1.0, 2.0], [[0.0, 1.0], [1.0, 0.0]])
   """
-  k = _square(k)
+  return psd_eigh_core(_square(k))
+
+
+def psd_eigh_core(k: jax.Array) -> tuple[jax.Array, jax.Array]:
+  """:func:`psd_eigh` without validation, for matrices the library formed itself."""
   unit = _power_of_two_scale(k)
   w, v = jnp.vectorize(_eigh, signature="(n,n)->(n),(n,n)")(
       0.5 * (k + jnp.swapaxes(k, -1, -2)) / unit)
@@ -155,6 +200,11 @@ def spectrum_entropy(eigenvalues: jax.Array) -> jax.Array:
   if low is not None and not low > 0:
     raise ValueError("eigenvalues must have a positive largest value (a spectrum to "
                      f"normalise), got {float(low):.3g}.")
+  return spectrum_entropy_core(eigenvalues)
+
+
+def spectrum_entropy_core(eigenvalues: jax.Array) -> jax.Array:
+  """:func:`spectrum_entropy` without validation, for spectra the library computed."""
   # In units of the largest (no gradient; p is scale-free): the gradient of the ratio
   # squares the sum, which over- or underflows at scales 1e30 and 1e-30.
   top = jax.lax.stop_gradient(jnp.max(eigenvalues, axis=-1, keepdims=True))
@@ -180,7 +230,12 @@ def psd_entropy(k: jax.Array) -> jax.Array:
   low = check.reduced(lambda xp, k: xp.min(xp.trace(k, axis1=-2, axis2=-1)), k)
   if low is not None and not low > 0:
     raise ValueError(f"k must have a positive trace, got {float(low):.3g}.")
-  return spectrum_entropy(psd_eigvalsh(k))
+  return psd_entropy_core(k)
+
+
+def psd_entropy_core(k: jax.Array) -> jax.Array:
+  """:func:`psd_entropy` without validation, for matrices the library formed itself."""
+  return spectrum_entropy_core(psd_eigvalsh_core(k))
 
 
 def factor_eigvalsh(f: jax.Array) -> jax.Array:
@@ -194,7 +249,7 @@ def factor_eigvalsh(f: jax.Array) -> jax.Array:
   """
   n, m = f.shape[-2:]
   ft = jnp.swapaxes(f, -1, -2)
-  return psd_eigvalsh(matmul(ft, f) if m < n else matmul(f, ft))
+  return psd_eigvalsh_core(matmul(ft, f) if m < n else matmul(f, ft))
 
 
 def factor_entropy(f: jax.Array) -> jax.Array:
@@ -205,7 +260,7 @@ def factor_entropy(f: jax.Array) -> jax.Array:
   Returns:
     (...) entropy in nats.
   """
-  return spectrum_entropy(factor_eigvalsh(f))
+  return spectrum_entropy_core(factor_eigvalsh(f))
 
 
 def default_rtol(size: int, dtype) -> float:
@@ -319,6 +374,6 @@ def slq_trace_xlogx(
 
   samples = jax.lax.map(probe, jax.random.split(probe_key, num_probes))
   samples = jnp.where(resolved, samples, 0.0)
-  estimate = (jnp.sum(_xlogx(psd_eigvalsh(top))) + jnp.mean(samples)
+  estimate = (jnp.sum(_xlogx(psd_eigvalsh_core(top))) + jnp.mean(samples)
               + jnp.where(resolved, c * rest_trace, 0.0))
   return estimate, jnp.std(samples, ddof=1) / jnp.sqrt(num_probes)

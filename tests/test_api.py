@@ -137,6 +137,16 @@ def _on_mesh(b: Batch):
   return z, z2, y, mask
 
 
+def _stats_on_mesh(b: Batch) -> ClassStats:
+  z, _, y, mask = _on_mesh(b)
+  return ncjax.class_stats(z, y, num_classes=b.c, mask=mask, mesh=_mesh())
+
+
+def _entropy_on_mesh(b: Batch):
+  z, _, _, mask = _on_mesh(b)
+  return ncjax.matrix_entropy(z, mask=mask, mesh=_mesh())
+
+
 def _stats_update(b: Batch) -> ClassStats:
   empty = ClassStats.empty(num_classes=b.c, dim=D, dtype=jnp.result_type(float))
   return empty.update(b.z, b.y, mask=b.mask)
@@ -166,8 +176,7 @@ def _moments(s: ClassStats):
 # name -> the call on one Batch; the head is (c, d) and the OOD features are z2 + 1.
 CALLS = {
     "class_stats": lambda b: _moments(_stats(b)),
-    "class_stats(mesh=)": lambda b: _moments(ncjax.class_stats(
-        *_on_mesh(b)[::2], num_classes=b.c, mask=_on_mesh(b)[3], mesh=_mesh())),
+    "class_stats(mesh=)": lambda b: _moments(_stats_on_mesh(b)),
     "ClassStats.update": lambda b: _moments(_stats_update(b)),
     "ClassStats.merge": lambda b: _moments(_merged(b)),
     "nc1": lambda b: ncjax.nc1(_stats(b)),
@@ -188,8 +197,7 @@ CALLS = {
     "nc5": lambda b: ncjax.nc5(_stats(b), b.z + 3, mask=b.mask),
     "gram_entropy": lambda b: ncjax.gram_entropy(_kernel(b.z, rows=True), mask=b.mask),
     "matrix_entropy": lambda b: ncjax.matrix_entropy(b.z, mask=b.mask, normalized=True),
-    "matrix_entropy(mesh=)": lambda b: ncjax.matrix_entropy(
-        _on_mesh(b)[0], mask=_on_mesh(b)[3], mesh=_mesh()),
+    "matrix_entropy(mesh=)": lambda b: _entropy_on_mesh(b),
     "joint_entropy": lambda b: ncjax.joint_entropy(b.z, b.z2, mask=b.mask),
     "joint_entropy(kronecker)": lambda b: ncjax.joint_entropy(
         b.z, b.z2, mask=b.mask, method="kronecker", chunk_size=8),
