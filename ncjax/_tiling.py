@@ -109,3 +109,14 @@ def argmax_over_classes(scores, num_classes: int, tile_size: int, n: int) -> tup
                 for block in jax.eval_shape(scores, index[0]))
   best, _ = jax.lax.scan(step, start, index)
   return tuple(arg for _, arg in best)
+
+
+def predicted_classes(features, head, bias, logits, tile_size: int) -> jax.Array:
+  """(n,) the classifier's argmax: of the ``logits`` (n, C) when given, else of
+  W h + b over class tiles (:func:`argmax_over_classes`)."""
+  if logits is not None:
+    return jnp.argmax(logits, axis=1).astype(jnp.int32)
+  (predicted,) = argmax_over_classes(
+      lambda classes: (matmul(features, head[classes].T) + bias[classes],),
+      head.shape[0], tile_size, features.shape[0])
+  return predicted

@@ -132,18 +132,38 @@ def bias(b, num_classes: int, dtype, name: str = "bias") -> jax.Array:
   return b
 
 
-def head_inputs(features_, head_, bias_, mask, num_classes: int, dim: int):
-  """Validated (features, head, bias, mask) of a function that classifies (n, dim)
-  features with a (C, dim) head."""
+def classifier_inputs(features_, mask, num_classes: int, dim: int, *, head_, bias_, logits_,
+                      head_required: bool):
+  """Validated (features, head, bias, logits, mask) of a function that takes the
+  classifier's predictions on (n, dim) features: from a (C, dim) head and optional bias,
+  or from the (n, C) logits the caller already has (then bias must be None). ``head`` is
+  None where it is not required and logits are given; ``logits`` None with a head."""
   features_ = features(features_, "features", min_rows=1)
   n, d = features_.shape
   if d != dim:
     raise ValueError(f"features must have {dim} columns like stats, got shape {(n, d)}.")
-  head_ = head(head_, num_classes, d)
-  bias_ = bias(bias_, num_classes, features_.dtype)
+  if head_ is None and head_required:
+    raise ValueError("head (C, d) is required.")
+  if head_ is None and logits_ is None:
+    raise ValueError("head (C, d) or logits (n, C) is required.")
+  if logits_ is not None:
+    if bias_ is not None:
+      raise ValueError("bias must be None when logits are given (they include it).")
+    if head_ is not None and not head_required:
+      raise ValueError("give head (with bias) or logits, not both.")
+    logits_ = real_floating(logits_, "logits")
+    if logits_.shape != (n, num_classes):
+      raise ValueError(f"logits must have shape ({n}, {num_classes}) (n, C), got "
+                       f"{logits_.shape}.")
+  if head_ is not None:
+    head_ = head(head_, num_classes, d)
+  if logits_ is None:
+    bias_ = bias(bias_, num_classes, features_.dtype)
   mask = as_mask(mask, n)
   finite(features_, "features", mask)
-  return features_, head_, bias_, mask
+  if logits_ is not None:
+    finite(logits_, "logits", mask)
+  return features_, head_, bias_, logits_, mask
 
 
 def same_rows(**named: jax.Array) -> int:

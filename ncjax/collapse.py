@@ -279,21 +279,25 @@ def nc4(
     stats: ClassStats,
     features: jax.Array,
     *,
-    head: jax.Array,
+    head: jax.Array | None = None,
     bias: jax.Array | None = None,
+    logits: jax.Array | None = None,
     mask: jax.Array | None = None,
     tile_size: int = TILE,
 ) -> jax.Array:
   """NC4: fraction of samples where argmax(W h + b) differs from the nearest class mean.
 
   Needs the class means of the whole dataset (``stats``), so over a dataset it is a
-  second pass over the features.
+  second pass over the features. The network's predictions come from ``head`` (and
+  ``bias``), or from ``logits`` a forward pass already computed (one n x C x d product
+  fewer).
 
   Args:
     stats: ClassStats giving the class means (e.g. of the train set).
     features: (n, d) features h to classify.
-    head: (C, d) classifier weights W.
-    bias: optional (C,), zero if None.
+    head: (C, d) classifier weights W; or None with ``logits``.
+    bias: optional (C,) with ``head``, zero if None.
+    logits: (n, C) the network's outputs W h + b on these features, instead of ``head``.
     mask: optional (n,) bool; False rows are ignored.
     tile_size: classes per block (static; memory O(n tile_size)).
   Returns:
@@ -303,24 +307,22 @@ def nc4(
   >>> h = jnp.array([[1.0, 0.0], [3.0, 0.0], [0.0, 1.0], [0.0, 3.0]])  # 2 classes, 2 each
   >>> stats = class_stats(h, jnp.array([0, 0, 1, 1]), num_classes=2)
   >>> head = jnp.array([[1.0, -1.0], [-1.0, 1.0]])  # rows along the centred means
-  >>> float(nc4(stats, h, head=head))  # the head agrees with the nearest mean
-  0.0
+  >>> float(nc4(stats, h, head=head)), float(nc4(stats, h, logits=h @ head.T))
+  (0.0, 0.0)
   """
   stats = checked(stats, minimum=1)
-  features, head, bias, mask = check.head_inputs(features, head, bias, mask,
-                                                 stats.num_classes, stats.dim)
+  features, head, bias, logits, mask = check.classifier_inputs(
+      features, mask, stats.num_classes, stats.dim, head_=head, bias_=bias, logits_=logits,
+      head_required=False)
   check.enough_rows(mask, minimum=1)
+  network = _tiling.predicted_classes(features, head, bias, logits, tile_size)
   # ||h - mu_c||^2 = ||(h - mu_G) - M_c||^2 in units of scale: no offset cancellation.
   m = stats.scaled_centred_means
   x = (features - stats.shift) / stats.scale - stats.scaled_global_mean
   norms = jnp.where(stats.present, jnp.sum(m**2, axis=1), jnp.inf)
-
-  def scores(classes):
-    logits = matmul(features, head[classes].T) + bias[classes]
-    return logits, 2 * matmul(x, m[classes].T) - norms[classes]
-
-  network, nearest = _tiling.argmax_over_classes(scores, stats.num_classes, tile_size,
-                                                 features.shape[0])
+  (nearest,) = _tiling.argmax_over_classes(
+      lambda classes: (2 * matmul(x, m[classes].T) - norms[classes],), stats.num_classes,
+      tile_size, features.shape[0])
   return jnp.sum((network != nearest) & mask) / jnp.sum(mask)
 
 

@@ -58,7 +58,7 @@ def _entropy_of_rows(zn: jax.Array, mesh) -> jax.Array:
   d x d moment, or with a mesh the moment psum'd over the devices' rows."""
   if mesh is None:
     return spectral.factor_entropy(zn)
-  return spectral.psd_entropy_core(_tiling.reduce_rows(lambda z: matmul(z.T, z), mesh, zn))
+  return spectral.psd_entropy_core(_tiling.reduce_rows(kernels.gram, mesh, zn))
 
 
 def matrix_entropy(

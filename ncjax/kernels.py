@@ -19,6 +19,42 @@ __all__ = ["normalize_rows", "cosine_gram", "hadamard_features"]
 matmul = functools.partial(jnp.matmul, precision=jax.lax.Precision.HIGHEST)
 
 
+TRIANGLE_BLOCK = 256  # columns per block of :func:`gram`
+
+
+def gram(x: jax.Array, *, block: int = TRIANGLE_BLOCK) -> jax.Array:
+  """x^T x from the upper triangle of its blocks only: about half the flops of the full
+  product for d >> block, on every platform.
+
+  The columns are cut into round(d / block) near-equal blocks; block row i is one product
+  x_i^T [x_i ... x_last], the blocks below the diagonal are exact transposes of those
+  above it, and the diagonal blocks are symmetrised: the result is exactly symmetric.
+
+  Args:
+    x: (..., n, d).
+    block: target columns per block (static); d < 1.5 block is one full product.
+  Returns:
+    (..., d, d) symmetric.
+
+  >>> import jax.numpy as jnp
+  >>> x = jnp.arange(12.0).reshape(4, 3)
+  >>> bool((gram(x, block=1) == x.T @ x).all())
+  True
+  """
+  t = lambda a: jnp.swapaxes(a, -1, -2)
+  d = x.shape[-1]
+  count = max(1, round(d / block))
+  edges = [round(i * d / count) for i in range(count + 1)]
+  strips = [matmul(t(x[..., lo:hi]), x[..., lo:]) for lo, hi in zip(edges[:-1], edges[1:])]
+  rows = []
+  for i, (lo, hi) in enumerate(zip(edges[:-1], edges[1:])):
+    diagonal = strips[i][..., :hi - lo]
+    left = [t(strips[j][..., lo - edges[j]:hi - edges[j]]) for j in range(i)]
+    rows.append(jnp.concatenate([*left, 0.5 * (diagonal + t(diagonal)),
+                                 strips[i][..., hi - lo:]], axis=-1))
+  return jnp.concatenate(rows, axis=-2)
+
+
 def power_of_two(x: jax.Array) -> jax.Array:
   """The power of two 2^e with x < 2^e <= 2x for x > 0 (exact); 0 for x = 0. Dividing by
   it (and multiplying back) is exact: a scale that keeps squares in float range."""
@@ -164,12 +200,11 @@ def hadamard_moment(z1: jax.Array, z2: jax.Array, chunk_size: int) -> jax.Array:
       lambda z: jnp.pad(z, ((0, pad), (0, 0))).reshape(-1, chunk_size, z.shape[1]), pair)
 
   def add(moment, chunk):
-    f = features(chunk)
-    return moment + matmul(f.T, f), None
+    return moment + gram(features(chunk)), None
 
   first = features(jax.tree.map(lambda c: c[0], chunks))  # the carry starts from data, so
   rest = jax.tree.map(lambda c: c[1:], chunks)  # it is device-varying under shard_map too
-  return jax.lax.scan(add, matmul(first.T, first), rest)[0]
+  return jax.lax.scan(add, gram(first), rest)[0]
 
 
 def hadamard_matvec(zn1: jax.Array, zn2: jax.Array):

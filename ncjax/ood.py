@@ -23,6 +23,7 @@ def nci_score(
     *,
     head: jax.Array,
     bias: jax.Array | None = None,
+    logits: jax.Array | None = None,
     alpha: float = 0.0,
     tile_size: int = TILE,
 ) -> jax.Array:
@@ -36,6 +37,8 @@ def nci_score(
     features: (n, d) features h to score (in- or out-of-distribution).
     head: (C, d) classifier weights W.
     bias: optional (C,), zero if None.
+    logits: optional (n, C) the network's outputs on these features, already computed:
+      the predicted class is their argmax (then ``bias`` must be None).
     alpha: weight of the L1 feature-norm term.
     tile_size: classes per argmax block (static).
   Returns:
@@ -51,14 +54,12 @@ def nci_score(
   [-1.41 -0.16]
   """
   stats = checked(stats, minimum=1)
-  features, head, bias, _ = check.head_inputs(features, head, bias, None, stats.num_classes,
-                                              stats.dim)
+  features, head, bias, logits, _ = check.classifier_inputs(
+      features, None, stats.num_classes, stats.dim, head_=head, bias_=bias, logits_=logits,
+      head_required=True)
   if check.is_concrete(alpha) and not np.isfinite(alpha):
     raise ValueError(f"alpha must be finite, got {alpha}.")
-  n = features.shape[0]
-  (predicted,) = _tiling.argmax_over_classes(
-      lambda classes: (matmul(features, head[classes].T) + bias[classes],),
-      stats.num_classes, tile_size, n)
+  predicted = _tiling.predicted_classes(features, head, bias, logits, tile_size)
   relative = (features - stats.shift) / stats.scale
   z = relative - stats.scaled_global_mean
   at_mean = _within_roundoff(z, relative, stats.scaled_global_mean[None], stats)

@@ -15,7 +15,7 @@ from jax.scipy.special import entr
 from matfree import decomp, funm
 
 from ncjax import _validation as check
-from ncjax.kernels import matmul, power_of_two
+from ncjax.kernels import gram, matmul, power_of_two
 
 __all__ = ["psd_eigvalsh", "psd_eigh", "psd_entropy", "spectrum_entropy"]
 
@@ -248,8 +248,7 @@ def factor_eigvalsh(f: jax.Array) -> jax.Array:
     (..., min(n, m)) eigenvalues.
   """
   n, m = f.shape[-2:]
-  ft = jnp.swapaxes(f, -1, -2)
-  return psd_eigvalsh_core(matmul(ft, f) if m < n else matmul(f, ft))
+  return psd_eigvalsh_core(gram(f) if m < n else gram(jnp.swapaxes(f, -1, -2)))
 
 
 def factor_entropy(f: jax.Array) -> jax.Array:

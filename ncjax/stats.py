@@ -25,7 +25,7 @@ import numpy as np
 
 from ncjax import _tiling
 from ncjax import _validation as check
-from ncjax.kernels import matmul, power_of_two
+from ncjax.kernels import gram, matmul, power_of_two
 
 __all__ = ["ClassStats", "class_stats"]
 
@@ -154,7 +154,7 @@ class ClassStats:
     return ClassStats(
         counts=total, shift=shift, scale=scale,
         scaled_means=a.scaled_means + delta * (counts / jnp.maximum(total, 1))[:, None],
-        scaled_within=a.scaled_within + matmul(centred.T, centred),
+        scaled_within=a.scaled_within + gram(centred),
         scaled_spread=a.scaled_spread + jax.ops.segment_sum(jnp.sum(centred**2, axis=1),
                                                             labels, c),
     )

@@ -188,6 +188,7 @@ CALLS = {
     "nc3": lambda b: ncjax.nc3(_stats(b), head=b.head()),
     "unc3": lambda b: ncjax.unc3(_stats(b), head=b.head()),
     "nc4": lambda b: ncjax.nc4(_stats(b), b.z, head=b.head(), mask=b.mask),
+    "nc4(logits=)": lambda b: ncjax.nc4(_stats(b), b.z, logits=_logits(b), mask=b.mask),
     "effective_rank": lambda b: ncjax.effective_rank(b.z, mask=b.mask),
     "collapse_metrics": lambda b: ncjax.collapse_metrics(
         b.z, b.y, num_classes=b.c, head=b.head(), mask=b.mask),

@@ -1,5 +1,7 @@
 """Collapse metrics against float64 references, closed forms and invariances."""
 
+import re
+
 import chex
 import jax
 import jax.numpy as jnp
@@ -183,11 +185,18 @@ class ManyClassesTest(parameterized.TestCase):
     np.testing.assert_allclose(ncjax.nc4(s, jnp.float32(h), head=jnp.float32(head),
                                          bias=jnp.float32(bias)),
                                ref.nc4(h, y, 11, head, bias), atol=1e-6)
+    logits = jnp.float32(h) @ jnp.float32(head).T + jnp.float32(bias)  # a forward pass's
+    np.testing.assert_allclose(ncjax.nc4(s, jnp.float32(h), logits=logits),
+                               ref.nc4(h, y, 11, head, bias), atol=1e-6)
     ood = np.random.default_rng(1).normal(size=(60, 6)) + offset + 1.0
     np.testing.assert_allclose(ncjax.nc5(s, jnp.float32(ood)), ref.nc5(h, y, 11, ood), rtol=rtol)
     got = ncjax.nci_score(s, jnp.float32(ood), head=jnp.float32(head), bias=jnp.float32(bias),
                           alpha=1e-4)
     want = ref.nci_score(h, y, 11, head, bias, np.float32(ood), 1e-4)
+    np.testing.assert_allclose(got, want, rtol=2e-3, atol=1e-3 if offset else 1e-5)
+    ood_logits = jnp.float32(ood) @ jnp.float32(head).T + jnp.float32(bias)
+    got = ncjax.nci_score(s, jnp.float32(ood), head=jnp.float32(head), logits=ood_logits,
+                          alpha=1e-4)
     np.testing.assert_allclose(got, want, rtol=2e-3, atol=1e-3 if offset else 1e-5)
     self.assertLen(present, 9)
 
@@ -300,6 +309,25 @@ class ClassStatsTest(parameterized.TestCase):
     h, y, _, _ = dataset(n=90, seed=8)
     a, b, c = (ncjax.class_stats(jnp.float32(h[i::3]), y[i::3], num_classes=5) for i in range(3))
     chex.assert_trees_all_close(a.merge(b).merge(c), a.merge(b.merge(c)), rtol=1e-5, atol=1e-4)
+
+  @parameterized.parameters(0.0, 1e4)
+  def test_blocked_scatter_of_wide_features(self, offset):
+    """d = 400: ClassStats.update forms the scatter from the upper triangle of 2 x 2
+    blocks of 200 (d not a multiple of the block); masked padding, two absent classes."""
+    h, y, _, _ = dataset(n=900, d=400, c=7, seed=10)
+    y = np.where(y >= 5, 0, y)  # classes 5 and 6 absent
+    want = ref.class_moments(h, y, 7)
+    stats = self._streamed(h + offset, y, 7)
+    tol = dict(rtol=1e-4, atol=1e-4) if offset == 0 else dict(rtol=2e-3, atol=2e-3)
+    np.testing.assert_allclose(stats.sigma_w, want["sigma_w"], **tol)
+    np.testing.assert_array_equal(stats.scaled_within, stats.scaled_within.T)
+    np.testing.assert_allclose(stats.means[:5] - offset, want["means"], rtol=1e-4, atol=2e-3)
+    np.testing.assert_array_equal(stats.counts[5:], 0)
+    text = jax.jit(ncjax.ClassStats.update).lower(
+        ncjax.ClassStats.empty(num_classes=7, dim=400), jnp.ones((8, 400)),
+        jnp.zeros(8, int)).as_text()
+    products = re.findall(r"dot_general.*-> tensor<(\d+x\d+)xf32>", text)
+    self.assertCountEqual(products, ["200x400", "200x200"])  # the triangle's block rows
 
   def test_offset_1e4_keeps_within_scatter(self):
     h, y, _, _ = dataset(n=2000, d=16, seed=9, spread=1.0)

@@ -192,6 +192,32 @@ def test_collapse_metrics_refuse_zero_rows_and_empty_inputs():
       call()
 
 
+def test_predictions_from_logits_are_checked():
+  z = RNG.normal(size=(12, 5)).astype(np.float32)
+  y = np.arange(12) % 4
+  stats = class_stats(z, y, num_classes=4)
+  head = RNG.normal(size=(4, 5)).astype(np.float32)
+  logits = z @ head.T
+  for call, match in [
+      (lambda: collapse.nc4(stats, z), r"head \(C, d\) or logits \(n, C\) is required"),
+      (lambda: collapse.nc4(stats, z, head=head, logits=logits), "not both"),
+      (lambda: collapse.nc4(stats, z, logits=logits, bias=np.zeros(4, np.float32)),
+       "bias must be None when logits"),
+      (lambda: collapse.nc4(stats, z, logits=logits[:, :3]),
+       r"logits must have shape \(12, 4\)"),
+      (lambda: collapse.nc4(stats, z, logits=np.where(np.eye(12, 4) > 0, np.nan, logits)),
+       "logits contains NaN"),
+      (lambda: collapse.nc4(stats, z, logits=logits.astype(int)), "logits"),
+      (lambda: ood.nci_score(stats, z, head=None, logits=logits), "head .C, d. is required"),
+  ]:
+    with pytest.raises((ValueError, TypeError), match=match):
+      call()
+  masked = np.where(np.arange(12)[:, None] == 3, np.nan, logits)  # NaN in a masked row
+  mask = np.arange(12) != 3
+  assert float(collapse.nc4(stats, z, logits=masked, mask=mask)) == float(
+      collapse.nc4(stats, z, head=head, mask=mask))
+
+
 def test_one_row_raises_at_trace_time_under_jit():
   one_row = jax.jit(lambda z, y: collapse.collapse_metrics(z, y, num_classes=3))
   with pytest.raises(ValueError, match="at least 2 rows"):

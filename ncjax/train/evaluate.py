@@ -103,9 +103,9 @@ def _accumulate(state: TrainState, batch: Batch, sums: SplitSums) -> SplitSums:
 
 
 def _nc4_count(state: TrainState, batch: Batch, stats: ClassStats) -> jax.Array:
-  _, features = _forward(state, batch.inputs)
-  w, b = head_weights(state.params)
-  return collapse.nc4(stats, features, head=w, bias=b, mask=batch.mask) * jnp.sum(batch.mask)
+  """NC4 disagreements in a batch, the network's predictions from its own logits."""
+  logits, features = _forward(state, batch.inputs)
+  return collapse.nc4(stats, features, logits=logits, mask=batch.mask) * jnp.sum(batch.mask)
 
 
 def sample_metrics(state: TrainState, batch: Batch) -> dict:
