@@ -68,18 +68,14 @@ def ncjax_every_metric(h, y, w, b):
   return ncjax.collapse_metrics_from_stats(stats, head=w) | {"nc4": _nc4(stats, h, w, b)}
 
 
-@jax.jit
-def xla_scatter(h):
-  """The floor: sum over batches of the full X^T X."""
-  return jax.lax.scan(lambda s, x: (s + x.T @ x, None), jnp.zeros((D, D)),
-                      h.reshape(-1, BATCH, D))[0]
+def _summed_over_batches(product):
+  """The floor: h -> the sum over batches x of ``product(x)``, a (D, D) scatter, jitted."""
+  return jax.jit(lambda h: jax.lax.scan(lambda s, x: (s + product(x), None),
+                                        jnp.zeros((D, D)), h.reshape(-1, BATCH, D))[0])
 
 
-@jax.jit
-def xla_triangle(h):
-  """The floor with one triangle of blocks (``ncjax.kernels.gram``)."""
-  return jax.lax.scan(lambda s, x: (s + ncjax.kernels.gram(x), None), jnp.zeros((D, D)),
-                      h.reshape(-1, BATCH, D))[0]
+xla_scatter = _summed_over_batches(lambda x: x.T @ x)  # the full X^T X
+xla_triangle = _summed_over_batches(ncjax.kernels.gram)  # one triangle of blocks
 
 
 def torch_scatter(h):
