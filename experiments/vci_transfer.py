@@ -1,4 +1,4 @@
-"""VCI vs transferability (Liu & Xu 2023): does the variability collapse of a pretrained
+"""VCI vs transferability (Xu & Liu, ICML 2023): does the variability collapse of a pretrained
 model's features predict how well they transfer under linear probing?
 
   ncjax study --config experiments/vci_transfer.py --workdir runs/transfer
@@ -18,10 +18,10 @@ dataset works the same way (``--config.runs.<name>.data.name=...`` for each run)
 
 Measured on 2 CPU cores, digits (cold compilation cache): 10 min 6 s. VCI 0.0024-0.051 across the
 eight models, probe accuracy 72.6-91.1%; Spearman rho with probe accuracy: VCI +0.17,
-NC1 +0.22. The most collapsed model transfers worst, as Liu & Xu predict, but the
+NC1 +0.22. The most collapsed model transfers worst, as Xu & Liu predict, but the
 relation is weak and not monotone. Fashion-MNIST (3 seeds per model): 79 min at nice 19 beside other
 work; Spearman rho VCI -0.46 (95% CI -0.74 to -0.03), NC1 -0.31 (-0.65 to +0.10): lower VCI
-transferred better, the opposite of Liu & Xu. Table and figure:
+transferred better, the opposite of Xu & Liu. Table and figure:
 docs/transfer.md.
 """
 

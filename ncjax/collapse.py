@@ -1,5 +1,5 @@
 """Neural-collapse metrics: NC1-NC4 (Papyan, Han, Donoho 2020), CDNV (Galanti et al.
-2022), VCI (Liu & Xu 2023) and effective rank (RankMe), plus one jittable dict of all.
+2022), VCI (Xu & Liu, ICML 2023) and effective rank (RankMe), plus one jittable dict of all.
 
 Every metric takes class statistics first (:func:`ncjax.class_stats` of features, or a
 :class:`ClassStats` streamed over a dataset) and keyword-only options; features enter
@@ -144,7 +144,7 @@ def gnc2(stats: ClassStats, *, tile_size: int = TILE) -> jax.Array:
 
 
 def vci(stats: ClassStats) -> jax.Array:
-  """Variability Collapse Index 1 - tr(Sigma_T^+ Sigma_B) / rank(Sigma_B) (Liu & Xu 2023).
+  """Variability Collapse Index 1 - tr(Sigma_T^+ Sigma_B) / rank(Sigma_B) (Xu & Liu, ICML 2023).
 
   Sigma_B is class-frequency weighted, so Sigma_T = Sigma_W + Sigma_B. Invariant under
   invertible linear maps of the features. rank(Sigma_B) <= C - 1 is judged against
