@@ -5,6 +5,7 @@ the test conftest set those for their processes.
 """
 
 from ncjax import losses, optim, progress, sharding, spectral
+from ncjax._conditioning import TOLERANCE, ConditioningWarning
 from ncjax.collapse import (
     cdnv,
     collapse_metrics,
@@ -49,6 +50,8 @@ __all__ = [
     "hdr_from_entropies",
     # kernels
     "cosine_gram", "hadamard_features", "normalize_rows",
+    # numerics: the error budget and the warning when an estimate exceeds it
+    "TOLERANCE", "ConditioningWarning",
     # modules
     "losses", "optim", "progress", "sharding", "spectral",
 ]

@@ -4,15 +4,18 @@
 Every metric takes class statistics first (:func:`ncjax.class_stats` of features, or a
 :class:`ClassStats` streamed over a dataset) and keyword-only options; features enter
 there, or all at once through :func:`collapse_metrics`. Classes absent from the data drop
-out; C in a formula means the number of classes present. Pseudo-inverses and ranks
-keep eigenvalues above ``size * eps * max`` (``ncjax.spectral.kept``).
+out; C in a formula means the number of classes present.
 
 Many classes (a vocabulary of C = 32k): no metric forms a C x C matrix beyond a block of
-``tile_size`` rows. NC1 works in the d x d space when C > d; the pairwise metrics (CDNV,
+``tile_size`` rows (NC1's pseudo-inverse of the means is C x d); the pairwise metrics (CDNV,
 NC2 angles, GNC2) take their pairs ``tile_size`` classes at a time, and NC4 and the NCI
 score their argmax over classes ``tile_size`` classes at a time (``lax.map``/``scan``,
 exact: one block when C <= tile_size, the dense computation). The routes follow the
 static shapes.
+
+Pseudo-inverses of the class means (NC1, and the rank of Sigma_B in VCI) come from the
+SVD of the means themselves with their known rank C - 1, less what lies within their
+round-off; an eager call warns when a value cannot be trusted to 1e-3 (docs/numerics.md).
 """
 
 from __future__ import annotations
@@ -20,6 +23,9 @@ from __future__ import annotations
 import jax
 import jax.numpy as jnp
 
+import flax.struct
+
+from ncjax import _conditioning as conditioning
 from ncjax import _tiling, info, kernels, spectral
 from ncjax import _validation as check
 from ncjax._tiling import TILE
@@ -33,10 +39,13 @@ __all__ = ["nc1", "nc2", "nc3", "nc4", "unc3", "cdnv", "gnc2", "vci", "effective
 def nc1(stats: ClassStats) -> jax.Array:
   """NC1 = tr(Sigma_W Sigma_B^+) / C, Sigma_B = sum_c M_c M_c^T / C (unweighted).
 
-  = tr(Sigma_W (M^T M)^+). When C <= d it is computed in the C x C space,
-  tr(L^+ M Sigma_W M^T L^+) with L = M M^T; when C > d in the d x d space,
-  sum_i v_i^T Sigma_W v_i / lambda_i over the eigenpairs of M^T M. The pseudo-inverse
-  keeps at most C - 1 eigenvalues (centred means are linearly dependent; ``spectral.kept``).
+  = tr(Sigma_W (M^T M)^+) = ||Sigma_W^1/2 M^+||_F^2 with M^+ from the SVD of the centred
+  means M themselves (``spectral.factor_pinv``), not of M M^T: nearly dependent means
+  (C close to d) keep their small singular values, which a Gram's eigenvalues would
+  round away. The support is the known rank C - 1 (centred means are dependent) less
+  singular values within the means' round-off (``ClassStats.centred_means_roundoff``).
+  Warns eagerly (``ncjax.ConditioningWarning``) when the estimated relative error
+  exceeds 1e-3. Raises eagerly when all class means are equal (0/0); NaN under jit.
 
   Args:
     stats: ClassStats of the features (:func:`ncjax.class_stats`).
@@ -50,15 +59,48 @@ def nc1(stats: ClassStats) -> jax.Array:
   0.125
   """
   s = checked(stats)
-  m = s.scaled_centred_means
-  if s.num_classes > s.dim:
-    lam, v = spectral.psd_eigh_core(matmul(m.T, m))
-    inverse = spectral.pinv_eigenvalues(lam, max_rank=s.num_present - 1)
-    return jnp.sum(jnp.einsum("di,de,ei->i", v, s.scaled_sigma_w, v) * inverse)
-  lam, u = spectral.psd_eigh_core(matmul(m, m.T))
-  a = matmul(matmul(m, s.scaled_sigma_w), m.T)
-  inverse = spectral.pinv_eigenvalues(lam, max_rank=s.num_present - 1)
-  return jnp.sum(jnp.einsum("ci,cd,di->i", u, a, u) * inverse**2)
+  require_distinct_means(s, "NC1")
+  return _nc1(s, _MeansFactor.of(s))
+
+
+@flax.struct.dataclass
+class _MeansFactor:
+  """The centred means' pseudo-inverse (d, C), singular values (k,) descending, their
+  support (k,) and the round-off (): shared by NC1 and VCI."""
+  pinv: jax.Array
+  values: jax.Array
+  support: jax.Array
+  noise: jax.Array
+
+  @classmethod
+  def of(cls, s: ClassStats) -> "_MeansFactor":
+    noise = s.centred_means_roundoff
+    rank = s.num_present - 1
+    x, values = spectral.factor_pinv(s.scaled_centred_means, rank, noise)
+    return cls(x, values, spectral.resolved(values, rank, noise), noise)
+
+  @property
+  def rank(self) -> jax.Array:
+    return jnp.sum(self.support)
+
+  def relative_error(self, s: ClassStats) -> jax.Array:
+    """First-order relative error of 1 / sigma^2 on the support: 2 (entry round-off +
+    the SVD's eps sigma_max) / sigma_min."""
+    entry = self.noise / jnp.sqrt(s.num_present * s.dim)
+    smallest = jnp.min(jnp.where(self.support, self.values, jnp.inf))
+    eps = jnp.finfo(self.values.dtype).eps
+    return 2 * (entry + eps * self.values[0]) / smallest
+
+  def condition(self) -> jax.Array:
+    return self.values[0] / jnp.min(jnp.where(self.support, self.values, jnp.inf))
+
+
+def _nc1(s: ClassStats, means: _MeansFactor) -> jax.Array:
+  x = means.pinv
+  conditioning.warn_if_inaccurate(means.relative_error(s), "NC1",
+                                  "centred class means nearly dependent", means.condition())
+  value = jnp.sum(x * matmul(s.scaled_sigma_w, x))
+  return jnp.where(means.rank > 0, value, jnp.nan)
 
 
 def _mean_cosine(x: jax.Array, keep: jax.Array) -> jax.Array:
@@ -147,10 +189,12 @@ def vci(stats: ClassStats) -> jax.Array:
   """Variability Collapse Index 1 - tr(Sigma_T^+ Sigma_B) / rank(Sigma_B) (Xu & Liu, ICML 2023).
 
   Sigma_B is class-frequency weighted, so Sigma_T = Sigma_W + Sigma_B. Invariant under
-  invertible linear maps of the features. rank(Sigma_B) <= C - 1 is judged against
-  ||Sigma_T|| (``spectral.kept``). Clamped to [0, 1]: near full collapse the float32
-  value is accurate to about d eps absolute (round-off can otherwise give -1e-7). Raises
-  eagerly when all class means are equal (rank Sigma_B = 0); NaN then under jit.
+  invertible linear maps of the features. rank(Sigma_B) = rank of the centred means: at
+  most C - 1, less singular values within their round-off (as in :func:`nc1`, from the
+  means themselves). Clamped to [0, 1]: near full collapse the float32 value is accurate
+  to about eps cond(Sigma_T) absolute; an eager call warns (``ncjax.ConditioningWarning``)
+  when that exceeds 1e-3. Raises eagerly when all class means are equal (rank
+  Sigma_B = 0); NaN then under jit.
 
   Args:
     stats: ClassStats of the features (:func:`ncjax.class_stats`).
@@ -164,17 +208,20 @@ def vci(stats: ClassStats) -> jax.Array:
   0.2
   """
   s = checked(stats)
+  require_distinct_means(s, "VCI")
+  return _vci(s, _MeansFactor.of(s))
+
+
+def _vci(s: ClassStats, means: _MeansFactor) -> jax.Array:
   mw = s.scaled_weighted_means  # Sigma_B = mw^T mw (in units of scale^2)
   lam, v = spectral.psd_eigh_core(s.scaled_sigma_t)
   inverse = spectral.pinv_eigenvalues(lam, max_rank=s.total - 1)
   explained = jnp.sum(jnp.sum(matmul(mw, v) ** 2, axis=0) * inverse)
-  rtol = spectral.default_rtol(lam.shape[-1], lam.dtype)
-  rank_b = jnp.sum(spectral.kept(spectral.factor_eigvalsh(mw), rtol, scale=lam[-1],
-                                 max_rank=s.num_present - 1))
-  if check.is_concrete(rank_b) and int(check.host(rank_b)) == 0:
-    raise ValueError("VCI is 0/0: all class means are equal (rank Sigma_B = 0).")
-  value = jnp.clip(1.0 - explained / jnp.maximum(rank_b, 1), 0.0, 1.0)
-  return jnp.where(rank_b > 0, value, jnp.nan)
+  condition = lam[-1] * jnp.max(inverse)
+  conditioning.warn_if_inaccurate(jnp.finfo(lam.dtype).eps * condition, "VCI",
+                                  "Sigma_T nearly singular", condition)
+  value = jnp.clip(1.0 - explained / jnp.maximum(means.rank, 1), 0.0, 1.0)
+  return jnp.where(means.rank > 0, value, jnp.nan)
 
 
 def _equinorm(x: jax.Array, keep: jax.Array) -> jax.Array:
@@ -396,7 +443,9 @@ def collapse_metrics_from_stats(
   require_distinct_means(stats, "collapse_metrics")
   mesh = _tiling.check_mesh(mesh)
   pairs = _mean_pairs(stats, tile_size, mesh)
-  out = {"nc1": nc1(stats), "vci": vci(stats), "cdnv": pairs["cdnv"], "gnc2": pairs["gnc2"]}
+  means = _MeansFactor.of(stats)
+  out = {"nc1": _nc1(stats, means), "vci": _vci(stats, means), "cdnv": pairs["cdnv"],
+         "gnc2": pairs["gnc2"]}
   out["effective_rank"] = _effective_rank(stats)
   m, present = stats.scaled_centred_means, stats.present
   out |= {"equinorm_means": _equinorm(m, present),

@@ -80,6 +80,51 @@ def singular_values(a: jax.Array) -> jax.Array:
   return jnp.vectorize(_singular_values, signature="(m,n)->(k)")(a)
 
 
+@jax.custom_jvp
+def factor_pinv(a: jax.Array, max_rank: jax.Array | int,
+                noise: jax.Array | float) -> tuple[jax.Array, jax.Array]:
+  """Pseudo-inverse of a factor from its own SVD, and its singular values.
+
+  Works on ``a`` itself, not on ``a a^T``: a singular value s is resolved to
+  ``eps * s_max``, where the Gram's eigenvalue s^2 would be resolved only to
+  ``eps * s_max^2``, so a factor with condition 1e3 keeps six digits in float32 where
+  the Gram keeps none. The support is the ``max_rank`` largest singular values that
+  exceed ``noise``, the absolute round-off of ``a`` (e.g. ``ClassStats`` means:
+  :meth:`ncjax.ClassStats.centred_means_roundoff`). The derivative is that of a
+  constant-rank pseudo-inverse (Golub & Pereyra 1973): no eigenvalue gaps, so finite at
+  repeated singular values (a simplex ETF).
+
+  Args:
+    a: (n, m) factor; max_rank: () int (may be traced); noise: () absolute round-off.
+  Returns:
+    ((m, n) pseudo-inverse on the support, (k,) singular values descending, k = min(n, m)).
+  """
+  u, s, vt = _svd_kernel(a)
+  keep = resolved(s, max_rank, noise)
+  inverse = jnp.where(keep, 1.0 / jnp.where(keep, s, 1.0), 0.0)
+  return matmul(vt.T * inverse, u.T), s
+
+
+def resolved(s: jax.Array, max_rank, noise) -> jax.Array:
+  """(k,) bool: the support of :func:`factor_pinv`, the ``max_rank`` largest of the
+  descending singular values ``s`` that exceed the absolute round-off ``noise``."""
+  return (s > noise) & (jnp.arange(s.shape[-1]) < max_rank)
+
+
+@factor_pinv.defjvp
+def _factor_pinv_jvp(primals, tangents):
+  """dX = -X dA X + X X^T dA^T (I - A X) + (I - X A) dA^T X^T X; ds_i = u_i^T dA v_i."""
+  a, max_rank, noise = primals
+  da = tangents[0]
+  u, s, vt = _svd_kernel(a)
+  keep = resolved(s, max_rank, noise)
+  x = matmul(vt.T * jnp.where(keep, 1.0 / jnp.where(keep, s, 1.0), 0.0), u.T)
+  dx = (-matmul(x, matmul(da, x))
+        + matmul(matmul(x, x.T), matmul(da.T, jnp.eye(a.shape[0], dtype=a.dtype) - matmul(a, x)))
+        + matmul(jnp.eye(a.shape[1], dtype=a.dtype) - matmul(x, a), matmul(da.T, matmul(x.T, x))))
+  return (x, s), (dx, jnp.einsum("ji,jk,ik->i", u, da, vt))
+
+
 def _clamp(w: jax.Array) -> jax.Array:
   """Sets round-off negatives to 0 and keeps NaN (max(NaN, 0) may give 0 under jit)."""
   return jnp.where(w < 0, 0.0, w)

@@ -21,7 +21,6 @@ import functools
 import flax.struct
 import jax
 import jax.numpy as jnp
-import numpy as np
 
 from ncjax import _tiling
 from ncjax import _validation as check
@@ -274,6 +273,22 @@ class ClassStats:
     m = self.scaled_means - self.scaled_global_mean
     return jnp.where(self.present[:, None], m, 0.0)
 
+  @property
+  def centred_means_roundoff(self) -> jax.Array:
+    """() bound on the Frobenius norm of the round-off in ``scaled_centred_means``.
+
+    The corrected two-pass leaves each mean entry within a few eps of the larger of
+    the mean itself and its standard error, in units of scale (about the shift, so an
+    offset adds nothing). The errors of nearly equal means are correlated (constant
+    features), so the bound is the Frobenius norm over the C_present x d entries, not
+    a random-matrix one. Singular values of the centred means at or below it are
+    indistinguishable from 0 (``ncjax.spectral.factor_pinv``).
+    """
+    a = jnp.where(self.present[:, None], jnp.abs(self.scaled_means), 0.0)
+    stderr = jnp.sqrt(self.scaled_class_variances / jnp.maximum(self.counts, 1))
+    entry = 4 * jnp.finfo(a.dtype).eps * (jnp.max(a) + jnp.max(stderr))
+    return entry * jnp.sqrt(self.num_present * self.dim).astype(a.dtype)
+
   def _samples(self, what: str) -> jax.Array:
     """The sample count N; eagerly raises when it is 0 (``what`` is then 0/0)."""
     total = check.reduced(lambda xp, c: xp.sum(c), self.counts)
@@ -403,8 +418,13 @@ def checked(stats, minimum: int = 2) -> ClassStats:
 
 
 def require_distinct_means(stats: ClassStats, metric: str) -> None:
-  """Eagerly raises when every present class mean equals the global mean (e.g. constant
-  features), where ``metric`` is 0/0; under jit it is NaN then."""
+  """Eagerly raises when every present class mean equals the global mean to round-off
+  (``ClassStats.centred_means_roundoff``; e.g. constant features), where ``metric`` is
+  0/0; under jit it is NaN (or 0, documented per metric) then."""
   m = stats.scaled_centred_means
-  if check.is_concrete(m) and not np.any(check.host(m)[check.host(stats.present)]):
-    raise ValueError(f"{metric} is 0/0: all class means are equal.")
+  if not check.is_concrete(m):
+    return
+  norm, noise = (float(check.host(x)) for x in (jnp.linalg.norm(m), stats.centred_means_roundoff))
+  if norm <= noise:
+    raise ValueError(f"{metric} is 0/0: all class means are equal (their spread {norm:.2g} is "
+                     f"within float round-off {noise:.2g}, in units of the features' scale).")
