@@ -457,11 +457,16 @@ def collapse_metrics_from_stats(
   head = check.head(head, stats.num_classes, stats.dim)
   out |= _head_angles(head, present, tile_size, mesh)
   out |= {"nc3": nc3(stats, head=head), "unc3": unc3(stats, head=head)}
+  sizes = (min(stats.num_classes, stats.dim),) * 2
   if not joint_entropy:
     h_head, h_means = info.matrix_entropy(head, mask=present), info.matrix_entropy(m, mask=present)
+    info.warn_ratio_roundoff(h_head, h_means, sizes=sizes)
     return out | {"entropy_head": h_head, "entropy_means": h_means,
                   "hdr": info.hdr_from_entropies(h_head, h_means)}
   h_head, h_means, h_joint = info.entropies(head, m, mask=present)
+  info.warn_ratio_roundoff(h_head, h_means, h_joint,
+                           sizes=(*sizes, min(stats.num_classes, stats.dim**2)))
+  info.warn_ratio_roundoff(h_head, h_means, sizes=sizes)
   return out | {
       "entropy_head": h_head,
       "entropy_means": h_means,

@@ -13,6 +13,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from ncjax import _conditioning as conditioning
 from ncjax import _tiling, kernels, spectral
 from ncjax import _validation as check
 from ncjax.kernels import matmul
@@ -337,8 +338,9 @@ def mir(
   >>> round(float(mir(jnp.eye(4), 2.0 * jnp.eye(4))), 4)
   1.0
   """
-  return mir_from_entropies(*entropies(z1, z2, mask=mask, method=method,
-                                       chunk_size=chunk_size, mesh=mesh))
+  h1, h2, h12 = entropies(z1, z2, mask=mask, method=method, chunk_size=chunk_size, mesh=mesh)
+  warn_ratio_roundoff(h1, h2, h12, sizes=_spectrum_sizes(z1, z2))
+  return mir_from_entropies(h1, h2, h12)
 
 
 def hdr(z1: jax.Array, z2: jax.Array, *, mask: jax.Array | None = None, mesh=None) -> jax.Array:
@@ -359,7 +361,37 @@ def hdr(z1: jax.Array, z2: jax.Array, *, mask: jax.Array | None = None, mesh=Non
   """
   mesh = _tiling.check_mesh(mesh)
   zn1, zn2, _ = _normalized_pair(z1, z2, mask)
-  return hdr_from_entropies(_entropy_of_rows(zn1, mesh), _entropy_of_rows(zn2, mesh))
+  h1, h2 = _entropy_of_rows(zn1, mesh), _entropy_of_rows(zn2, mesh)
+  warn_ratio_roundoff(h1, h2, sizes=_spectrum_sizes(z1, z2)[:2])
+  return hdr_from_entropies(h1, h2)
+
+
+def _spectrum_sizes(z1: jax.Array, z2: jax.Array) -> tuple[int, int, int]:
+  """Eigenvalues behind H(G(z1)), H(G(z2)) and H(G(z1) o G(z2)) (validated shapes)."""
+  (n, d1), d2 = jnp.shape(z1), jnp.shape(z2)[1]
+  return min(n, d1), min(n, d2), min(n, d1 * d2)
+
+
+def warn_ratio_roundoff(h1: jax.Array, h2: jax.Array, h12: jax.Array | None = None, *,
+                        sizes: tuple[int, ...]) -> None:
+  """Eagerly warns (``ncjax.ConditioningWarning``) when MIR (with ``h12``) or HDR
+  (without) of these entropies may be off by more than 1e-3: each entropy carries
+  about ``size * eps`` nats of round-off (``_conditioning.entropy_roundoff``), and the
+  ratios divide their sum by min(h1, h2) (MIR) or max(h1, h2) (HDR), so an entropy near
+  0 (features with a large common offset) amplifies it.
+
+  Args:
+    h1, h2: () entropies; h12: () joint entropy, for MIR; sizes: the spectrum size of each.
+  """
+  dtype = jnp.result_type(h1)
+  error = sum(conditioning.entropy_roundoff(k, dtype) for k in sizes)
+  if h12 is None:
+    denominator, what = jnp.maximum(h1, h2), "HDR"
+  else:
+    denominator, what = jnp.minimum(h1, h2), "MIR"
+  counted = denominator > _FLOOR  # below it the ratio is defined as 0
+  conditioning.warn_if_inaccurate(jnp.where(counted, error / denominator, 0.0), what,
+                                  f"an entropy of {what}'s denominator is near 0 nats")
 
 
 # Entropies below sqrt(float32 eps) nats are round-off of a rank-one Gram (all rows

@@ -1,5 +1,7 @@
 """Information metrics against float64 references and closed forms."""
 
+import warnings
+
 import chex
 import jax
 import jax.numpy as jnp
@@ -288,3 +290,46 @@ class EdgeCaseTest(parameterized.TestCase):
       z2 = np.float32(rng.normal(size=(60, 5)) + offset)
       self.assertTrue(0.0 <= float(ncjax.mir(z1, z2)) <= 1.0)
       self.assertTrue(0.0 <= float(ncjax.hdr(z1, z2)) <= 1.0)
+
+
+class ConditioningTest(parameterized.TestCase):
+  """MIR divides round-off by min(h1, h2): with one entropy near 0 (a common offset) the
+  float32 value can miss float64 by more than 1e-3, and an eager call says so."""
+
+  def offset_pair(self, offset, n=512, d=16):
+    x = np.random.default_rng(0).normal(size=(n, d))
+    return np.float32(x + offset), np.float32(x)
+
+  def test_mir_warns_where_float32_misses_float64(self):
+    z1, z2 = self.offset_pair(100.0)
+    with self.assertWarnsRegex(ncjax.ConditioningWarning, "MIR may be inaccurate"):
+      got = float(ncjax.mir(z1, z2))
+    want = ref.mir(z1.astype(np.float64), z2.astype(np.float64))
+    self.assertGreater(abs(got - want), ncjax.TOLERANCE)  # the warning is not a false alarm
+
+  @parameterized.parameters(0.0, 3.0)
+  def test_no_warning_and_within_tolerance_when_well_conditioned(self, offset):
+    z1, z2 = self.offset_pair(offset)
+    with warnings.catch_warnings():
+      warnings.simplefilter("error", ncjax.ConditioningWarning)
+      got = (float(ncjax.mir(z1, z2)), float(ncjax.hdr(z1, z2)))
+    z1, z2 = z1.astype(np.float64), z2.astype(np.float64)
+    np.testing.assert_allclose(got, (ref.mir(z1, z2), ref.hdr(z1, z2)), atol=ncjax.TOLERANCE)
+
+  def test_hdr_warns_when_both_entropies_are_near_zero(self):
+    z1, _ = self.offset_pair(100.0)
+    z2, _ = self.offset_pair(120.0)
+    with self.assertWarnsRegex(ncjax.ConditioningWarning, "HDR may be inaccurate"):
+      ncjax.hdr(z1, z2)
+
+  def test_no_warning_under_jit(self):
+    z1, z2 = self.offset_pair(100.0)
+    with warnings.catch_warnings():
+      warnings.simplefilter("error", ncjax.ConditioningWarning)
+      jax.jit(ncjax.mir)(z1, z2)
+
+  def test_float64_meets_the_tolerance_where_float32_warns(self):
+    z1, z2 = self.offset_pair(100.0)
+    with jax.enable_x64(True):
+      got = float(ncjax.mir(np.float64(z1), np.float64(z2)))
+    np.testing.assert_allclose(got, ref.mir(np.float64(z1), np.float64(z2)), atol=1e-6)
