@@ -10,6 +10,9 @@ import json
 import os
 import signal
 import sys
+import time
+
+import jax
 
 import jax.numpy as jnp
 import numpy as np
@@ -115,6 +118,7 @@ def train(task, workdir: str, *, overwrite: bool = False,
   several: every process runs this same function (the same jitted calls, every save and
   restore); process 0 alone writes the log and shows the progress bar.
   """
+  began = time.monotonic()
   config = task.config
   validate(config)
   state = create_states(config, task.model, task.example_inputs, task.mesh)
@@ -154,6 +158,8 @@ def train(task, workdir: str, *, overwrite: bool = False,
         with dog.phase("agreeing to stop", step):
           stopping = meshes.any_process(stop.requested)  # all processes stop at one step
         if step == start or stopping or saving or step % config.metrics_every == 0:
+          with dog.phase("train steps, finishing on device", step):  # dispatch is async
+            jax.block_until_ready(state)
           with dog.phase("evaluation", step):
             record = json_record(step, task.evaluate(state), members)
           _check_finite(pending, pending_from, record, mngr)
@@ -184,4 +190,25 @@ def train(task, workdir: str, *, overwrite: bool = False,
     stream.close()
     mngr.wait_until_finished()
     mngr.close()
+    if writer:
+      _report_time(workdir, dog.breakdown(), time.monotonic() - began)
   return records
+
+
+def _report_time(workdir: str, phases: dict, total: float) -> None:
+  """Prints where the run's time went and writes it to ``workdir/timing.json``.
+
+  A phase's first call includes its compilation; "train step" is the host's dispatch of
+  the steps, whose device time shows up in "train steps, finishing on device"."""
+  accounted = sum(p["first_s"] + p["rest_s"] for p in phases.values())
+  phases = phases | {"other (data, logging, setup)": {
+      "calls": 1, "first_s": round(total - accounted, 3), "rest_s": 0.0}}
+  rundir.write_atomic(os.path.join(workdir, "timing.json"),
+                      json.dumps({"total_s": round(total, 3), "phases": phases}, indent=1))
+  lines = []
+  for name, p in phases.items():
+    spent = p["first_s"] + p["rest_s"]
+    lines.append(f"  {name:<34} {spent:8.1f} s {100 * spent / max(total, 1e-9):5.1f}%  "
+                 f"({p['calls']} calls, the first {p['first_s']:.1f} s)")
+  print(f"ncjax: {total:.1f} s in all; where the time went:", *lines, sep="\n",
+        file=sys.stderr)

@@ -72,6 +72,13 @@ class Watchdog:
     past = self._durations.get(phase)
     return max(self.floor, self.multiple * statistics.median(past)) if past else self.floor
 
+  def breakdown(self) -> dict[str, dict[str, float]]:
+    """Where the time went: per phase, its calls, the first call's seconds (which
+    compiles, for a jitted phase) and the other calls' total seconds."""
+    with self._lock:
+      return {name: {"calls": len(d), "first_s": round(d[0], 3), "rest_s": round(sum(d[1:]), 3)}
+              for name, d in self._durations.items()}
+
   @contextlib.contextmanager
   def phase(self, name: str, step: int | None = None):
     """Marks a phase (e.g. "train step", "evaluation", "checkpoint save") at ``step``."""
