@@ -268,11 +268,14 @@ def probe_accuracy(train: tuple[np.ndarray, np.ndarray], test: tuple[np.ndarray,
   from sklearn.pipeline import make_pipeline
   from sklearn.preprocessing import StandardScaler
 
+  from threadpoolctl import threadpool_limits
+
   probe = make_pipeline(StandardScaler(), LogisticRegressionCV(
       Cs=list(cs), l1_ratios=(0.0,), cv=folds, scoring="accuracy", solver="lbfgs",
       max_iter=max_iter, use_legacy_attributes=False, n_jobs=1))
-  probe.fit(*train)
-  return float(probe.score(*test))
+  with threadpool_limits(limits=1):  # small problems: BLAS threads only add contention
+    probe.fit(*train)
+    return float(probe.score(*test))
 
 
 def _probe_name(probe: ml_collections.ConfigDict) -> str:
@@ -289,23 +292,29 @@ def _shots(labels: np.ndarray, shots: int, draw: int) -> np.ndarray:
                                  for c in np.unique(labels)]))
 
 
-def _features(task, weights: tuple[dict, dict], data, split: str) -> tuple[np.ndarray, np.ndarray]:
-  """Eval-mode penultimate features of every seed of a run on a split of ``data``
-  (normalised with the source's pixel statistics): ((S, n, d), labels (n,))."""
+def _extractor(task, weights: tuple[dict, dict]):
+  """``features(data, split)``: eval-mode penultimate features of every seed of a run on a
+  split of ``data`` (normalised with the source's pixel statistics), ((S, n, d), labels
+  (n,)); one compiled forward pass for all splits."""
   import jax.numpy as jnp
 
-  if data.shape != task.data.shape:
-    raise ValueError(f"transfer: target images of shape {data.shape} do not fit the source "
-                     f"model's input {task.data.shape}.")
-  data = dataclasses.replace(data, mean=task.data.mean, std=task.data.std)
   params, batch_stats = weights
   forward = jax.jit(jax.vmap(lambda p, b, x: task.model.apply(
       {"params": p, "batch_stats": b}, x, train=False)[1], in_axes=(0, 0, None)))
-  parts, labels = [], []
-  for batch in images.eval_batches(data, split, EXTRACT_BATCH):
-    parts.append(np.asarray(forward(params, batch_stats, jnp.asarray(batch.inputs)))[:, batch.mask])
-    labels.append(batch.labels[batch.mask])
-  return np.concatenate(parts, 1), np.concatenate(labels)
+
+  def features(data, split: str) -> tuple[np.ndarray, np.ndarray]:
+    if data.shape != task.data.shape:
+      raise ValueError(f"transfer: target images of shape {data.shape} do not fit the source "
+                       f"model's input {task.data.shape}.")
+    data = dataclasses.replace(data, mean=task.data.mean, std=task.data.std)
+    parts, labels = [], []
+    for batch in images.eval_batches(data, split, EXTRACT_BATCH):
+      out = np.asarray(forward(params, batch_stats, jnp.asarray(batch.inputs)))
+      parts.append(out[:, batch.mask])
+      labels.append(batch.labels[batch.mask])
+    return np.concatenate(parts, 1), np.concatenate(labels)
+
+  return features
 
 
 def _vci(features: np.ndarray, labels: np.ndarray) -> list[float]:
@@ -319,12 +328,11 @@ def _transfer_rows(study, name: str, workdir: str, targets: dict) -> list[dict]:
   targets, and its probe accuracy in every regime."""
   task = make_task(study.runs[name])
   seeds = member_seeds(study.runs[name])
-  weights = _final_weights(os.path.join(workdir, name), list(range(len(seeds))))
-  feats = {f"source_{split}": _features(task, weights, task.data, split)
+  features = _extractor(task, _final_weights(os.path.join(workdir, name),
+                                             list(range(len(seeds)))))
+  feats = {f"{source}_{split}": features(data, split)
+           for source, data in {"source": task.data, **targets}.items()
            for split in ("train", "test")}
-  for target, data in targets.items():
-    feats |= {f"{target}_{split}": _features(task, weights, data, split)
-              for split in ("train", "test")}
   factor = recipe_factors(study.runs[study.base], study.runs[name])
   rows = [{"recipe": name, "factor": ", ".join(f"{k}={b}" for k, (_, b) in factor.items())
            or "base", "seed": seed} for seed in seeds]
