@@ -130,7 +130,7 @@ def transfer(summary: dict, path: str, title: str = "") -> None:
   handles, labels = axes[0, 0].get_legend_handles_labels()
   unique = dict(zip(labels, handles))
   axes[0, 0].legend(unique.values(), unique.keys(), fontsize=7)
-  axes[0, 0].set_ylabel("linear-probe test accuracy (%), mean +- sd over seeds")
+  axes[0, 0].set_ylabel("probe test accuracy (%), mean +- sd")
   fig.suptitle(f"{title}\n95% intervals: bootstrap over seeds within recipes", fontsize=10)
   _save(fig, path, dpi=120)
 
