@@ -207,10 +207,12 @@ def _check_transfer(study: ml_collections.ConfigDict, order: list[str]) -> None:
       raise ValueError(f"transfer: runs.{name} must be one classification recipe (task "
                        f"classification, no sweep_key), got task {run.task!r}, sweep_key "
                        f"{run.sweep_key!r}.")
-    if run.num_seeds < 2 or run.num_seeds != seeds:
+    if run.num_seeds < 2:
       raise ValueError(f"transfer: runs.{name} has num_seeds = {run.num_seeds}; every recipe "
-                       f"needs the base's {seeds} seeds (>= 2): the interval resamples seeds "
-                       "within recipes.")
+                       "needs >= 2 seeds: the interval resamples seeds within recipes.")
+    if run.num_seeds != seeds:
+      raise ValueError(f"transfer: runs.{name} has num_seeds = {run.num_seeds}, the base "
+                       f"runs.{base} {seeds}: every recipe needs the same number of seeds.")
     changed = recipe_factors(study.runs[base], run)
     if len(changed) > 1:
       what = ", ".join(f"{k} ({a!r} -> {b!r})" for k, (a, b) in changed.items())
@@ -240,11 +242,14 @@ def _spearman(x: np.ndarray, y: np.ndarray) -> np.ndarray:
 def _spearman_interval(x, y, *, seed: int = 0, resamples: int = 2000) -> tuple[float, float]:
   """95% percentile-bootstrap interval of Spearman's rho between recipe means.
 
-  Args:
-    x, y: (R, S) values of R recipes x S seeds, paired (x[r, s] and y[r, s] from one model).
   Each draw resamples the S seeds of every recipe with replacement (the same seeds for x
   and y), recomputes the R recipe means and their rho: the recipes are fixed, the seeds
-  are the sampling unit. NaN when R < 3.
+  are the sampling unit.
+
+  Args:
+    x, y: (R, S) values of R recipes x S seeds, paired (x[r, s] and y[r, s] from one model).
+  Returns:
+    (low, high); NaN when R < 3.
   """
   x, y = np.asarray(x, float), np.asarray(y, float)
   if x.shape[0] < 3:
@@ -267,7 +272,6 @@ def probe_accuracy(train: tuple[np.ndarray, np.ndarray], test: tuple[np.ndarray,
   from sklearn.linear_model import LogisticRegressionCV
   from sklearn.pipeline import make_pipeline
   from sklearn.preprocessing import StandardScaler
-
   from threadpoolctl import threadpool_limits
 
   probe = make_pipeline(StandardScaler(), LogisticRegressionCV(
