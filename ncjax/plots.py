@@ -106,25 +106,32 @@ def overlay(logs: dict[str, list[dict]], keys, path: str, title: str = "") -> No
   _save(fig, path, dpi=110)
 
 
-def transfer(rows: list[dict], rho: dict, path: str, title: str = "") -> None:
-  """Probe test accuracy against the source features' VCI and NC1 (one point per source
-  model and seed, labelled by model), with the Spearman correlations in the titles."""
-  fig, axes = plt.subplots(1, 2, figsize=(10, 4), sharey=True)
-  probe = [100 * r["probe_test_accuracy"] for r in rows]
-  for ax, key, label in zip(axes, ("vci", "nc1"), ("VCI", "NC1")):
-    x = [r[key] for r in rows]
-    ax.scatter(x, probe)
-    for xi, yi, r in zip(x, probe, rows):
-      if not r.get("seed"):  # one label per source model (at its first seed)
-        ax.annotate(r["source"], (xi, yi), fontsize=7, xytext=(3, 3),
-                    textcoords="offset points")
-    ax.set_xscale("log")
-    ax.xaxis.set_minor_formatter(matplotlib.ticker.NullFormatter())  # no crowded labels
-    ax.set_xlabel(f"{label} of the source features (source train split)")
-    ax.set_title(f"Spearman rho = {rho[key]:+.2f}", fontsize=10)
+def transfer(summary: dict, path: str, title: str = "") -> None:
+  """Probe test accuracy against VCI of the source train features, one panel per regime:
+  recipe means with +- 1 sd over seeds, coloured by factor; each title states rho, its
+  interval, n recipes and n seeds (``summary`` as ``ncjax.studies`` writes it)."""
+  regimes, recipes = summary["regimes"], summary["recipes"]
+  fig, axes = plt.subplots(1, len(regimes), figsize=(4.6 * len(regimes), 4.2), squeeze=False)
+  factor = lambda r: r["factor"].split("=")[0]
+  colours = {f: f"C{i}" for i, f in enumerate(dict.fromkeys(map(factor, recipes.values())))}
+  for ax, (regime, g) in zip(axes[0], regimes.items()):
+    for name, r in recipes.items():
+      ax.errorbar(r["vci/source"], 100 * r[f"accuracy/{regime}"], xerr=r["vci/source_sd"],
+                  yerr=100 * r[f"accuracy/{regime}_sd"], fmt="o", color=colours[factor(r)],
+                  capsize=2, label=factor(r))
+      ax.annotate(name, (r["vci/source"], 100 * r[f"accuracy/{regime}"]), fontsize=6,
+                  xytext=(3, 3), textcoords="offset points")
+    lo, hi = g["interval"]
+    ax.set_title(f"{regime} ({g['target']}, shots {g['shots']})\nrho = {g['rho']:+.2f} "
+                 f"[{lo:+.2f}, {hi:+.2f}], {g['n_recipes']} recipes x {g['n_seeds']} seeds",
+                 fontsize=9)
+    ax.set_xlabel("VCI of the source features (source train split)")
     ax.grid(alpha=0.3)
-  axes[0].set_ylabel("linear-probe test accuracy on target classes (%)")
-  fig.suptitle(title)
+  handles, labels = axes[0, 0].get_legend_handles_labels()
+  unique = dict(zip(labels, handles))
+  axes[0, 0].legend(unique.values(), unique.keys(), fontsize=7)
+  axes[0, 0].set_ylabel("probe test accuracy (%), mean +- sd")
+  fig.suptitle(f"{title}\n95% intervals: bootstrap over seeds within recipes", fontsize=10)
   _save(fig, path, dpi=120)
 
 

@@ -91,14 +91,22 @@ def study_probe(source):
                          "data.train_per_class": 8, "batch_size": 16})
 
 
-def transfer_study(**runs):
-  """A transfer study pairing run ``x`` with ``probe_x``."""
+def study(summary: str, **runs):
+  """A study of ``runs`` with the summary ``summary`` (its other keys set by the test)."""
   import ml_collections
 
-  c = ml_collections.ConfigDict()
-  c.name, c.summary = "tiny", "transfer"
-  c.pairs = tuple((n, f"probe_{n}") for n in runs if not n.startswith("probe"))
-  c.runs = ml_collections.ConfigDict(runs)
+  return ml_collections.ConfigDict({"name": "tiny", "summary": summary, "runs": runs})
+
+
+def transfer_study(**runs):
+  """A tiny transfer study on synthetic data: source classes (0, 1) of every run, base
+  ``base``, probes on classes (2, 3) with all train images and 4-shot x 2 draws."""
+  c = study("transfer", **runs)
+  c.base = "base"
+  c.targets = {"other": {"name": "synthetic", "classes": (2, 3)}}
+  c.regimes = {"full": {"target": "other", "shots": 0},
+               "few_shot": {"target": "other", "shots": 4, "draws": 2}}
+  c.probe = {"cs": (0.1, 1.0), "folds": 2, "max_iter": 200}
   return c
 
 

@@ -103,7 +103,7 @@ def test_study_and_train_refuse_each_others_configs(tmp_path):
 
 EXPERIMENTS = sorted(f[:-3] for f in os.listdir(os.path.join(ROOT, "experiments"))
                      if f.endswith(".py") and f != "common.py")  # common: shared recipes
-ON_FASHION_MNIST = ("cma_finetune", "info_regularizer", "vci_transfer")  # get_config(data)
+ON_FASHION_MNIST = ("cma_finetune", "info_regularizer")  # get_config(data)
 
 
 @pytest.mark.parametrize("name", EXPERIMENTS + [f"{n}:fashion_mnist" for n in ON_FASHION_MNIST])

@@ -22,6 +22,20 @@ def test_digits_is_the_real_dataset(digits):
   assert set(labels) == set(range(10))
 
 
+def test_digits_in_mnists_frame_are_the_same_digits_upsampled_and_padded(digits):
+  framed = images.load("digits_28")
+  assert framed.shape == (28, 28, 1) and len(framed.train) == len(digits.train)
+  np.testing.assert_array_equal(framed.test.labels, digits.test.labels)
+  image = framed.train.images[0, ..., 0]
+  assert not image[:4].any() and not image[-4:].any() and not image[:, :4].any()
+  assert 0 <= image.min() and image.max() <= 255
+  # Averaging each 5 x 5 block of the 20 x 20 digit gives back the 8 x 8 original's
+  # layout (bilinear upsampling by 2.5 keeps every 2 x 2 block's mass in place).
+  blocks = image[4:24, 4:24].reshape(4, 5, 4, 5).mean((1, 3))
+  original = digits.train.images[0, ..., 0].reshape(4, 2, 4, 2).mean((1, 3)) * 255 / 16
+  assert np.corrcoef(blocks.ravel(), original.ravel())[0, 1] > 0.95
+
+
 def _batches(data, seed, count, start=0, augment=True):
   elements = images.train_elements(data, seed=seed, augment=augment)
   return [images.train_rows(data, elements, 32, step, slice(None)) for step in range(start, start + count)]

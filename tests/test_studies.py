@@ -1,64 +1,124 @@
-"""Studies: run order from ``@run`` references, validation before anything runs, and a
-tiny transfer study end to end through the CLI."""
+"""Studies: run order from ``@run`` references, validation before anything runs, the
+transfer study's recipe-level statistics and probe, and tiny studies end to end."""
 
 import json
 import os
-import subprocess
-
-import sys
 
 import numpy as np
 import pytest
 
 from ncjax import studies
-from tests.runs import ROOT, tree_digest
+from tests.runs import study as _study
 from tests.runs import study_probe as _probe
 from tests.runs import study_run as _run
-from tests.runs import transfer_study as _study
+from tests.runs import transfer_study as _transfer_study
+from tests.runs import tree_digest
 
 
 def test_runs_are_ordered_after_their_sources():
-  study = _study(probe_a=_probe("a"), a=_run(), b=_run(), probe_b=_probe("b"))
+  study = _study("compare", probe_a=_probe("a"), a=_run(), b=_run(), probe_b=_probe("b"))
+  study.compare = {"all": ("a", "b")}
   order = studies.validate_study(study)
   assert order.index("a") < order.index("probe_a") and order.index("b") < order.index("probe_b")
 
 
 @pytest.mark.parametrize("change,match", [
     (lambda s: s.runs.probe_a.update({"init_from": "@nowhere"}), "not in it"),
-    (lambda s: s.update({"pairs": (("a", "c"),)}), "not in the study"),
     (lambda s: s.runs.a.update({"steps": 0}), "runs.a: config.steps"),
     (lambda s: s.update({"summary": "table"}), "summary must be"),
     (lambda s: s.update({"compare": {"arm": ("a", "x")}}), "not in the study"),
 ])
 def test_a_bad_study_is_refused_naming_the_problem(change, match):
-  study = _study(a=_run(), probe_a=_probe("a"))
+  study = _study("compare", a=_run(), probe_a=_probe("a"))
   change(study)
   with pytest.raises(ValueError, match=match):
     studies.validate_study(study)
 
 
+def _transfer(**recipes):
+  """A transfer study: the base run and ``recipes`` (name -> overrides), two seeds each."""
+  runs = {name: _run(num_seeds=2, **overrides) for name, overrides in
+          {"base": {}, **recipes}.items()}
+  return _transfer_study(**runs)
+
+
+def test_transfer_study_of_single_factor_recipes_is_accepted():
+  study = _transfer(wd=dict(weight_decay=1e-3), ls={"loss.label_smoothing": 0.1},
+                    longer=dict(steps=40, metrics_every=40, checkpoint_every=40))
+  assert sorted(studies.validate_study(study)) == ["base", "longer", "ls", "wd"]
+
+
+def test_transfer_recipe_changing_two_factors_is_refused_naming_them():
+  study = _transfer(ls={"loss.label_smoothing": 0.1, "weight_decay": 5e-3})
+  with pytest.raises(ValueError, match=r"runs\.ls changes 2 factors .*loss\.label_smoothing "
+                     r"\(0\.0 -> 0\.1\), weight_decay"):
+    studies.validate_study(study)
+
+
+@pytest.mark.parametrize("recipe,seeds", [("base", 1), ("wd", 1), ("wd", 3)])
+def test_transfer_recipe_without_the_bases_two_or_more_seeds_is_refused(recipe, seeds):
+  study = _transfer(wd=dict(weight_decay=1e-3))
+  study.runs[recipe].num_seeds = seeds
+  with pytest.raises(ValueError, match=rf"runs\.{recipe} has num_seeds = {seeds}"):
+    studies.validate_study(study)
+
+
+@pytest.mark.parametrize("change,match", [
+    (lambda s: s.update({"base": "nowhere"}), "base must name a run"),
+    (lambda s: s.regimes.full.update({"target": "mars"}), "target must be one of"),
+    (lambda s: s.regimes.few_shot.update({"shots": 1}), "shots >= probe.folds"),
+])
+def test_transfer_study_with_bad_regimes_is_refused(change, match):
+  study = _transfer()
+  change(study)
+  with pytest.raises(ValueError, match=match):
+    studies.validate_study(study)
+
+
+def test_recipe_interval_is_exact_when_the_seeds_of_each_recipe_agree():
+  """Seeds are resampled within recipes: identical seeds leave every recipe mean, hence
+  rho, unchanged (resampling rows or recipes would move it)."""
+  x = np.repeat(np.arange(5.0)[:, None], 3, 1)
+  y = np.repeat(np.array([1.0, 0.0, 3.0, 2.0, 4.0])[:, None], 3, 1)
+  rho = float(studies._spearman(x.mean(1), y.mean(1)))
+  assert rho == pytest.approx(0.8)
+  assert studies._spearman_interval(x, y) == pytest.approx((rho, rho))
+
+
+def test_recipe_interval_spans_the_rhos_reachable_by_one_recipes_seeds():
+  """Only recipe 2 has two different seeds (y 0.5 and 3.5, mean 2): a draw gives it mean
+  0.5 (p 1/4), 2 (p 1/2) or 3.5 (p 1/4), so rho is 0.8, 1 or 0.8, and the 95% interval
+  is exactly [0.8, 1]."""
+  x = np.repeat(np.arange(4.0)[:, None], 2, 1)
+  y = np.array([[0.0, 0.0], [1.0, 1.0], [0.5, 3.5], [3.0, 3.0]])
+  assert studies._spearman(x.mean(1), y.mean(1)) == pytest.approx(1.0)
+  assert studies._spearman_interval(x, y) == pytest.approx((0.8, 1.0))
+
+
+def test_probe_accuracy_is_invariant_to_feature_scale():
+  rng = np.random.default_rng(0)
+  y = np.repeat(np.arange(3), 40)
+  x = rng.normal(size=(120, 5)) + 2.0 * y[:, None]
+  fit = lambda scale: studies.probe_accuracy((scale * x[::2], y[::2]), (scale * x[1::2], y[1::2]),
+                                             cs=(0.1, 1.0), folds=2, max_iter=200)
+  assert 0.9 < fit(1.0) == fit(1e3)
+
+
 @pytest.mark.slow
 def test_transfer_study_end_to_end(tmp_path):
-  config = tmp_path / "tiny_transfer.py"
-  config.write_text(
-      "import sys; sys.path.insert(0, %r)\n"
-      "from tests.runs import study_probe as p, study_run as r, transfer_study as s\n"
-      "def get_config():\n"
-      "  return s(a=r(), c=r(steps=5), probe_a=p('a'), probe_c=p('c'))\n" % ROOT)
-  cmd = [sys.executable, "-m", "ncjax", "study", "--config", str(config), "--workdir",
-         str(tmp_path / "study")]
-  out = subprocess.run(cmd, capture_output=True, text=True, timeout=600, cwd=ROOT)
-  assert out.returncode == 0, out.stderr[-2000:]
-  assert "Spearman rho" in out.stdout
-  rows = [json.loads(line) for line in open(tmp_path / "study" / "transfer.jsonl")]
-  assert [r["source"] for r in rows] == ["a", "c"]
-  assert all(0 <= r["probe_test_accuracy"] <= 1 and r["vci"] >= 0 for r in rows)
-  summary = json.load(open(tmp_path / "study" / "summary.json"))
-  assert set(summary["spearman"]) == {"vci", "nc1"}
-  assert os.path.getsize(tmp_path / "study" / "transfer.png") > 0
-  # The probes started from their sources' backbones: its config names the source.
-  probe = json.load(open(tmp_path / "study" / "probe_a" / "config.json"))
-  assert probe["init_from"] == str(tmp_path / "study" / "a")
+  steps = dict(steps=200, metrics_every=200, checkpoint_every=200)
+  study = _transfer_study(base=_run(num_seeds=2, **steps),
+                          wd=_run(num_seeds=2, weight_decay=1e-2, **steps))
+  studies.run_study(study, str(tmp_path))
+  summary = json.load(open(tmp_path / "summary.json"))
+  for regime in ("full", "few_shot"):
+    assert {"rho", "interval", "n_recipes", "n_seeds", "probe"} <= set(summary["regimes"][regime])
+    assert summary["regimes"][regime]["n_recipes"] == 2
+    assert summary["regimes"][regime]["n_seeds"] == 2
+  rows = [json.loads(line) for line in open(tmp_path / "transfer.jsonl")]
+  assert [(r["recipe"], r["seed"]) for r in rows] == [("base", 0), ("base", 1), ("wd", 0), ("wd", 1)]
+  assert all(0 <= r["accuracy/few_shot"] <= 1 and 0 <= r["vci/other"] <= 1 for r in rows)
+  assert os.path.getsize(tmp_path / "transfer.png") > 0
 
 
 def test_steps_to_threshold_per_seed():
@@ -87,11 +147,10 @@ def test_compare_study_in_process(tmp_path):
 
 
 def _points_study(summary, **runs):
-  import ml_collections
-
-  return ml_collections.ConfigDict({
-      "name": "tiny", "summary": summary, "alphas": (0.0, 0.5, 1.0), "sparsities": (0.0, 0.6),
-      "finetune": {"steps": 4, "lr": 0.01}, "runs": runs})
+  study = _study(summary, **runs)
+  study.update({"alphas": (0.0, 0.5, 1.0), "sparsities": (0.0, 0.6),
+                "finetune": {"steps": 4, "lr": 0.01}})
+  return study
 
 
 @pytest.mark.slow
