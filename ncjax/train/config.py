@@ -43,7 +43,7 @@ def base_config() -> ml_collections.ConfigDict:
   c.data.operation = "add"  # grokking: a key of ncjax.data.OPERATIONS, or s5 (modulus unused)
   c.data.train_fraction = 0.5  # grokking: fraction of pairs in the train split
   c.data.key_frequencies = 5  # grokking add: K of the Fourier progress measures
-  c.data.name = "digits"  # classification: digits | synthetic | fashion_mnist | a TFDS name
+  c.data.name = "digits"  # digits | digits_28 | synthetic | fashion_mnist | a TFDS name
   c.data.data_dir = placeholder(str)  # classification: TFDS data_dir (None: TFDS default)
   c.data.idx_dir = placeholder(str)  # fashion_mnist: IDX files (None: a prepared TFDS copy,
   # else Debian's /usr/share/datasets/fashion-mnist)
