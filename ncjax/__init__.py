@@ -10,6 +10,8 @@ from ncjax.collapse import (
     cdnv,
     collapse_metrics,
     collapse_metrics_from_stats,
+    collapse_metrics_from_stats_jit,
+    collapse_metrics_jit,
     effective_rank,
     gnc2,
     nc1,
@@ -41,7 +43,8 @@ __version__ = "0.1.0"
 __all__ = [
     # class statistics and the collapse metrics of them
     "ClassStats", "class_stats", "nc1", "nc2", "nc3", "nc4", "unc3", "cdnv", "gnc2", "vci",
-    "effective_rank", "collapse_metrics", "collapse_metrics_from_stats",
+    "effective_rank", "collapse_metrics", "collapse_metrics_from_stats", "collapse_metrics_jit",
+    "collapse_metrics_from_stats_jit",
     # out-of-distribution scores
     "nci_score", "nc5",
     # matrix information of cosine Grams

@@ -19,9 +19,10 @@ AXIS = "samples"  # the axis of a sample mesh (``ncjax.sharding.sample_mesh``)
 TILE = 1024  # default tile_size: classes per block of a pairwise or argmax computation
 
 
-def check_mesh(mesh) -> Mesh | None:
-  """None, or a 1-D ``jax.sharding.Mesh`` whose axis is ``"samples"``."""
-  if mesh is None:
+def check_mesh(mesh, required: bool = False) -> Mesh | None:
+  """None (unless ``required``), or a 1-D ``jax.sharding.Mesh`` whose axis is
+  ``"samples"``."""
+  if mesh is None and not required:
     return None
   if not isinstance(mesh, Mesh):
     raise check.InputTypeError(f"mesh must be a jax.sharding.Mesh (ncjax.sharding.sample_mesh()),"
@@ -32,37 +33,48 @@ def check_mesh(mesh) -> Mesh | None:
   return mesh
 
 
-def map_rows(fn, mesh: Mesh, *args):
-  """``fn`` on each device's rows of ``args`` (each (n, ...), n a multiple of the mesh
-  size) inside ``shard_map``; ``fn`` reduces over the mesh axis, so its outputs are
-  replicated."""
+def map_rows(fn, mesh: Mesh, *args, shared: tuple = ()):
+  """``fn(*rows, *shared)`` on each device's rows of ``args`` (each (n, ...), n a
+  multiple of the mesh size) inside ``shard_map``; ``fn`` reduces over the mesh axis, so
+  its outputs are replicated. The arrays of ``shared`` enter every device whole. An
+  array ``fn`` reads must come as an argument, not from its closure: one placed on the
+  mesh (e.g. statistics from ``class_stats(..., mesh=)``) cannot be indexed inside
+  ``shard_map`` when closed over."""
   for a in args:
     if a.shape[0] % mesh.size:
       raise ValueError(f"{a.shape[0]} rows do not split over the mesh's {mesh.size} devices: "
                        "pad them with ncjax.sharding.shard_rows (it masks the padding).")
-  return jax.shard_map(fn, mesh=mesh, in_specs=PartitionSpec(AXIS),
-                       out_specs=PartitionSpec())(*args)
+  specs = (PartitionSpec(AXIS),) * len(args) + (PartitionSpec(),) * len(shared)
+  return jax.shard_map(fn, mesh=mesh, in_specs=specs, out_specs=PartitionSpec())(*args, *shared)
 
 
-def reduce_rows(fn, mesh: Mesh, *args):
-  """``psum`` over the mesh of ``fn`` applied to each device's rows of ``args``."""
-  return map_rows(lambda *a: jax.tree.map(lambda x: jax.lax.psum(x, AXIS), fn(*a)), mesh, *args)
+def reduce_rows(fn, mesh: Mesh, *args, shared: tuple = ()):
+  """``psum`` over the mesh of ``fn`` applied to each device's rows of ``args`` (and
+  ``shared``, see :func:`map_rows`)."""
+  return map_rows(lambda *a: jax.tree.map(lambda x: jax.lax.psum(x, AXIS), fn(*a)), mesh, *args,
+                  shared=shared)
 
 
-def sum_over_blocks(fn, blocks: jax.Array, mesh: Mesh | None = None):
-  """``sum_b fn(blocks[b])`` for a pytree-valued ``fn``, one block at a time
+def sum_over_blocks(fn, blocks: jax.Array, mesh: Mesh | None = None, shared: tuple = ()):
+  """``sum_b fn(blocks[b], *shared)`` for a pytree-valued ``fn``, one block at a time
   (``lax.map``); with a mesh the blocks (a multiple of the mesh size) are split across
-  its devices and the partial sums ``psum``'d."""
-  local = lambda b: jax.tree.map(lambda x: jnp.sum(x, axis=0), jax.lax.map(fn, b))
-  return local(blocks) if mesh is None else reduce_rows(local, mesh, blocks)
+  its devices (``shared`` whole on each, see :func:`map_rows`) and the partial sums
+  ``psum``'d."""
+  def local(b, *shared):
+    return jax.tree.map(lambda x: jnp.sum(x, axis=0), jax.lax.map(lambda i: fn(i, *shared), b))
+
+  return local(blocks, *shared) if mesh is None else reduce_rows(local, mesh, blocks,
+                                                                 shared=shared)
 
 
-def pair_means(x: jax.Array, keep: jax.Array, terms, tile_size: int, mesh=None) -> dict:
+def pair_means(x: jax.Array, keep: jax.Array, terms, tile_size: int, mesh=None,
+               operands: tuple = ()) -> dict:
   """Means over the ordered pairs (i, j), i != j, of kept rows of the (t, C) arrays
-  ``terms(cos, rows)``: ``cos`` holds the cosines between rows ``rows`` (t,) of x (C, d)
-  and every row. Row blocks of t = min(tile_size, C) rows one at a time (with a mesh,
-  split across its devices): at most a (t, C) block exists per device. Each pair counts
-  twice, so means over i < j are the same.
+  ``terms(cos, rows, *operands)``: ``cos`` holds the cosines between rows ``rows`` (t,)
+  of x (C, d) and every row; ``operands`` are the arrays ``terms`` reads (passed, not
+  closed over: see :func:`map_rows`). Row blocks of t = min(tile_size, C) rows one at a
+  time (with a mesh, split across its devices): at most a (t, C) block exists per
+  device. Each pair counts twice, so means over i < j are the same.
   """
   c = x.shape[0]
   u = unit_rows(x, keep)
@@ -72,15 +84,15 @@ def pair_means(x: jax.Array, keep: jax.Array, terms, tile_size: int, mesh=None) 
   blocks = -(-tiles // devices) * devices  # whole blocks per device, padded past c
   index = jnp.arange(blocks * t).reshape(-1, t)
 
-  def block(index):
+  def block(index, u, keep, *operands):
     rows = jnp.minimum(index, c - 1)
     pair = ((index < c) & keep[rows])[:, None] & keep[None, :] & (
         rows[:, None] != jnp.arange(c)[None, :])
     cos = jnp.where(pair, matmul(u[rows], u.T), 0.0)  # no inf off the pairs (diagonal)
-    values = terms(cos, rows)
+    values = terms(cos, rows, *operands)
     return {k: jnp.sum(jnp.sum(jnp.where(pair, v, 0.0), axis=1)) for k, v in values.items()}
 
-  sums = sum_over_blocks(block, index, mesh)
+  sums = sum_over_blocks(block, index, mesh, shared=(u, keep, *operands))
   n = jnp.sum(keep)
   return {k: v / (n * (n - 1)) for k, v in sums.items()}
 

@@ -55,7 +55,7 @@ def reduced(fn, *arrays):
   return jax.tree.map(np.asarray, out)
 
 
-def _array(x, name: str) -> jax.Array:
+def array(x, name: str) -> jax.Array:
   try:
     return jnp.asarray(x)
   except TypeError as e:
@@ -66,7 +66,7 @@ def as_mask(mask, n: int, name: str = "mask") -> jax.Array:
   """Returns an (n,) bool mask (all True when ``mask`` is None)."""
   if mask is None:
     return jnp.ones((n,), bool)
-  mask = _array(mask, name)
+  mask = array(mask, name)
   if mask.shape != (n,):
     raise ValueError(f"{name} must have shape ({n},), got {mask.shape}.")
   if mask.dtype != bool:
@@ -78,7 +78,7 @@ def real_floating(x, name: str) -> jax.Array:
   """``x`` as an array of a real floating dtype; float16/bfloat16 are upcast to float32
   (the eigen-based metrics need float32's range and precision). Integers, booleans and
   complex numbers raise TypeError."""
-  x = _array(x, name)
+  x = array(x, name)
   if not jnp.issubdtype(x.dtype, jnp.floating):
     raise InputTypeError(f"{name} must be real floating point, got dtype {x.dtype} "
                     "(cast with .astype(jnp.float32)).")
@@ -99,12 +99,30 @@ def features(z, name: str, *, min_rows: int = 2) -> jax.Array:
   return z
 
 
+def integer_scalar(x, name: str) -> jax.Array:
+  """Checks a () integer that may be traced (e.g. a vmapped sweep): a Python or NumPy
+  int or an integer array; floats (also 2.0), booleans and other types raise."""
+  a = array(x, name)
+  if a.ndim != 0 or not jnp.issubdtype(a.dtype, jnp.integer):
+    raise InputTypeError(f"{name} must be an integer scalar (it may be traced), got {x!r}.")
+  return a
+
+
 def static_int(value, name: str, minimum: int = 1) -> int:
   """Checks a static integer option (a Python or NumPy int, not a bool) >= ``minimum``."""
   if isinstance(value, (bool, np.bool_)) or not isinstance(value, (int, np.integer)) \
       or value < minimum:
     raise ValueError(f"{name} must be an int >= {minimum} (static under jit), got {value!r}.")
   return int(value)
+
+
+def static_bool(value, name: str) -> bool:
+  """Checks a static flag: a Python (or NumPy) bool, never a traced one."""
+  if not isinstance(value, (bool, np.bool_)):
+    raise InputTypeError(f"{name} must be a Python bool (static under jit: list it in "
+                         "static_argnames, or use ncjax's jitted entry points), got "
+                         f"{value!r}.")
+  return bool(value)
 
 
 def num_classes(c) -> int:
@@ -121,6 +139,25 @@ def head(w, num_classes: int, dim: int, name: str = "head") -> jax.Array:
   return w
 
 
+def head_or_kernel(head_, kernel, num_classes: int, dim: int, *, required: bool):
+  """The (C, d) classifier weights from ``head`` (C, d) or ``kernel`` (d, C), Flax's
+  ``nn.Dense`` layout (``params[...]["kernel"]``), checked like :func:`head`; None when
+  neither is given and not ``required``. Two names, so the layout is explicit: at
+  d == C a transposed head has the right shape and gives silently wrong values."""
+  if head_ is not None and kernel is not None:
+    raise ValueError("give head (C, d) or kernel (d, C), not both.")
+  if kernel is None:
+    if head_ is None and required:
+      raise ValueError("head (C, d) (or a Flax kernel (d, C) as kernel=) is required.")
+    return None if head_ is None else head(head_, num_classes, dim)
+  kernel = real_floating(kernel, "kernel")
+  if kernel.shape != (dim, num_classes):
+    raise ValueError(f"kernel must have shape ({dim}, {num_classes}) (d, C: Flax's Dense "
+                     f"layout), got {kernel.shape}.")
+  finite(kernel, "kernel")
+  return kernel.T
+
+
 def bias(b, num_classes: int, dtype, name: str = "bias") -> jax.Array:
   """Checks a (C,) bias; None gives zeros."""
   if b is None:
@@ -133,19 +170,22 @@ def bias(b, num_classes: int, dtype, name: str = "bias") -> jax.Array:
 
 
 def classifier_inputs(features_, mask, num_classes: int, dim: int, *, head_, bias_, logits_,
-                      head_required: bool):
+                      head_required: bool, kernel_=None):
   """Validated (features, head, bias, logits, mask) of a function that takes the
-  classifier's predictions on (n, dim) features: from a (C, dim) head and optional bias,
-  or from the (n, C) logits the caller already has (then bias must be None). ``head`` is
-  None where it is not required and logits are given; ``logits`` None with a head."""
+  classifier's predictions on (n, dim) features: from a (C, dim) head (or its (dim, C)
+  Flax ``kernel``) and optional bias, or from the (n, C) logits the caller already has
+  (then bias must be None). ``head`` is None where it is not required and logits are
+  given; ``logits`` None with a head."""
+  head_ = head_or_kernel(head_, kernel_, num_classes, dim, required=False)
   features_ = features(features_, "features", min_rows=1)
   n, d = features_.shape
   if d != dim:
     raise ValueError(f"features must have {dim} columns like stats, got shape {(n, d)}.")
   if head_ is None and head_required:
-    raise ValueError("head (C, d) is required.")
+    raise ValueError("head (C, d) is required (or a Flax kernel (d, C) as kernel=).")
   if head_ is None and logits_ is None:
-    raise ValueError("head (C, d) or logits (n, C) is required.")
+    raise ValueError("head (C, d) or logits (n, C) is required (or a Flax kernel (d, C) "
+                     "as kernel=).")
   if logits_ is not None:
     if bias_ is not None:
       raise ValueError("bias must be None when logits are given (they include it).")
@@ -155,8 +195,6 @@ def classifier_inputs(features_, mask, num_classes: int, dim: int, *, head_, bia
     if logits_.shape != (n, num_classes):
       raise ValueError(f"logits must have shape ({n}, {num_classes}) (n, C), got "
                        f"{logits_.shape}.")
-  if head_ is not None:
-    head_ = head(head_, num_classes, d)
   if logits_ is None:
     bias_ = bias(bias_, num_classes, features_.dtype)
   mask = as_mask(mask, n)
@@ -199,21 +237,55 @@ def rows_nonzero(z: jax.Array, mask: jax.Array, name: str) -> None:
       )
 
 
+def _roundoff(dtype) -> float:
+  """sqrt(eps): how far from symmetric, or below zero, relative to the largest entry or
+  eigenvalue, a matrix or spectrum computed in ``dtype`` may be from round-off."""
+  return float(np.sqrt(np.finfo(dtype).eps))
+
+
+def symmetric(k, name: str) -> None:
+  """Eagerly raises unless every matrix of the (..., n, n) stack ``k`` is symmetric up to
+  round-off: max |k - k^T| <= sqrt(eps) max |k|."""
+  tol = _roundoff(k.dtype)
+  excess = reduced(lambda xp, k: xp.max(
+      xp.max(xp.abs(k - xp.swapaxes(k, -1, -2)), axis=(-2, -1))
+      - tol * xp.max(xp.abs(k), axis=(-2, -1)), initial=-np.inf), k)
+  if excess is not None and excess > 0:
+    raise ValueError(f"{name} must be symmetric (to sqrt(eps) = {tol:.2g} of its largest "
+                     "entry).")
+
+
+def nonnegative_spectrum(w, name: str) -> None:
+  """Eagerly raises if a (..., n) spectrum has a value below -sqrt(eps) times its largest
+  (a negative eigenvalue beyond round-off: not the spectrum of a PSD matrix)."""
+  tol = _roundoff(w.dtype)
+  excess = reduced(lambda xp, w: xp.max(-xp.min(w, axis=-1) - tol * xp.max(w, axis=-1),
+                                        initial=-np.inf), w)
+  if excess is not None and excess > 0:
+    raise ValueError(f"{name} must be >= 0 (to sqrt(eps) = {tol:.2g} of the largest): a "
+                     "negative eigenvalue beyond round-off is not a PSD spectrum.")
+
+
 def psd(k: jax.Array, mask: jax.Array, name: str) -> None:
   """Eagerly raises unless the unmasked block of ``k`` is symmetric and positive
-  semi-definite up to round-off (sqrt(eps) of its largest eigenvalue)."""
+  semi-definite up to round-off (sqrt(eps) of its largest entry and eigenvalue)."""
   if not is_concrete(k, mask):
     return
   k, mask = host(k), host(mask)  # an n x n eigenproblem on the host anyway
-  block = k[np.ix_(mask, mask)].astype(np.float64)
-  tol = np.sqrt(np.finfo(k.dtype).eps)
-  top = np.max(np.abs(block))
-  if np.max(np.abs(block - block.T)) > tol * top:
-    raise ValueError(f"{name} must be symmetric.")
-  w = np.linalg.eigvalsh(block)
-  if w[-1] <= 0 or w[0] < -tol * w[-1]:
+  block = k[np.ix_(mask, mask)]
+  symmetric(block, name)
+  w = np.linalg.eigvalsh(block.astype(np.float64))
+  if w[-1] <= 0 or w[0] < -_roundoff(k.dtype) * w[-1]:
     raise ValueError(f"{name} must be positive semi-definite with a positive trace "
                      f"(eigenvalues range over [{w[0]:.3g}, {w[-1]:.3g}]).")
+
+
+def not_all_zero(x: jax.Array, keep: jax.Array, name: str, why: str) -> None:
+  """Eagerly raises if every row of ``x`` that ``keep`` (bool, one per row) keeps is
+  zero; ``why`` says what cannot be computed then."""
+  zero = reduced(lambda xp, x, keep: xp.all((x == 0) | ~keep[:, None]), x, keep)
+  if zero is not None and zero:
+    raise ValueError(f"{name} is all zero in the rows used: {why}.")
 
 
 def enough_rows(mask: jax.Array, name: str = "mask", minimum: int = 2) -> None:
@@ -238,17 +310,32 @@ def feature_inputs(mask, **named) -> tuple[list[jax.Array], jax.Array]:
   return list(arrays.values()), mask
 
 
-def labels(y, n: int, num_classes: int, name: str = "labels") -> jax.Array:
-  """Checks (n,) integer labels; eagerly also that they lie in [0, num_classes)."""
-  y = _array(y, name)
+def labels(y, n: int, num_classes: int, name: str = "labels", mask=None) -> jax.Array:
+  """Checks (n,) integer labels; eagerly also that those of the rows ``mask`` keeps (all
+  if None) lie in [0, num_classes): masked rows' labels may be anything (e.g. -1)."""
+  y = array(y, name)
   if y.shape != (n,):
     raise ValueError(f"{name} must have shape ({n},), one per row, got {y.shape}.")
   if not jnp.issubdtype(y.dtype, jnp.integer):
     raise InputTypeError(f"{name} must be integers, got dtype {y.dtype}.")
-  bounds = reduced(lambda xp, y: (xp.min(y), xp.max(y)), y) if n else None
-  if bounds is not None and not (0 <= bounds[0] and bounds[1] < num_classes):
-    raise ValueError(f"{name} must lie in [0, {num_classes}), got range [{bounds[0]}, {bounds[1]}].")
+  lo, hi = jnp.iinfo(y.dtype).min, jnp.iinfo(y.dtype).max
+  bounds = reduced(lambda xp, y, keep: (xp.min(xp.where(keep, y, hi), initial=hi),
+                                        xp.max(xp.where(keep, y, lo), initial=lo)),
+                   y, as_mask(mask, n))
+  if bounds is not None and bounds[0] <= bounds[1] and not (
+      0 <= bounds[0] and bounds[1] < num_classes):
+    raise ValueError(f"{name} must lie in [0, {num_classes}) in the rows kept, got range "
+                     f"[{bounds[0]}, {bounds[1]}].")
   return y
+
+
+def kept_labels(y: jax.Array, mask: jax.Array, num_classes: int):
+  """(labels, mask) as the metrics use them: masked rows' labels (anything, e.g. -1)
+  replaced by 0; unmasked labels outside [0, num_classes), which only a traced call lets
+  through (:func:`labels` raises eagerly), dropped from the mask but kept as indices, so
+  that ``checkify.checkify(fn, errors=checkify.index_checks)`` reports them."""
+  y = jnp.where(mask, y, 0)
+  return y, mask & (y >= 0) & (y < num_classes)
 
 
 def classes_present(counts: jax.Array, minimum: int = 2) -> None:

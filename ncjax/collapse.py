@@ -33,7 +33,8 @@ from ncjax.kernels import matmul
 from ncjax.stats import ClassStats, checked, class_stats, require_distinct_means
 
 __all__ = ["nc1", "nc2", "nc3", "nc4", "unc3", "cdnv", "gnc2", "vci", "effective_rank",
-           "collapse_metrics", "collapse_metrics_from_stats"]
+           "collapse_metrics", "collapse_metrics_from_stats", "collapse_metrics_jit",
+           "collapse_metrics_from_stats_jit"]
 
 
 def nc1(stats: ClassStats) -> jax.Array:
@@ -111,11 +112,16 @@ def _mean_cosine(x: jax.Array, keep: jax.Array) -> jax.Array:
   return (jnp.sum(total**2) - n) / (n * (n - 1))
 
 
-def _angle_terms(x: jax.Array, keep: jax.Array):
+def _angle_references(x: jax.Array, keep: jax.Array) -> tuple[jax.Array, jax.Array]:
+  """The mean cosine of the kept rows and -1/(C-1): the references of
+  :func:`_angle_terms`."""
+  return _mean_cosine(x, keep), -1.0 / (jnp.sum(keep) - 1)
+
+
+def _angle_terms(cos: jax.Array, mean: jax.Array, etf: jax.Array) -> dict:
   """NC2 angle terms of the pairs: squared deviation from the mean cosine, and
   |cos + 1/(C-1)| (0 for a simplex ETF)."""
-  mean, etf = _mean_cosine(x, keep), -1.0 / (jnp.sum(keep) - 1)
-  return lambda cos, rows: {"cos_var": (cos - mean) ** 2, "maxangle": jnp.abs(cos - etf)}
+  return {"cos_var": (cos - mean) ** 2, "maxangle": jnp.abs(cos - etf)}
 
 
 def _mean_pairs(s: ClassStats, tile_size: int, mesh=None) -> dict[str, jax.Array]:
@@ -123,17 +129,17 @@ def _mean_pairs(s: ClassStats, tile_size: int, mesh=None) -> dict[str, jax.Array
   ``equiangular_means``, ``maxangle_means``, ``gnc2``."""
   m = s.scaled_centred_means  # distances from centred means: no cancellation of an offset
   r, v = kernels.row_norms(m), s.scaled_class_variances
-  angles = _angle_terms(m, s.present)
 
-  def terms(cos, rows):
+  def terms(cos, rows, r, v, *references):
     ri = r[rows][:, None]
     sq = ri**2 + r[None, :] ** 2 - 2 * ri * r[None, :] * cos
-    return angles(cos, rows) | {
+    return _angle_terms(cos, *references) | {
         "cdnv": (v[rows][:, None] + v[None, :]) / (2 * sq),
         "gnc2": -0.5 * jnp.log(2.0 - 2.0 * cos),  # log 1 / ||u_i - u_j||
     }
 
-  out = _tiling.pair_means(m, s.present, terms, tile_size, mesh)
+  out = _tiling.pair_means(m, s.present, terms, tile_size, mesh,
+                           operands=(r, v, *_angle_references(m, s.present)))
   return {"cdnv": out["cdnv"], "equiangular_means": jnp.sqrt(out["cos_var"]),
           "maxangle_means": out["maxangle"], "gnc2": out["gnc2"]}
 
@@ -232,7 +238,7 @@ def _equinorm(x: jax.Array, keep: jax.Array) -> jax.Array:
   return jnp.sqrt(var) / mean
 
 
-def nc2(stats: ClassStats, *, head: jax.Array | None = None,
+def nc2(stats: ClassStats, *, head: jax.Array | None = None, kernel: jax.Array | None = None,
         tile_size: int = TILE) -> dict[str, jax.Array]:
   """NC2: equinorm (std/mean of norms), equiangularity (std of off-diagonal cosines) and
   max-angle (mean |cos + 1/(C-1)|) of the centred class means, and of the head rows.
@@ -240,6 +246,7 @@ def nc2(stats: ClassStats, *, head: jax.Array | None = None,
   Args:
     stats: ClassStats of the features (:func:`ncjax.class_stats`).
     head: optional (C, d) classifier weights W (rows w_c).
+    kernel: the same weights in Flax's ``nn.Dense`` layout (d, C), instead of ``head``.
     tile_size: classes per block of pairs (static).
   Returns:
     Dict with keys ``equinorm_means, equiangular_means, maxangle_means`` (and ``_head``);
@@ -256,27 +263,32 @@ def nc2(stats: ClassStats, *, head: jax.Array | None = None,
   require_distinct_means(s, "NC2")
   out = {"equinorm_means": _equinorm(s.scaled_centred_means, s.present)}
   out |= {k: v for k, v in _mean_pairs(s, tile_size).items() if k.endswith("_means")}
-  if head is not None:
-    out |= _head_angles(check.head(head, s.num_classes, s.dim), s.present, tile_size)
+  w = check.head_or_kernel(head, kernel, s.num_classes, s.dim, required=False)
+  if w is not None:
+    out |= _head_angles(w, s.present, tile_size)
   return out
 
 
 def _head_angles(head: jax.Array, present: jax.Array, tile_size: int, mesh=None) -> dict:
   check.rows_nonzero(head, present, "head")  # a zero row has no angle
-  angles = _tiling.pair_means(head, present, _angle_terms(head, present), tile_size, mesh)
+  angles = _tiling.pair_means(head, present, lambda cos, rows, *ref: _angle_terms(cos, *ref),
+                              tile_size, mesh, operands=_angle_references(head, present))
   return {"equinorm_head": _equinorm(head, present),
           "equiangular_head": jnp.sqrt(angles["cos_var"]), "maxangle_head": angles["maxangle"]}
 
 
-def nc3(stats: ClassStats, *, head: jax.Array) -> jax.Array:
+def nc3(stats: ClassStats, *, head: jax.Array | None = None,
+        kernel: jax.Array | None = None) -> jax.Array:
   """NC3 self-duality || W/||W||_F - M/||M||_F ||_F^2 over the classes present.
 
   Args:
     stats: ClassStats of the features (:func:`ncjax.class_stats`).
     head: (C, d) classifier weights.
+    kernel: the same weights in Flax's ``nn.Dense`` layout (d, C), instead of ``head``.
   Returns:
     Scalar in [0, 4]; 0 when W is a positive multiple of M. Raises eagerly when all
-    class means are equal (M = 0).
+    class means are equal (M = 0) or the head rows of the classes present are all zero
+    (W = 0): both are 0/0, NaN under jit.
 
   >>> import jax.numpy as jnp
   >>> h = jnp.array([[1.0, 0.0], [3.0, 0.0], [0.0, 1.0], [0.0, 3.0]])  # 2 classes, 2 each
@@ -287,12 +299,15 @@ def nc3(stats: ClassStats, *, head: jax.Array) -> jax.Array:
   """
   s = checked(stats)
   require_distinct_means(s, "NC3")
-  w = jnp.where(s.present[:, None], check.head(head, s.num_classes, s.dim), 0.0)
+  w = check.head_or_kernel(head, kernel, s.num_classes, s.dim, required=True)
+  check.not_all_zero(w, s.present, "head", "NC3 is 0/0 (W = 0 over the classes present)")
+  w = jnp.where(s.present[:, None], w, 0.0)
   unit = lambda a: a / kernels.frobenius_norm(a)
   return jnp.sum((unit(w) - unit(s.scaled_centred_means)) ** 2)
 
 
-def unc3(stats: ClassStats, *, head: jax.Array) -> jax.Array:
+def unc3(stats: ClassStats, *, head: jax.Array | None = None,
+         kernel: jax.Array | None = None) -> jax.Array:
   """Uniform duality (UNC3, Wu & Papyan 2024): the spread (standard deviation over the
   classes present) of cos(w_c, M_c), the cosine between each head row and its centred
   class mean.
@@ -300,6 +315,7 @@ def unc3(stats: ClassStats, *, head: jax.Array) -> jax.Array:
   Args:
     stats: ClassStats of the features (:func:`ncjax.class_stats`).
     head: (C, d) classifier weights.
+    kernel: the same weights in Flax's ``nn.Dense`` layout (d, C), instead of ``head``.
   Returns:
     Scalar in [0, 1]; 0 when every head row makes the same angle with its class mean
     (e.g. W a positive multiple of M). Raises eagerly when all class means are equal.
@@ -313,7 +329,7 @@ def unc3(stats: ClassStats, *, head: jax.Array) -> jax.Array:
   """
   s = checked(stats)
   require_distinct_means(s, "UNC3")
-  w = check.head(head, s.num_classes, s.dim)
+  w = check.head_or_kernel(head, kernel, s.num_classes, s.dim, required=True)
   check.rows_nonzero(w, s.present, "head")
   cos = jnp.sum(kernels.unit_rows(w, s.present)
                 * kernels.unit_rows(s.scaled_centred_means, s.present), axis=1)
@@ -327,6 +343,7 @@ def nc4(
     features: jax.Array,
     *,
     head: jax.Array | None = None,
+    kernel: jax.Array | None = None,
     bias: jax.Array | None = None,
     logits: jax.Array | None = None,
     mask: jax.Array | None = None,
@@ -343,6 +360,7 @@ def nc4(
     stats: ClassStats giving the class means (e.g. of the train set).
     features: (n, d) features h to classify.
     head: (C, d) classifier weights W; or None with ``logits``.
+    kernel: the same weights in Flax's ``nn.Dense`` layout (d, C), instead of ``head``.
     bias: optional (C,) with ``head``, zero if None.
     logits: (n, C) the network's outputs W h + b on these features, instead of ``head``.
     mask: optional (n,) bool; False rows are ignored.
@@ -360,7 +378,7 @@ def nc4(
   stats = checked(stats, minimum=1)
   features, head, bias, logits, mask = check.classifier_inputs(
       features, mask, stats.num_classes, stats.dim, head_=head, bias_=bias, logits_=logits,
-      head_required=False)
+      head_required=False, kernel_=kernel)
   check.enough_rows(mask, minimum=1)
   network = _tiling.predicted_classes(features, head, bias, logits, tile_size)
   # ||h - mu_c||^2 = ||(h - mu_G) - M_c||^2 in units of scale: no offset cancellation.
@@ -411,8 +429,8 @@ def _effective_rank(stats: ClassStats) -> jax.Array:
 
 
 def collapse_metrics_from_stats(
-    stats: ClassStats, *, head: jax.Array | None = None, tile_size: int = TILE,
-    joint_entropy: bool = True, mesh=None,
+    stats: ClassStats, *, head: jax.Array | None = None, kernel: jax.Array | None = None,
+    tile_size: int = TILE, joint_entropy: bool = True, mesh=None,
 ) -> dict[str, jax.Array]:
   """All metrics computable from class statistics (everything but NC4), each spectrum
   and each tiled pass over the class pairs computed once.
@@ -420,12 +438,15 @@ def collapse_metrics_from_stats(
   Args:
     stats: ClassStats of the features.
     head: optional (C, d) classifier weights.
+    kernel: the same weights in Flax's ``nn.Dense`` layout (d, C), instead of ``head``.
     tile_size: classes per block of the pairwise metrics (static).
     joint_entropy: with a head, also ``mi`` and ``mir``, which need the joint entropy of
       the two C x C cosine Grams: an O(C^3) eigenproblem (and C x C memory) whatever the
-      route, out of reach at vocabulary scale (C = 32k); set False there.
+      route, out of reach at vocabulary scale (C = 32k); set False there. A Python bool
+      (static under jit: :data:`collapse_metrics_from_stats_jit`).
     mesh: optional ``jax.sharding.Mesh`` (``ncjax.sharding.sample_mesh()``): the tiles
-      of class pairs are split across its devices (the statistics stay replicated).
+      of class pairs are split across its devices (the statistics stay replicated; they
+      may come from ``class_stats(..., mesh=mesh)`` of rows sharded over it).
   Returns:
     Dict with keys ``nc1, cdnv, vci, effective_rank, equinorm_means, equiangular_means,
     maxangle_means, gnc2, entropy_means``; with a head also ``nc3, unc3``, the head NC2
@@ -441,6 +462,8 @@ def collapse_metrics_from_stats(
   """
   stats = checked(stats)
   require_distinct_means(stats, "collapse_metrics")
+  joint_entropy = check.static_bool(joint_entropy, "joint_entropy")
+  head = check.head_or_kernel(head, kernel, stats.num_classes, stats.dim, required=False)
   mesh = _tiling.check_mesh(mesh)
   pairs = _mean_pairs(stats, tile_size, mesh)
   means = _MeansFactor.of(stats)
@@ -454,7 +477,6 @@ def collapse_metrics_from_stats(
   if head is None:
     out["entropy_means"] = info.matrix_entropy(m, mask=present)
     return out
-  head = check.head(head, stats.num_classes, stats.dim)
   out |= _head_angles(head, present, tile_size, mesh)
   out |= {"nc3": nc3(stats, head=head), "unc3": unc3(stats, head=head)}
   sizes = (min(stats.num_classes, stats.dim),) * 2
@@ -482,6 +504,7 @@ def collapse_metrics(
     *,
     num_classes: int,
     head: jax.Array | None = None,
+    kernel: jax.Array | None = None,
     bias: jax.Array | None = None,
     mask: jax.Array | None = None,
     tile_size: int = TILE,
@@ -489,14 +512,19 @@ def collapse_metrics(
 ) -> dict[str, jax.Array]:
   """Every collapse and information metric of one set of features, in one jittable call.
 
-  Jit with ``jax.jit(collapse_metrics, static_argnames=("num_classes", "tile_size",
-  "joint_entropy"))``.
+  Jitted: :data:`collapse_metrics_jit` (its static options declared static), or
+  ``jax.jit(collapse_metrics, static_argnames=("num_classes", "tile_size",
+  "joint_entropy"))``. Eagerly, labels outside [0, num_classes) raise in the rows the
+  mask keeps (masked rows' labels may be anything, e.g. -1); under jit such rows are
+  dropped like masked ones, and ``checkify.checkify(fn, errors=checkify.index_checks)``
+  reports them.
 
   Args:
     features: (n, d) features.
     labels: (n,) int in [0, num_classes).
     num_classes: static C.
     head: optional (C, d) classifier weights.
+    kernel: the same weights in Flax's ``nn.Dense`` layout (d, C), instead of ``head``.
     bias: optional (C,) classifier bias (needs a head).
     mask: optional (n,) bool; False rows are ignored.
     tile_size, joint_entropy: see :func:`collapse_metrics_from_stats`.
@@ -512,10 +540,42 @@ def collapse_metrics(
   """
   features = check.features(features, "features", min_rows=2)
   stats = class_stats(features, labels, num_classes=num_classes, mask=mask)
+  head = check.head_or_kernel(head, kernel, num_classes, features.shape[1], required=False)
   if bias is not None and head is None:
-    raise ValueError("bias needs a head.")
+    raise ValueError("bias needs a head (or kernel).")
   out = collapse_metrics_from_stats(stats, head=head, tile_size=tile_size,
                                     joint_entropy=joint_entropy)
   if head is not None:
     out["nc4"] = nc4(stats, features, head=head, bias=bias, mask=mask, tile_size=tile_size)
   return out
+
+
+collapse_metrics_jit = jax.jit(collapse_metrics,
+                               static_argnames=("num_classes", "tile_size", "joint_entropy"))
+collapse_metrics_jit.__doc__ = """:func:`collapse_metrics` under ``jax.jit``, its static
+options (``num_classes``, ``tile_size``, ``joint_entropy``) declared static: one compiled
+program per shape and options. Only shape and dtype errors raise (at trace time); value
+checks (NaN, zero rows, label range) are eager only (see :func:`collapse_metrics`).
+
+>>> import jax.numpy as jnp
+>>> h = jnp.array([[1.0, 0.0], [3.0, 0.0], [0.0, 1.0], [0.0, 3.0]])
+>>> m = collapse_metrics_jit(h, jnp.array([0, 0, 1, 1]), num_classes=2,
+...                          head=jnp.array([[1.0, -1.0], [-1.0, 1.0]]), joint_entropy=False)
+>>> round(float(m["nc1"]), 4), "mir" in m
+(0.125, False)
+"""
+
+collapse_metrics_from_stats_jit = jax.jit(collapse_metrics_from_stats,
+                                          static_argnames=("tile_size", "joint_entropy", "mesh"))
+collapse_metrics_from_stats_jit.__doc__ = """:func:`collapse_metrics_from_stats` under
+``jax.jit``, its static options (``tile_size``, ``joint_entropy``, ``mesh``) declared
+static. Value checks are eager only, as for :data:`collapse_metrics_jit`.
+
+>>> import jax.numpy as jnp
+>>> h = jnp.array([[1.0, 0.0], [3.0, 0.0], [0.0, 1.0], [0.0, 3.0]])
+>>> stats = class_stats(h, jnp.array([0, 0, 1, 1]), num_classes=2)
+>>> m = collapse_metrics_from_stats_jit(stats, kernel=jnp.array([[1.0, -1.0], [-1.0, 1.0]]),
+...                                     joint_entropy=False)
+>>> round(float(m["nc3"]), 4)
+0.0
+"""

@@ -289,8 +289,12 @@ def label_entropies(
   """
   _joint_options(method, chunk_size, None)
   rows = check.features(rows, "rows", min_rows=1)
-  labels = check.labels(labels, jnp.shape(z)[0], rows.shape[0])
+  z = check.features(z, "z")
+  mask = check.as_mask(mask, z.shape[0])
+  labels = check.labels(labels, z.shape[0], rows.shape[0], mask=mask)
+  labels, kept = check.kept_labels(labels, mask, rows.shape[0])
   (z, picked), mask = check.feature_inputs(mask, z=z, **{"rows[labels]": rows[labels]})
+  mask &= kept
   zn1, zn2 = kernels.unit_rows(z, mask), kernels.unit_rows(picked, mask)
   counts = jax.ops.segment_sum(mask.astype(zn1.dtype), labels, rows.shape[0])
   weighted = kernels.unit_rows(rows, counts > 0) * jnp.sqrt(counts)[:, None]

@@ -45,8 +45,8 @@ def cross_entropy(logits: jax.Array, labels: jax.Array, *, label_smoothing: floa
   if logits.ndim != 2 or logits.shape[1] < 1:
     raise ValueError(f"logits must be 2-D (n, C) with C >= 1, got shape {logits.shape}.")
   n, num_classes = logits.shape
-  labels = check.labels(labels, n, num_classes)
   mask = check.as_mask(mask, n)
+  labels = check.labels(labels, n, num_classes, mask=mask)
   check.finite(logits, "logits", mask)
   if check.is_concrete(label_smoothing) and not 0.0 <= label_smoothing < 1.0:
     raise ValueError(f"label_smoothing must be in [0, 1), got {label_smoothing}.")
@@ -72,8 +72,8 @@ def _feature_inputs(features, labels, embeddings, mask, embeddings_name: str):
                      f"got {embeddings.shape}.")
   check.finite(embeddings, embeddings_name)
   check.rows_nonzero(embeddings, jnp.ones(embeddings.shape[0], bool), embeddings_name)
-  labels = check.labels(labels, n, embeddings.shape[0])
   mask = check.as_mask(mask, n)
+  labels = check.labels(labels, n, embeddings.shape[0], mask=mask)
   check.finite(features, "features", mask)
   return features, labels, embeddings, mask & jnp.any(features != 0, axis=1)
 

@@ -21,7 +21,8 @@ def nci_score(
     stats: ClassStats,
     features: jax.Array,
     *,
-    head: jax.Array,
+    head: jax.Array | None = None,
+    kernel: jax.Array | None = None,
     bias: jax.Array | None = None,
     logits: jax.Array | None = None,
     alpha: float = 0.0,
@@ -36,6 +37,7 @@ def nci_score(
     stats: ClassStats of the in-distribution (training) features.
     features: (n, d) features h to score (in- or out-of-distribution).
     head: (C, d) classifier weights W.
+    kernel: the same weights in Flax's ``nn.Dense`` layout (d, C), instead of ``head``.
     bias: optional (C,), zero if None.
     logits: optional (n, C) the network's outputs on these features, already computed:
       the predicted class is their argmax (then ``bias`` must be None).
@@ -56,7 +58,7 @@ def nci_score(
   stats = checked(stats, minimum=1)
   features, head, bias, logits, _ = check.classifier_inputs(
       features, None, stats.num_classes, stats.dim, head_=head, bias_=bias, logits_=logits,
-      head_required=True)
+      head_required=True, kernel_=kernel)
   if check.is_concrete(alpha) and not np.isfinite(alpha):
     raise ValueError(f"alpha must be finite, got {alpha}.")
   predicted = _tiling.predicted_classes(features, head, bias, logits, tile_size)

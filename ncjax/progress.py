@@ -31,7 +31,8 @@ def weight_norm(params) -> jax.Array:
   Inf (as measured: the trainer logs it).
 
   Args:
-    params: a pytree of arrays.
+    params: a pytree of (real or integer) arrays; a leaf that is not (e.g. a string)
+      raises, naming its path.
   Returns:
     () float32 (or wider) norm.
 
@@ -39,8 +40,9 @@ def weight_norm(params) -> jax.Array:
   >>> float(weight_norm({"w": jnp.array([3.0, 4.0]), "b": jnp.zeros(2)}))
   5.0
   """
-  leaves = [jnp.asarray(x, jnp.promote_types(jnp.result_type(x), jnp.float32))
-            for x in jax.tree.leaves(params)]
+  leaves = [check.array(x, f"params{jax.tree_util.keystr(path)}")
+            for path, x in jax.tree_util.tree_leaves_with_path(params)]
+  leaves = [x.astype(jnp.promote_types(x.dtype, jnp.float32)) for x in leaves]
   if not leaves:
     return jnp.zeros((), jnp.float32)
   top = jax.lax.stop_gradient(jnp.max(jnp.stack([jnp.max(jnp.abs(x), initial=0)
@@ -62,7 +64,8 @@ def fourier_losses(logits: jax.Array, train_mask: jax.Array, *,
     logits: (p * p, C) over every pair, row a * p + b; the label of row (a, b) is
       (a + b) mod p (C = p).
     train_mask: (p * p,) bool, the train pairs.
-    num_frequencies: K in [1, p // 2]; may be traced (a vmapped sweep of K).
+    num_frequencies: integer K in [1, p // 2]; may be traced (a vmapped sweep of K);
+      a float (also 2.0) raises.
   Returns:
     ``restricted_loss``: cross-entropy over all pairs of the logits' key-frequency
     component plus their per-class mean; ``excluded_loss``: cross-entropy over the train
@@ -83,6 +86,7 @@ def fourier_losses(logits: jax.Array, train_mask: jax.Array, *,
   n, p = logits.shape
   train_mask = check.as_mask(train_mask, n, "train_mask")
   check.finite(logits, "logits")
+  num_frequencies = check.integer_scalar(num_frequencies, "num_frequencies")
   if check.is_concrete(num_frequencies) and not 1 <= num_frequencies <= p // 2:
     raise ValueError(f"num_frequencies must be in [1, {p // 2}], got {num_frequencies}.")
   a, b = jnp.divmod(jnp.arange(n), p)

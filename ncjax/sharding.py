@@ -19,6 +19,7 @@ import jax.numpy as jnp
 import numpy as np
 from jax.sharding import Mesh, NamedSharding, PartitionSpec
 
+from ncjax import _validation as check
 from ncjax import spectral
 from ncjax._tiling import AXIS, check_mesh
 
@@ -28,14 +29,27 @@ __all__ = ["sample_mesh", "row_sharding", "shard_rows", "eigvalsh"]
 def sample_mesh(devices=None) -> Mesh:
   """A 1-D mesh (axis ``"samples"``) over ``devices`` (default: every device, all hosts).
 
+  Args:
+    devices: ``jax.Device`` objects (e.g. ``jax.devices()[:4]``), or one ``jax.Device``.
   Raises:
-    ValueError: ``devices`` is empty or names a device twice.
+    ValueError: ``devices`` is empty, names a device twice, or holds something other
+      than a ``jax.Device`` (an InputTypeError, also a TypeError).
 
   >>> import jax
   >>> sample_mesh(jax.devices()[:1]).axis_names
   ('samples',)
   """
-  devices = list(jax.devices() if devices is None else devices)
+  if devices is None:
+    devices = jax.devices()
+  elif isinstance(devices, jax.Device):
+    devices = [devices]
+  elif isinstance(devices, (str, bytes)) or not np.iterable(devices):
+    raise check.InputTypeError(f"devices must be jax.Device objects (jax.devices()), got "
+                               f"{type(devices).__name__}.")
+  devices = list(devices)
+  others = sorted({type(d).__name__ for d in devices if not isinstance(d, jax.Device)})
+  if others:
+    raise check.InputTypeError(f"devices must be jax.Device objects (jax.devices()), got {others}.")
   if not devices:
     raise ValueError("devices must name at least one device, got none.")
   if len(set(devices)) != len(devices):
@@ -50,6 +64,7 @@ def row_sharding(mesh: Mesh) -> NamedSharding:
   >>> row_sharding(sample_mesh(jax.devices()[:1])).spec == jax.P("samples")
   True
   """
+  check_mesh(mesh, required=True)
   return NamedSharding(mesh, PartitionSpec(AXIS))
 
 
@@ -75,7 +90,7 @@ def shard_rows(mesh: Mesh, *arrays, mask=None) -> tuple[tuple[jax.Array, ...], j
   >>> z.shape, mask.tolist()
   ((3, 2), [True, True, True])
   """
-  check_mesh(mesh)
+  check_mesh(mesh, required=True)
   if not arrays:
     raise ValueError("shard_rows needs at least one array to shard.")
   n = len(arrays[0])
@@ -101,13 +116,18 @@ def eigvalsh(stack: jax.Array, mesh: Mesh) -> jax.Array:
   """Eigenvalues of a stack of T symmetric PSD matrices (T, m, m), each device solving
   its share (T padded to a multiple of the mesh size). Returns (T, m), clamped at 0.
 
+  The stack must be real floating point (float16/bfloat16 are solved in float32) and,
+  checked eagerly, finite: integer, boolean and complex stacks raise.
+
   >>> import jax, jax.numpy as jnp
   >>> eigvalsh(2.0 * jnp.eye(2)[None], sample_mesh(jax.devices()[:1])).tolist()
   [[2.0, 2.0]]
   """
-  check_mesh(mesh)
+  check_mesh(mesh, required=True)
+  stack = check.real_floating(stack, "stack")
   if stack.ndim != 3 or stack.shape[1] != stack.shape[2]:
     raise ValueError(f"stack must be (T, m, m), got shape {stack.shape}.")
+  check.finite(stack, "stack")
   t, m = stack.shape[0], stack.shape[-1]
   pad = -t % mesh.size
   eye = jnp.broadcast_to(jnp.eye(m, dtype=stack.dtype), (pad, m, m))

@@ -229,7 +229,8 @@ def spectrum_entropy(eigenvalues: jax.Array) -> jax.Array:
   eigenvalues).
 
   Args:
-    eigenvalues: (..., n) nonnegative.
+    eigenvalues: (..., n) nonnegative; eagerly, a value below -sqrt(eps) times the
+      largest (not round-off of a PSD spectrum) raises. Values within it count as 0.
   Returns:
     (...) entropy.
 
@@ -241,6 +242,7 @@ def spectrum_entropy(eigenvalues: jax.Array) -> jax.Array:
   if eigenvalues.ndim < 1 or eigenvalues.shape[-1] < 1:
     raise ValueError(f"eigenvalues must be (..., n) with n >= 1, got shape {eigenvalues.shape}.")
   check.finite(eigenvalues, "eigenvalues")
+  check.nonnegative_spectrum(eigenvalues, "eigenvalues")
   low = check.reduced(lambda xp, w: xp.min(xp.max(w, axis=-1)), eigenvalues)
   if low is not None and not low > 0:
     raise ValueError("eigenvalues must have a positive largest value (a spectrum to "
@@ -263,7 +265,8 @@ def psd_entropy(k: jax.Array) -> jax.Array:
   """Entropy of the spectrum of ``k / tr k`` by a dense eigendecomposition.
 
   Args:
-    k: (..., n, n) symmetric PSD with positive trace.
+    k: (..., n, n) symmetric PSD with positive trace; eagerly, a matrix further from
+      symmetric than sqrt(eps) of its largest entry raises (its symmetric part is used).
   Returns:
     (...) entropy in nats.
 
@@ -272,6 +275,7 @@ def psd_entropy(k: jax.Array) -> jax.Array:
   1.0986
   """
   k = _square(k)
+  check.symmetric(k, "k")
   low = check.reduced(lambda xp, k: xp.min(xp.trace(k, axis1=-2, axis2=-1)), k)
   if low is not None and not low > 0:
     raise ValueError(f"k must have a positive trace, got {float(low):.3g}.")

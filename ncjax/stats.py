@@ -112,8 +112,8 @@ class ClassStats:
     if features.shape[1] != self.dim:
       raise ValueError(f"features must have {self.dim} columns like these statistics, "
                        f"got shape {features.shape}.")
-    labels = check.labels(labels, features.shape[0], self.num_classes)
     mask = check.as_mask(mask, features.shape[0])
+    labels = check.labels(labels, features.shape[0], self.num_classes, mask=mask)
     check.finite(features, "features", mask)
     if features.shape[0] == 0:
       return self
@@ -131,6 +131,7 @@ class ClassStats:
     the merged scatter. Every term added is PSD: nothing cancels.
     """
     c = self.num_classes
+    labels, mask = check.kept_labels(labels, mask, c)
     keep = mask[:, None]
     features = jnp.where(keep, features, 0.0)  # padding may hold NaN
     has = self.total > 0
@@ -389,8 +390,8 @@ def class_stats(
   """
   num_classes = check.num_classes(num_classes)
   features = check.features(features, "features", min_rows=1)
-  labels = check.labels(labels, features.shape[0], num_classes)
   mask = check.as_mask(mask, features.shape[0])
+  labels = check.labels(labels, features.shape[0], num_classes, mask=mask)
   check.finite(features, "features", mask)
   mesh = _tiling.check_mesh(mesh)
   if mesh is None:

@@ -23,8 +23,8 @@ def data():
 
 
 def metrics(mesh, z1, z2, labels, head, stack, mask=None) -> dict:
-  """The information metrics and class statistics on the mesh, the eager core metrics and
-  the sharded eigensolver, as floats."""
+  """The information metrics, class statistics and the collapse metrics of them (class
+  pairs split) on the mesh, the eager core metrics and the sharded eigensolver, as floats."""
   import ncjax
   from ncjax import sharding
 
@@ -46,6 +46,8 @@ def metrics(mesh, z1, z2, labels, head, stack, mask=None) -> dict:
       "nc1": ncjax.nc1(eager),
       "cdnv": ncjax.cdnv(eager),
       **{f"collapse_metrics.{k}": collapse[k] for k in ("nc1", "vci", "mir", "hdr", "nc4")},
+      **{f"mesh.collapse_metrics_from_stats.{k}": v for k, v in
+         ncjax.collapse_metrics_from_stats(stats, head=head, tile_size=2, mesh=mesh).items()},
   }
   values = {k: float(v) for k, v in values.items()}
   eig = np.asarray(sharding.eigvalsh(stack, mesh))

@@ -104,6 +104,24 @@ def test_class_tiles_split_across_devices_equal_single_device(mesh, tile_size):
     np.testing.assert_allclose(split[key], single[key], rtol=1e-5, err_msg=key)
 
 
+def test_collapse_metrics_of_sharded_stats_on_their_mesh_equal_single_device(mesh):
+  """Statistics from ``class_stats(..., mesh=)`` live on the mesh; their pair tiles split
+  over the same mesh (raised JAX's "Context mesh ... should match" before)."""
+  rng = np.random.default_rng(4)
+  c, d, n = 9, 5, 301  # padded to 304 and masked
+  labels = rng.integers(0, c, n)
+  features = np.float32(3 * rng.normal(size=(c, d))[labels] + rng.normal(size=(n, d)))
+  head = np.float32(rng.normal(size=(c, d)))
+  (sh, sy), mask = sharding.shard_rows(mesh, features, labels)
+  stats = ncjax.class_stats(sh, sy, num_classes=c, mask=mask, mesh=mesh)
+  split = ncjax.collapse_metrics_from_stats(stats, head=head, tile_size=2, mesh=mesh)
+  single = ncjax.collapse_metrics_from_stats(ncjax.class_stats(features, labels, num_classes=c),
+                                             head=head, tile_size=2)
+  assert split.keys() == single.keys()
+  for key in single:
+    np.testing.assert_allclose(split[key], single[key], rtol=1e-5, atol=1e-6, err_msg=key)
+
+
 def test_one_device_mesh_equals_single_device():
   mesh = sharding.sample_mesh(jax.devices()[:1])
   z1, z2 = np.float32(structured(501, 6, seed=8)), np.float32(structured(501, 4, seed=9))
