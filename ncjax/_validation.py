@@ -102,8 +102,11 @@ def features(z, name: str, *, min_rows: int = 2) -> jax.Array:
 def integer_scalar(x, name: str) -> jax.Array:
   """Checks a () integer that may be traced (e.g. a vmapped sweep): a Python or NumPy
   int or an integer array; floats (also 2.0), booleans and other types raise."""
-  a = array(x, name)
-  if a.ndim != 0 or not jnp.issubdtype(a.dtype, jnp.integer):
+  try:
+    a = jnp.asarray(x)
+  except TypeError:
+    a = None
+  if a is None or a.ndim != 0 or not jnp.issubdtype(a.dtype, jnp.integer):
     raise InputTypeError(f"{name} must be an integer scalar (it may be traced), got {x!r}.")
   return a
 

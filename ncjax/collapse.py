@@ -545,8 +545,10 @@ def collapse_metrics(
     raise ValueError("bias needs a head (or kernel).")
   out = collapse_metrics_from_stats(stats, head=head, tile_size=tile_size,
                                     joint_entropy=joint_entropy)
-  if head is not None:
-    out["nc4"] = nc4(stats, features, head=head, bias=bias, mask=mask, tile_size=tile_size)
+  if head is not None:  # on the rows the statistics kept (see kept_labels)
+    _, kept = check.kept_labels(jnp.asarray(labels), check.as_mask(mask, features.shape[0]),
+                                num_classes)
+    out["nc4"] = nc4(stats, features, head=head, bias=bias, mask=kept, tile_size=tile_size)
   return out
 
 

@@ -293,3 +293,226 @@ def test_magnitude_prune_accepts_empty_kernels():
   pruned, masks = magnitude_prune(params, [0.0, 0.5])
   assert pruned["dense"]["kernel"].shape == (2, 0, 3)
   np.testing.assert_array_equal(pruned["dense"]["bias"], np.ones((2, 3)))
+
+
+# --- issue 42 item 2: the last silent and raw cases of the hostile sweep ---
+
+
+def test_nc3_refuses_a_head_that_is_zero_on_the_classes_present():
+  z = RNG.normal(size=(30, 4)).astype(np.float32)
+  stats = class_stats(z, np.arange(30) % 3, num_classes=4)  # class 3 absent
+  head = np.zeros((4, 4), np.float32)
+  head[3] = 1.0  # the absent class's row does not count
+  with pytest.raises(ValueError, match="head is all zero .*NC3 is 0/0"):
+    collapse.nc3(stats, head=head)
+
+
+STACK = (lambda a: a @ a.transpose(0, 2, 1))(RNG.normal(size=(3, 4, 4)))
+
+
+@pytest.mark.parametrize("stack, match", [
+    (STACK.astype(np.int32), "stack must be real floating point"),
+    (STACK.astype(np.complex64), "stack must be real floating point"),
+    (STACK > 0, "stack must be real floating point"),
+    (np.where(np.eye(4) > 0, np.nan, STACK).astype(np.float32), "stack contains NaN"),
+    (STACK[0].astype(np.float32), r"stack must be \(T, m, m\)"),
+])
+def test_sharded_eigvalsh_refuses_stacks_that_are_not_finite_real(stack, match):
+  from ncjax import sharding
+
+  with pytest.raises(ValueError, match=match):
+    sharding.eigvalsh(stack, sharding.sample_mesh(jax.devices()[:2]))
+
+
+def test_sharded_eigvalsh_solves_bfloat16_in_float32():
+  from ncjax import sharding
+
+  stack = jnp.asarray(STACK, jnp.bfloat16)
+  got = sharding.eigvalsh(stack, sharding.sample_mesh(jax.devices()[:2]))
+  assert got.dtype == jnp.float32
+  want = np.linalg.eigvalsh(np.asarray(stack.astype(jnp.float32), np.float64))
+  np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-5)
+
+
+@pytest.mark.parametrize("devices, match", [
+    ([0, 1], r"devices must be jax.Device objects .*\['int'\]"),
+    ("cpu", "devices must be jax.Device objects .*got str"),
+    (3, "devices must be jax.Device objects .*got int"),
+])
+def test_sample_mesh_refuses_what_is_not_a_device(devices, match):
+  from ncjax import sharding
+
+  with pytest.raises(ValueError, match=match):
+    sharding.sample_mesh(devices)
+
+
+def test_sample_mesh_accepts_one_device():
+  from ncjax import sharding
+
+  assert sharding.sample_mesh(jax.devices()[1]).devices.tolist() == [jax.devices()[1]]
+
+
+@pytest.mark.parametrize("mesh, match", [
+    (lambda: jax.sharding.Mesh(np.asarray(jax.devices()[:2]), ("data",)),
+     "mesh must have the one axis 'samples'"),
+    (lambda: "samples", "mesh must be a jax.sharding.Mesh .*got str"),
+    (lambda: None, "mesh must be a jax.sharding.Mesh .*got NoneType"),
+])
+def test_row_sharding_refuses_what_is_not_a_sample_mesh(mesh, match):
+  from ncjax import sharding
+
+  with pytest.raises(ValueError, match=match):
+    sharding.row_sharding(mesh())
+
+
+def test_psd_entropy_refuses_a_matrix_far_from_symmetric():
+  with pytest.raises(ValueError, match="k must be symmetric"):
+    spectral.psd_entropy(jnp.array([[1.0, 1.0], [0.0, 1.0]]))
+
+
+def test_psd_entropy_accepts_round_off_asymmetry():
+  z = RNG.normal(size=(6, 3))
+  k = z @ z.T
+  noisy = k + 1e-5 * np.abs(k).max() * np.triu(RNG.normal(size=(6, 6)), 1)  # < sqrt(eps)
+  np.testing.assert_allclose(spectral.psd_entropy(np.float32(noisy)),
+                             spectral.psd_entropy(np.float32(k)), rtol=1e-4)
+
+
+def test_spectrum_entropy_refuses_negative_eigenvalues_beyond_round_off():
+  with pytest.raises(ValueError, match="eigenvalues must be >= 0"):
+    spectral.spectrum_entropy(jnp.array([[1.0, 1.0], [1.0, -0.5]]))  # one spectrum of two
+
+
+def test_spectrum_entropy_counts_round_off_negatives_as_zero():
+  np.testing.assert_allclose(spectral.spectrum_entropy(jnp.array([1.0, 1.0, -1e-7])),
+                             np.log(2), rtol=1e-6)
+
+
+@pytest.mark.parametrize("k", [1.5, 2.0, np.float32(2), True, "2", jnp.ones(2, int)])
+def test_fourier_losses_refuse_a_num_frequencies_that_is_not_an_integer(k):
+  p = 5
+  with pytest.raises(ValueError, match="num_frequencies must be an integer scalar"):
+    progress.fourier_losses(jnp.ones((p * p, p)), jnp.ones(p * p, bool), num_frequencies=k)
+
+
+def test_fourier_losses_refuse_a_traced_float_num_frequencies_at_trace_time():
+  p = 5
+  call = jax.jit(lambda k: progress.fourier_losses(jnp.ones((p * p, p)), jnp.ones(p * p, bool),
+                                                   num_frequencies=k))
+  with pytest.raises(ValueError, match="num_frequencies must be an integer scalar"):
+    call(jnp.float32(2))
+  assert np.isfinite(call(jnp.int32(2))["restricted_loss"])  # traced ints still sweep
+
+
+@pytest.mark.parametrize("call, match", [
+    (lambda: info.label_entropies("abcd", np.eye(2), np.array([0, 0, 1, 1])),
+     "z must be an array, got str"),
+    (lambda: progress.weight_norm("abc"), "params must be an array, got str"),
+    (lambda: progress.weight_norm({"w": np.ones(2), "name": "abc"}),
+     r"params\['name'\] must be an array, got str"),
+])
+def test_strings_are_refused_naming_the_argument(call, match):
+  with pytest.raises(ValueError, match=match):
+    call()
+
+
+# --- issue 39 item 5: jit traps ---
+
+JZ = (np.eye(4)[np.arange(40) % 4] * 3 + RNG.normal(size=(40, 4))).astype(np.float32)
+JY = np.arange(40) % 4
+JHEAD = RNG.normal(size=(4, 4)).astype(np.float32)  # d == C: a transposed head fits too
+
+
+def _assert_same_metrics(got, want, rtol=1e-5):
+  assert got.keys() == want.keys()
+  for key in want:
+    np.testing.assert_allclose(got[key], want[key], rtol=rtol, atol=1e-6, err_msg=key)
+
+
+def test_jitted_entry_points_take_static_options():
+  want = collapse.collapse_metrics(JZ, JY, num_classes=4, head=JHEAD, joint_entropy=False)
+  got = collapse.collapse_metrics_jit(JZ, JY, num_classes=4, head=JHEAD, joint_entropy=False)
+  _assert_same_metrics(got, want)
+  assert "mir" not in got
+  stats = class_stats(JZ, JY, num_classes=4)
+  _assert_same_metrics(
+      collapse.collapse_metrics_from_stats_jit(stats, head=JHEAD, joint_entropy=False, tile_size=2),
+      collapse.collapse_metrics_from_stats(stats, head=JHEAD, joint_entropy=False))
+
+
+def test_a_traced_joint_entropy_flag_is_named():
+  recipe = jax.jit(collapse.collapse_metrics, static_argnames="num_classes")  # README before
+  with pytest.raises(ValueError, match="joint_entropy must be a Python bool .*static_argnames"):
+    recipe(JZ, JY, num_classes=4, head=JHEAD, joint_entropy=False)
+
+
+@pytest.mark.parametrize("name", ["collapse_metrics", "label_entropies", "cross_entropy"])
+def test_labels_of_masked_rows_may_be_anything(name):
+  mask = np.arange(40) % 5 != 0
+  junk = np.where(mask, JY, np.where(np.arange(40) % 2, -1, 99))
+  call = {"collapse_metrics": lambda z, y, m: collapse.collapse_metrics(
+              z, y, num_classes=4, head=JHEAD, mask=m),
+          "label_entropies": lambda z, y, m: info.label_entropies(z, JHEAD, y, mask=m),
+          "cross_entropy": lambda z, y, m: losses.cross_entropy(z, y, mask=m)}[name]
+  got, want = call(JZ, junk, mask), call(JZ[mask], JY[mask], None)
+  for g, w in zip(jax.tree.leaves(got), jax.tree.leaves(want), strict=True):
+    np.testing.assert_allclose(g, w, rtol=1e-5, atol=1e-6)
+
+
+def test_unmasked_out_of_range_labels_are_dropped_under_jit():
+  y = JY.copy()
+  y[[3, 17]] = [7, -1]
+  keep = np.ones(40, bool)
+  keep[[3, 17]] = False
+  got = collapse.collapse_metrics_jit(JZ, y, num_classes=4, head=JHEAD)
+  want = collapse.collapse_metrics(JZ, JY, num_classes=4, head=JHEAD, mask=keep)
+  _assert_same_metrics(got, want)
+
+
+@pytest.mark.parametrize("label, masked, reported", [
+    (7, False, True), (-1, False, True), (7, True, False), (-1, True, False), (2, False, False)])
+def test_checkify_index_checks_report_exactly_the_unmasked_out_of_range_labels(
+    label, masked, reported):
+  from jax.experimental import checkify
+
+  y = JY.copy()
+  y[3] = label
+  mask = np.arange(40) != 3 if masked else None
+  checked = jax.jit(checkify.checkify(
+      lambda z, y, m: collapse.collapse_metrics(z, y, num_classes=4, mask=m),
+      errors=checkify.index_checks))
+  error, _ = checked(JZ, y, mask)
+  assert (error.get() is not None) == reported, error.get()
+  if reported:
+    assert "out-of-bounds" in error.get()
+
+
+KERNEL_CALLS = {
+    "nc2": lambda s, w: collapse.nc2(s, **w),
+    "nc3": lambda s, w: collapse.nc3(s, **w),
+    "unc3": lambda s, w: collapse.unc3(s, **w),
+    "nc4": lambda s, w: collapse.nc4(s, JZ, **w),
+    "nci_score": lambda s, w: ood.nci_score(s, JZ + 1, **w),
+    "collapse_metrics_from_stats": lambda s, w: collapse.collapse_metrics_from_stats(s, **w),
+    "collapse_metrics": lambda s, w: collapse.collapse_metrics(JZ, JY, num_classes=4, **w),
+    "collapse_metrics_jit": lambda s, w: collapse.collapse_metrics_jit(JZ, JY, num_classes=4,
+                                                                       **w),
+}
+
+
+@pytest.mark.parametrize("name", KERNEL_CALLS)
+def test_a_flax_kernel_passed_as_kernel_equals_its_head(name):
+  stats, call = class_stats(JZ, JY, num_classes=4), KERNEL_CALLS[name]
+  got, want = call(stats, {"kernel": JHEAD.T}), call(stats, {"head": JHEAD})
+  for g, w in zip(jax.tree.leaves(got), jax.tree.leaves(want), strict=True):
+    np.testing.assert_allclose(g, w, rtol=1e-6)
+
+
+@pytest.mark.parametrize("weights, match", [
+    ({"head": JHEAD, "kernel": JHEAD.T}, r"give head \(C, d\) or kernel \(d, C\), not both"),
+    ({"kernel": JHEAD[:, :3]}, r"kernel must have shape \(4, 4\) \(d, C: Flax's Dense"),
+    ({}, r"head \(C, d\) \(or a Flax kernel \(d, C\) as kernel=\) is required"),
+])
+def test_head_and_kernel_are_one_or_the_other(weights, match):
+  with pytest.raises(ValueError, match=match):
+    collapse.nc3(class_stats(JZ, JY, num_classes=4), **weights)
