@@ -192,6 +192,8 @@ CALLS = {
     "effective_rank": lambda b: ncjax.effective_rank(b.z, mask=b.mask),
     "collapse_metrics": lambda b: ncjax.collapse_metrics(
         b.z, b.y, num_classes=b.c, head=b.head(), mask=b.mask),
+    "collapse_metrics(kernel=)": lambda b: ncjax.collapse_metrics(
+        b.z, b.y, num_classes=b.c, kernel=b.head().T, mask=b.mask, joint_entropy=False),
     "collapse_metrics_from_stats": lambda b: ncjax.collapse_metrics_from_stats(
         _stats(b), head=b.head()),
     "nci_score": lambda b: ncjax.nci_score(_stats(b), b.z + 1, head=b.head(), alpha=0.1),
@@ -226,6 +228,8 @@ CALLS = {
     "weight_norm": lambda b: progress.weight_norm({"z": b.z, "z2": b.z2}),
     "psd_eigvalsh": lambda b: spectral.psd_eigvalsh(_kernel(b.z, rows=False)),
     "psd_entropy": lambda b: spectral.psd_entropy(_kernel(b.z, rows=False)),
+    "sharding.eigvalsh": lambda b: ncjax.sharding.eigvalsh(_kernel(b.z, rows=False)[None],
+                                                           _mesh()),
     "spectrum_entropy": lambda b: spectral.spectrum_entropy(jnp.abs(b.z[..., 0])),
 }
 
@@ -234,7 +238,7 @@ CALLS = {
 # output is dimensionless (nats, ratios, losses: also 5e-5 absolute, about twice the
 # float32 round-off n eps log(1/eps) of the entropy of a 24 x 24 kernel).
 SCALED = ("class_stats", "class_stats(mesh=)", "ClassStats.update", "ClassStats.merge",
-          "hadamard_features", "psd_eigvalsh", "weight_norm", "nci_score")
+          "hadamard_features", "psd_eigvalsh", "sharding.eigvalsh", "weight_norm", "nci_score")
 # A norm of NaN or Inf parameters is NaN or Inf: the trainer logs it as measured.
 PROPAGATES = ("weight_norm",)
 NON_FINITE = ("NaN", "Inf", "NaN in a masked row")
@@ -244,7 +248,8 @@ NON_FINITE = ("NaN", "Inf", "NaN in a masked row")
 # over classes) meet these cases only: the test suite's time.
 SOME_CASES = ("base", "half masked", "one row", "NaN", "int mask", "label = C", "one class",
               "scale 1e30", "offset 1e5")
-COSTLY = ("class_stats(mesh=)", "matrix_entropy(mesh=)", "joint_entropy_slq", "cma_loss")
+COSTLY = ("class_stats(mesh=)", "matrix_entropy(mesh=)", "joint_entropy_slq", "cma_loss",
+          "sharding.eigvalsh")
 
 
 def cases_of(name: str) -> tuple[str, ...]:
