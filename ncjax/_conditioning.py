@@ -16,7 +16,16 @@ TOLERANCE = 1e-3
 
 
 class ConditioningWarning(UserWarning):
-  """A metric's estimated round-off error exceeds ``ncjax.TOLERANCE`` (1e-3)."""
+  """A metric's estimated round-off error exceeds ``ncjax.TOLERANCE`` (1e-3).
+
+  >>> import warnings, numpy as np, ncjax
+  >>> x = np.random.default_rng(0).normal(size=(512, 16))
+  >>> with warnings.catch_warnings(record=True) as caught:  # H(G(x + 100)) is 1e-3 nats
+  ...   warnings.simplefilter("always")
+  ...   _ = ncjax.mir(np.float32(x + 100), np.float32(x))
+  >>> caught[0].category.__name__
+  'ConditioningWarning'
+  """
 
 
 def warn_if_inaccurate(error: jax.Array, what: str, cause: str,
