@@ -4,7 +4,7 @@ Importing ncjax has no side effects (no XLA flags, no matplotlib backend): the C
 the test conftest set those for their processes.
 """
 
-from ncjax import losses, optim, progress, sharding, spectral
+from ncjax import baselines, losses, optim, progress, sharding, spectral
 from ncjax.collapse import (
     cdnv,
     collapse_metrics,
@@ -50,5 +50,5 @@ __all__ = [
     # kernels
     "cosine_gram", "hadamard_features", "normalize_rows",
     # modules
-    "losses", "optim", "progress", "sharding", "spectral",
+    "baselines", "losses", "optim", "progress", "sharding", "spectral",
 ]
