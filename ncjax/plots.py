@@ -112,14 +112,16 @@ def grid(records: list[dict], path: str, title: str = "", columns: int = 4) -> N
 
 def overlay(logs: dict[str, list[dict]], keys, path: str, title: str = "") -> None:
   """One panel per key against step (log axis), one line (median and band over seeds)
-  per run of ``logs`` (run name -> records); keys a run did not log are left out."""
+  per run of ``logs`` (run name -> records), with its chance band and ETF value where
+  logged; keys a run did not log are left out."""
   fig, axes = plt.subplots(len(keys), 1, figsize=(7, 1.9 * len(keys) + 0.6), sharex=True,
                            squeeze=False)
   for ax, key in zip(axes[:, 0], keys):
     for name, records in logs.items():
       rows = [r for r in records if key in r]
       if rows:
-        _band(ax, [max(r["step"], 1) for r in rows], [r[key] for r in rows], name)
+        _references(ax, rows, key, _band(ax, [max(r["step"], 1) for r in rows],
+                                         [r[key] for r in rows], name))
     ax.set_ylabel(key, fontsize=8)
     ax.set_xscale("log")
     ax.grid(alpha=0.3)
