@@ -43,15 +43,17 @@ REFERENCES = ("_null", "_null_std", "_etf")  # the evaluator's suffixes (ncjax.b
 
 
 def _references(ax, records: list[dict], key: str, colour: str) -> None:
-  """The chance level of ``key`` as a hatched band, mean +- 2 std over the null's draws
-  (median over seeds), and its simplex-ETF value as a dashed line, where logged."""
+  """The chance level of ``key``: its mean (dash-dot) in a band of +- 2 std over the
+  null's draws (median over seeds); and its simplex-ETF value (dashed); where logged."""
   if f"{key}_null" in records[0]:
     rows = [r for r in records if f"{key}_null" in r]
+    steps = [max(r["step"], 1) for r in rows]
     median = lambda name: np.array([np.median(r[name]) for r in rows])
     mean, std = median(f"{key}_null"), median(f"{key}_null_std")
-    ax.fill_between([max(r["step"], 1) for r in rows], mean - 2 * std, mean + 2 * std,
-                    facecolor="none", edgecolor=colour, hatch="///", linewidth=0, alpha=0.6,
-                    label=f"{key} chance (+-2 sd)")
+    ax.plot(steps, mean, color=colour, linestyle="-.", linewidth=0.8,
+            label=f"{key} chance (+-2 sd)")
+    ax.fill_between(steps, mean - 2 * std, mean + 2 * std, color=colour, alpha=0.25,
+                    linewidth=0)
   if f"{key}_etf" in records[-1]:
     ax.axhline(np.median(records[-1][f"{key}_etf"]), color=colour, linestyle="--",
                linewidth=1, label=f"{key} simplex ETF")
