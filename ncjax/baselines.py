@@ -48,8 +48,8 @@ def summarize(values: dict) -> dict:
   last axis (a leading axis of states is kept).
 
   >>> import numpy as np
-  >>> summarize({"mir": np.array([0.5, 0.7])})
-  {'mir_null': np.float64(0.6), 'mir_null_std': np.float64(0.1)}
+  >>> {k: round(float(v), 4) for k, v in summarize({"mir": np.array([0.5, 0.7])}).items()}
+  {'mir_null': 0.6, 'mir_null_std': 0.1}
   """
   out = {}
   for name, v in values.items():
