@@ -4,7 +4,7 @@ Importing ncjax has no side effects (no XLA flags, no matplotlib backend): the C
 the test conftest set those for their processes.
 """
 
-from ncjax import losses, optim, progress, sharding, spectral
+from ncjax import baselines, losses, optim, progress, sharding, spectral
 from ncjax._conditioning import TOLERANCE, ConditioningWarning
 from ncjax.collapse import (
     cdnv,
@@ -56,5 +56,5 @@ __all__ = [
     # numerics: the error budget and the warning when an estimate exceeds it
     "TOLERANCE", "ConditioningWarning",
     # modules
-    "losses", "optim", "progress", "sharding", "spectral",
+    "baselines", "losses", "optim", "progress", "sharding", "spectral",
 ]

@@ -25,22 +25,44 @@ def first_step(records: list[dict], key: str, threshold: float) -> int | None:
   return next((r["step"] for r in records if np.min(r[key]) >= threshold), None)
 
 
-def _band(ax, steps, values, label, **style):
-  """A line, plus a min-max band across seeds when values are (T, S)."""
+def _band(ax, steps, values, label, **style) -> str:
+  """A line, plus a min-max band across seeds when values are (T, S); returns its colour."""
   values = np.asarray(values, float)
   if values.ndim == 2 and values.shape[1] == 1:
     values = values[:, 0]
   if values.ndim == 1:
-    ax.plot(steps, values, label=label, **style)
-    return
+    line, = ax.plot(steps, values, label=label, **style)
+    return line.get_color()
   line, = ax.plot(steps, np.median(values, 1), label=f"{label} (median of {values.shape[1]})",
                   **style)
   ax.fill_between(steps, values.min(1), values.max(1), color=line.get_color(), alpha=0.2)
+  return line.get_color()
+
+
+REFERENCES = ("_null", "_null_std", "_etf")  # the evaluator's suffixes (ncjax.baselines)
+
+
+def _references(ax, records: list[dict], key: str, colour: str) -> None:
+  """The chance level of ``key``: its mean (dash-dot) in a band of +- 2 std over the
+  null's draws (median over seeds); and its simplex-ETF value (dashed); where logged."""
+  if f"{key}_null" in records[0]:
+    rows = [r for r in records if f"{key}_null" in r]
+    steps = [max(r["step"], 1) for r in rows]
+    median = lambda name: np.array([np.median(r[name]) for r in rows])
+    mean, std = median(f"{key}_null"), median(f"{key}_null_std")
+    ax.plot(steps, mean, color=colour, linestyle="-.", linewidth=0.8,
+            label=f"{key} chance (+-2 sd)")
+    ax.fill_between(steps, mean - 2 * std, mean + 2 * std, color=colour, alpha=0.25,
+                    linewidth=0)
+  if f"{key}_etf" in records[-1]:
+    ax.axhline(np.median(records[-1][f"{key}_etf"]), color=colour, linestyle="--",
+               linewidth=1, label=f"{key} simplex ETF")
 
 
 def curves(records: list[dict], path: str, title: str = "") -> None:
   """Accuracy, NC1 and VCI (log scale), and MIR/HDR against step (log axis), with the
-  steps where train accuracy first reaches 100% and test accuracy 95% marked."""
+  steps where train accuracy first reaches 100% and test accuracy 95% marked, each
+  metric's chance band and simplex-ETF value where logged (:func:`_references`)."""
   steps = [max(r["step"], 1) for r in records]
   panels = (("accuracy", ("train/accuracy", "test/accuracy"), "linear"),
             ("collapse", ("collapse/nc1", "collapse/vci", "test_collapse/nc1",
@@ -52,8 +74,9 @@ def curves(records: list[dict], path: str, title: str = "") -> None:
   for ax, (label, keys, yscale) in zip(axes, panels):
     for key in keys:
       if key in records[0]:
-        _band(ax, steps, [r[key] for r in records], key,
-              linestyle=":" if key.startswith(("sample", "test_")) else "-")
+        colour = _band(ax, steps, [r[key] for r in records], key,
+                       linestyle=":" if key.startswith(("sample", "test_")) else "-")
+        _references(ax, records, key, colour)
     for step, style in marks.values():
       if step is not None:
         ax.axvline(max(step, 1), color="k", linestyle=style, linewidth=1)
@@ -61,7 +84,7 @@ def curves(records: list[dict], path: str, title: str = "") -> None:
     ax.set_yscale(yscale)
     ax.set_ylabel(label)
     ax.grid(alpha=0.3)
-    ax.legend(fontsize=8)
+    ax.legend(fontsize=6, ncol=2)
   axes[-1].set_xlabel("step")
   shown = [f"{name} at step {step} ({'dotted' if style == ':' else 'dashed'})"
            for name, (step, style) in marks.items() if step is not None]
@@ -70,14 +93,16 @@ def curves(records: list[dict], path: str, title: str = "") -> None:
 
 
 def grid(records: list[dict], path: str, title: str = "", columns: int = 4) -> None:
-  """One small panel per logged key against step (log axis); median and band for seeds."""
-  keys = [k for k in records[0] if k != "step"]
+  """One small panel per logged key against step (log axis); median and band for seeds;
+  a key's chance band and simplex-ETF value in its panel (:func:`_references`)."""
+  keys = [k for k in records[0] if k != "step" and not any(
+      k.endswith(suffix) and k[:-len(suffix)] in records[0] for suffix in REFERENCES)]
   rows = -(-len(keys) // columns)
   fig, axes = plt.subplots(rows, columns, figsize=(3.2 * columns, 2.4 * rows), sharex=True,
                            squeeze=False)
   steps = [max(r["step"], 1) for r in records]
   for ax, key in zip(axes.flat, keys):
-    _band(ax, steps, [r[key] for r in records], key)
+    _references(ax, records, key, _band(ax, steps, [r[key] for r in records], key))
     ax.set_title(key, fontsize=9)
     ax.set_xscale("log")
     ax.grid(alpha=0.3)
@@ -89,14 +114,16 @@ def grid(records: list[dict], path: str, title: str = "", columns: int = 4) -> N
 
 def overlay(logs: dict[str, list[dict]], keys, path: str, title: str = "") -> None:
   """One panel per key against step (log axis), one line (median and band over seeds)
-  per run of ``logs`` (run name -> records); keys a run did not log are left out."""
+  per run of ``logs`` (run name -> records), with its chance band and ETF value where
+  logged; keys a run did not log are left out."""
   fig, axes = plt.subplots(len(keys), 1, figsize=(7, 1.9 * len(keys) + 0.6), sharex=True,
                            squeeze=False)
   for ax, key in zip(axes[:, 0], keys):
     for name, records in logs.items():
       rows = [r for r in records if key in r]
       if rows:
-        _band(ax, [max(r["step"], 1) for r in rows], [r[key] for r in rows], name)
+        _references(ax, rows, key, _band(ax, [max(r["step"], 1) for r in rows],
+                                         [r[key] for r in rows], name))
     ax.set_ylabel(key, fontsize=8)
     ax.set_xscale("log")
     ax.grid(alpha=0.3)

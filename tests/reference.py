@@ -128,8 +128,10 @@ def nc3(h, y, num_classes, head):
   return np.sum((w / np.linalg.norm(w) - s["m"] / np.linalg.norm(s["m"])) ** 2)
 
 
-def nc4(h, y, num_classes, head, bias):
-  s = class_moments(h, y, num_classes)
+def nc4(h, y, num_classes, head, bias, centres=None):
+  """Disagreement of argmax(W h + b) with the nearest class mean: of ``centres`` (h_c, y_c),
+  e.g. the train split's features, or by default of (h, y) itself."""
+  s = class_moments(*(centres or (h, y)), num_classes)
   h = np.asarray(h, np.float64)
   network = np.argmax(h @ np.asarray(head, np.float64).T + bias, 1)
   dist = ((h[:, None, :] - s["means"][None]) ** 2).sum(-1)

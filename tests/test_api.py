@@ -362,8 +362,8 @@ def test_jitted_call_errors_at_trace_time_or_equals_eager(name, case):
 def test_every_public_callable_has_a_runnable_example():
   """Each callable of ``ncjax.__all__`` and of the public modules shows its call."""
   missing = []
-  for module in (ncjax, ncjax.losses, ncjax.optim, ncjax.progress, ncjax.spectral,
-                 ncjax.sharding, ncjax.kernels, ncjax.stats):
+  for module in (ncjax, ncjax.baselines, ncjax.losses, ncjax.optim, ncjax.progress,
+                 ncjax.spectral, ncjax.sharding, ncjax.kernels, ncjax.stats):
     for name in module.__all__:
       obj = getattr(module, name)
       if callable(obj) and ">>>" not in (obj.__doc__ or ""):

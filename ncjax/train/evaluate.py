@@ -8,14 +8,23 @@ Keys (defined here, used by every task, the logs, the plots and ``ncjax analyze`
 - ``sample/mir, sample/hdr, sample/entropy_features, sample/entropy_head``: features z_i
   against their head rows w_{y_i} on a fixed subset of train samples;
 - ``weights/norm``: the global L2 norm of the parameters (a progress measure);
+- chance levels (:mod:`ncjax.baselines`) beside the metrics, ``<key>_null`` (mean over
+  draws) and ``<key>_null_std``: under both collapse prefixes the head-vs-means metrics
+  of independent Gaussian head rows and means (``baselines.GAUSSIAN_KEYS``: mir, hdr,
+  entropies, mi, nc3, unc3) and the collapse metrics of the split's features with its
+  labels permuted within each batch (``baselines.PERMUTATION_KEYS``: nc1, vci, cdnv, NC2
+  of the means, gnc2; :data:`NULL_DRAWS` permutations), and ``sample/<name>_null`` of
+  Gaussian z_i and w_{y_i} with the sample's class counts; ``<key>_etf`` the value at a
+  simplex ETF (``baselines.ETF_KEYS``, C >= 3);
 - with layer metrics, ``layer<i>/<name>`` for the train split's features after block i
   (1, 2, ...; pooled, see ``ncjax.models.vision``), ``<name>`` in :data:`LAYER_KEYS`;
 - a task may add its own (the grokking task's ``fourier/*``).
 
 A pass accumulates, per split, :class:`SplitSums` (ClassStats plus loss and accuracy
-sums); a second pass
-counts the NC4 disagreements against the split's own class means. Both are jitted per
-batch and vmapped over the leading axis of the states (seeds, or snapshots x seeds).
+sums); a second pass counts the NC4 disagreements against the TRAIN split's class means
+(Papyan et al.: the network's decision against the nearest training class centre; for
+the test split too). Both are jitted per batch and vmapped over the leading axis of the
+states (seeds, or snapshots x seeds).
 """
 
 from __future__ import annotations
@@ -26,9 +35,10 @@ from collections.abc import Callable, Iterable
 import flax.struct
 import jax
 import jax.numpy as jnp
+import numpy as np
 from jax.sharding import Mesh
 
-from ncjax import collapse, info, losses, progress
+from ncjax import baselines, collapse, info, losses, progress
 from ncjax.data import Batch
 from ncjax.models import head_weights
 from ncjax.models.vision import LAYERS
@@ -45,6 +55,7 @@ def keyed(prefix: str, values: dict) -> dict:
 
 
 LAYER_KEYS = ("nc1", "vci", "cdnv", "entropy_means", "effective_rank")
+NULL_DRAWS = 8  # label permutations per split, each a ClassStats beside the real one
 
 
 def _forward(state: TrainState, inputs: jax.Array):
@@ -61,26 +72,33 @@ def _forward_layers(state: TrainState, inputs: jax.Array):
 @flax.struct.dataclass
 class SplitSums:
   """A split's running sums, per state: ClassStats of the features (and of each
-  layer's pooled output, an empty tuple when layers are not measured), the summed loss
-  and the count of correct predictions. ``empty`` / ``update`` / ``compute``."""
+  layer's pooled output, an empty tuple when layers are not measured), the summed loss,
+  the count of correct predictions, and (NULL_DRAWS,)-stacked ClassStats of the features
+  with permuted labels. ``empty`` / ``update`` / ``compute``."""
 
   stats: ClassStats
   loss: jax.Array
   correct: jax.Array
+  null: ClassStats
   layers: tuple[ClassStats, ...] = ()
 
   @classmethod
   def empty(cls, num_classes: int, dim: int, layer_dims: tuple[int, ...] = ()) -> "SplitSums":
     empty = lambda d: ClassStats.empty(num_classes=num_classes, dim=d)
-    return cls(empty(dim), jnp.float32(0), jnp.float32(0), tuple(map(empty, layer_dims)))
+    null = jax.tree.map(lambda x: jnp.broadcast_to(x, (NULL_DRAWS, *x.shape)), empty(dim))
+    return cls(empty(dim), jnp.float32(0), jnp.float32(0), null, tuple(map(empty, layer_dims)))
 
   def update(self, batch: Batch, logits, features, layers=()) -> "SplitSums":
-    """Adds one batch's forward pass: logits (n, C), features (n, d), layers (n, d_i)."""
+    """Adds one batch's forward pass: logits (n, C), features (n, d), layers (n, d_i).
+    Draw r permutes the labels within the batch by key r (the same every batch)."""
     n = jnp.sum(batch.mask)
+    permuted = lambda key, s: s.update(
+        features, baselines.permuted_labels(key, batch.labels, batch.mask), batch.mask)
     return SplitSums(
         stats=self.stats.update(features, batch.labels, batch.mask),
         loss=self.loss + losses.cross_entropy(logits, batch.labels, mask=batch.mask) * n,
         correct=self.correct + jnp.sum((jnp.argmax(logits, -1) == batch.labels) & batch.mask),
+        null=jax.vmap(permuted)(jax.random.split(jax.random.key(0), NULL_DRAWS), self.null),
         layers=tuple(s.update(x, batch.labels, batch.mask)
                      for s, x in zip(self.layers, layers, strict=True)))
 
@@ -89,6 +107,7 @@ class SplitSums:
     ``accuracy``) given the head (C, d) and the NC4 disagreement count."""
     out = collapse.collapse_metrics_from_stats(self.stats, head=head)
     out["nc4"] = disagreements / self.stats.total
+    out |= baselines.summarize(jax.vmap(baselines.permutation_metrics)(self.null))
     for i, s in enumerate(self.layers):
       layer = collapse.collapse_metrics_from_stats(s)
       out |= keyed(f"layer{i + 1}", {k: layer[k] for k in LAYER_KEYS})
@@ -103,7 +122,8 @@ def _accumulate(state: TrainState, batch: Batch, sums: SplitSums) -> SplitSums:
 
 
 def _nc4_count(state: TrainState, batch: Batch, stats: ClassStats) -> jax.Array:
-  """NC4 disagreements in a batch, the network's predictions from its own logits."""
+  """NC4 disagreements in a batch against the class means of ``stats`` (the train
+  split's), the network's predictions from its own logits."""
   logits, features = _forward(state, batch.inputs)
   return collapse.nc4(stats, features, logits=logits, mask=batch.mask) * jnp.sum(batch.mask)
 
@@ -157,6 +177,21 @@ def make_evaluator(num_classes: int, mesh: Mesh, data_axis: int | None, layers: 
                            tuple(x.shape[-1] for x in shapes[2]) if with_layers else ())
     return jax.tree.map(lambda x: jnp.broadcast_to(x, (size, *x.shape)), (sums, jnp.float32(0)))
 
+  def host_nulls(sample: Batch, dim: int, size: int) -> dict:
+    """The shape-only chance levels (cached per shape) and ETF values, (size,) each."""
+    labels, mask = meshes.fetch((sample.labels, sample.mask))
+    counts = lambda y, m: tuple(np.bincount(y[m], minlength=num_classes).tolist())
+    rows = ([counts(y, m) for y, m in zip(labels, mask)] if data_axis == 0
+            else [counts(labels, mask)] * size)
+    per_state = [baselines.sample_null(counts=c, dim=dim) for c in rows]
+    out = keyed("sample", {k: np.array([r[k] for r in per_state]) for k in per_state[0]})
+    if num_classes >= 3:
+      means = baselines.gaussian_null(num_classes=num_classes, dim=dim)
+      means |= baselines.simplex_etf(num_classes)
+      for prefix in SPLITS.values():
+        out |= keyed(prefix, {k: np.full(size, v, np.float32) for k, v in means.items()})
+    return meshes.put(jax.tree.map(np.float32, out), everywhere)
+
   def evaluate(states: TrainState, splits: dict[str, Callable[[], Iterable[Batch]]],
                sample: Batch) -> dict:
     out = {}
@@ -166,13 +201,16 @@ def make_evaluator(num_classes: int, mesh: Mesh, data_axis: int | None, layers: 
         if sums is None:
           sums, disagreements = start(states, batch, layers and split == "train")
         sums = accumulate(states, batch, sums)
+      if split == "train":
+        centres = sums.stats  # NC4 of every split: against the training class means
       for batch in splits[split]():
-        disagreements = count_nc4(states, batch, sums.stats, disagreements)
+        disagreements = count_nc4(states, batch, centres, disagreements)
       metrics = summarise(states, sums, disagreements)
       loss, accuracy = metrics.pop("loss"), metrics.pop("accuracy")
       by_layer = {k: metrics.pop(k) for k in list(metrics) if k.startswith("layer")}
       out |= {f"{split}/loss": loss, f"{split}/accuracy": accuracy, **keyed(prefix, metrics),
               **by_layer}
-    return out | samples(states, sample) | {"weights/norm": norms(states.params)}
+    nulls = host_nulls(sample, sums.stats.dim, len(out["train/loss"]))
+    return out | samples(states, sample) | nulls | {"weights/norm": norms(states.params)}
 
   return evaluate
