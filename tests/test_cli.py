@@ -4,6 +4,7 @@ exit, and a run directory that is byte-for-byte unchanged."""
 import json
 import os
 import re
+import shutil
 import subprocess
 import sys
 
@@ -59,6 +60,28 @@ def test_misuse_is_one_line_and_leaves_the_run_untouched(existing, name, extra, 
   assert 1 <= len(lines) <= 2 and lines[0].startswith("ncjax: "), result.stderr[-2000:]
   assert any(re.search(message, line) for line in lines), lines
   assert tree_digest(existing) == before
+
+
+def test_resume_with_a_changed_model_is_refused_and_moves_nothing(existing):
+  before = tree_digest(existing)
+  result = run(*train_args(existing, "--config.model.kwargs.hidden_dim=48",
+                           "--allow_change=model.kwargs.hidden_dim"))
+  assert result.returncode == 2, result.stderr[-2000:]
+  assert re.search(r"another model .*: params/Dense_0/bias is \(1, 32\) there, \(1, 48\) here",
+                   result.stderr), result.stderr[-2000:]
+  assert tree_digest(existing) == before
+
+
+def test_analyze_of_a_changed_model_names_it_not_corrupt(existing, tmp_path):
+  shutil.copytree(existing, tmp_path / "run")
+  config = json.load(open(tmp_path / "run" / "config.json"))
+  config["model"]["kwargs"]["hidden_dim"] = 48
+  (tmp_path / "run" / "config.json").write_text(json.dumps(config))
+  before = tree_digest(tmp_path / "run")
+  result = run("analyze", str(tmp_path / "run"))
+  assert result.returncode == 2, result.stderr[-2000:]
+  assert "another model" in result.stderr and "corrupt" not in result.stderr, result.stderr
+  assert tree_digest(tmp_path / "run") == before
 
 
 def test_unwritable_workdir_is_one_line(tmp_path):

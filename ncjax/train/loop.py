@@ -120,7 +120,7 @@ def train(task, workdir: str, *, overwrite: bool = False,
   state = create_states(config, task.model, task.example_inputs, task.mesh)
   if config.init_from:  # checked before the run directory is touched
     state = transplant(state, checkpoints.restore_weights(config.init_from), task.mesh)
-  schedule = rundir.prepare(config, workdir, overwrite, tuple(allow_changes))
+  schedule = rundir.prepare(config, workdir, overwrite, tuple(allow_changes), like=state)
   mngr = checkpoints.manager(workdir, schedule, config.checkpoint_every,
                              config.keep_checkpoints)
   start, state = _resume(mngr, state, workdir)

@@ -70,19 +70,23 @@ def load_config(workdir: str) -> ml_collections.ConfigDict:
 
 
 def prepare(config: ml_collections.ConfigDict, workdir: str, overwrite: bool = False,
-            allow_changes: tuple[str, ...] = ()) -> list[int]:
+            allow_changes: tuple[str, ...] = (), like=None) -> list[int]:
   """Makes ``workdir`` ready for ``config``; returns the trajectory snapshot steps.
 
   A new directory gets config.json and schedule.json. An existing run is resumed only if
   its config equals ``config`` up to RESUMABLE_CHANGES and ``allow_changes`` (e.g. a
   smaller ``lr`` after a NaN stop; ``steps`` may grow, and the snapshot schedule is
   extended, never shrunk); otherwise RunDirError names the differing keys. A key the
-  stored config lacks (added to ncjax since) counts as its default. ``overwrite``
-  deletes the run's outputs first.
+  stored config lacks (added to ncjax since) counts as its default. ``like``: the new
+  state (or its shapes); checkpoints of another model raise
+  :class:`ncjax.train.checkpoints.ModelMismatch`. ``overwrite`` deletes the run's
+  outputs first.
   """
   config_path = os.path.join(workdir, "config.json")
   if not overwrite:  # every process reads the same files and reaches the same verdict
     _check_resumable(config, workdir, allow_changes)
+    if like is not None:
+      checkpoints.check_model(workdir, like)
   meshes.barrier("ncjax.rundir.checked")  # nobody writes before every process has read
   schedule_path = os.path.join(workdir, "schedule.json")
   if meshes.is_writer():
