@@ -114,6 +114,52 @@ def test_usage_errors(tmp_path):
   assert "not an ncjax run directory" in result.stderr
 
 
+@pytest.mark.parametrize("flag", ["--help", "-h"])
+def test_help_lists_the_subcommands_and_their_flags(flag):
+  result = run(flag)
+  assert result.returncode == 0, result.stderr[-2000:]
+  for word in ("train", "study", "analyze", "--workdir", "--allow_change", "--split"):
+    assert word in result.stdout
+
+
+def test_train_help_lists_the_config_keys_with_defaults_and_comments():
+  result = run("train", "--help")
+  assert result.returncode == 0, result.stderr[-2000:]
+  assert "--overwrite" in result.stdout
+  assert "  lr = 0.001  # peak learning rate" in result.stdout.splitlines()
+
+
+def test_train_help_shows_the_config_files_own_defaults():
+  result = run("train", "--config", os.path.join(ROOT, "experiments", "digits.py"), "-h")
+  assert result.returncode == 0, result.stderr[-2000:]
+  assert re.search(r"^  model.name = 'cnn'", result.stdout, re.M), result.stdout
+
+
+def test_study_help_lists_the_study_configs_keys():
+  result = run("study", "--help", "--config",
+               os.path.join(ROOT, "experiments", "vci_transfer.py"))
+  assert result.returncode == 0, result.stderr[-2000:]
+  assert re.search(r"^  runs\.base\.", result.stdout, re.M), result.stdout
+
+
+def test_analyze_help_names_its_flags():
+  result = run("analyze", "--help")
+  assert result.returncode == 0, result.stderr[-2000:]
+  assert "--metrics" in result.stdout and "--chunk_size" in result.stdout
+
+
+def test_analyze_takes_the_run_directory_as_workdir_too(existing, tmp_path):
+  shutil.copytree(existing, tmp_path / "run")
+  result = run("analyze", "--workdir", str(tmp_path / "run"))
+  assert result.returncode == 0, result.stderr[-2000:]
+  assert os.path.exists(tmp_path / "run" / "analysis.train.jsonl")
+
+
+def test_analyze_refuses_two_different_run_directories(tmp_path):
+  result = run("analyze", str(tmp_path / "a"), "--workdir", str(tmp_path / "b"))
+  assert result.returncode == 2 and "usage: ncjax" in result.stderr
+
+
 def test_study_and_train_refuse_each_others_configs(tmp_path):
   study = run("study", "--config", os.path.join(ROOT, "experiments", "grokking.py"),
               "--workdir", str(tmp_path / "s"))

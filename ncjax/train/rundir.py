@@ -38,11 +38,12 @@ def write_atomic(path: str, text: str) -> None:
   os.replace(tmp, path)
 
 
-def _flat(tree: dict, prefix: str = "") -> dict:
+def flat(tree: dict, prefix: str = "") -> dict:
+  """{"a.b": value} of a nested dict."""
   out = {}
   for key, value in tree.items():
     if isinstance(value, dict):
-      out |= _flat(value, f"{prefix}{key}.")
+      out |= flat(value, f"{prefix}{key}.")
     else:
       out[f"{prefix}{key}"] = value
   return out
@@ -119,9 +120,9 @@ def _check_resumable(config: ml_collections.ConfigDict, workdir: str,
   new = _as_json(config)
   if os.path.exists(config_path):
     old = _as_json(load_config(workdir))
-    flat_old, flat_new = _flat(old), _flat(new)
+    flat_old, flat_new = flat(old), flat(new)
     # A key added to ncjax after the run started, at its default, changes nothing.
-    defaults = _flat(_as_json(base_config()))
+    defaults = flat(_as_json(base_config()))
     flat_old |= {k: defaults[k] for k in flat_new.keys() - flat_old.keys() if k in defaults}
     differ = sorted(k for k in flat_old.keys() | flat_new.keys()
                     if flat_old.get(k) != flat_new.get(k)
