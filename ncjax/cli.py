@@ -256,8 +256,9 @@ def _analyze(argv: list[str]) -> None:
     records = analyze(workdir, _METRICS.value, _SPLIT.value, _CHUNK.value)
   except (FileNotFoundError, ValueError) as e:
     _fail(f"analyze: {e}")
+  stem = "analysis" if _METRICS.value is None else f"analysis.{_SPLIT.value}"
   print(f"{len(records)} snapshots (steps {records[0]['step']}..{records[-1]['step']}); "
-        f"wrote {workdir}/analysis.jsonl, analysis.png")
+        f"wrote {workdir}/{stem}.jsonl, {stem}.png")
 
 
 def _main(argv: list[str]) -> None:

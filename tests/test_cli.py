@@ -152,7 +152,7 @@ def test_analyze_takes_the_run_directory_as_workdir_too(existing, tmp_path):
   shutil.copytree(existing, tmp_path / "run")
   result = run("analyze", "--workdir", str(tmp_path / "run"))
   assert result.returncode == 0, result.stderr[-2000:]
-  assert os.path.exists(tmp_path / "run" / "analysis.train.jsonl")
+  assert os.path.exists(tmp_path / "run" / "analysis.jsonl")
 
 
 def test_analyze_refuses_two_different_run_directories(tmp_path):

@@ -21,7 +21,9 @@ from ncjax.train import mesh as meshes
 from ncjax.train.config import RESUMABLE_CHANGES, base_config
 
 OUTPUTS = ("config.json", "schedule.json", "metrics.jsonl", "curves.png", "checkpoints",
-           "corrupt", "analysis.jsonl", "analysis.png")
+           "corrupt", "analysis.jsonl", "analysis.png", "analysis.train.jsonl",
+           "analysis.train.png", "analysis.test.jsonl", "analysis.test.png", "losses.jsonl",
+           "tensorboard")
 
 
 class RunDirError(ValueError):
