@@ -1,6 +1,7 @@
 """``ncjax train --config FILE --workdir DIR [--config.KEY=VALUE ...] [--overwrite]``,
 ``ncjax study --config FILE --workdir DIR [--config.KEY=VALUE ...]`` and
-``ncjax analyze DIR [--metrics NAME,...] [--split train|test] [--chunk_size K]``.
+``ncjax analyze [--workdir] DIR [--metrics NAME,...] [--split train|test] [--chunk_size K]``;
+``ncjax [SUB] --help`` (or ``-h``) explains them, and for train/study the config's keys.
 
 The process-wide settings live here, not in the library: the XLA:CPU scheduler flag
 (before JAX starts) and matplotlib's Agg backend. Every misuse ends in one line on
@@ -9,7 +10,9 @@ stderr and exit status 2, before the run directory is touched.
 
 from __future__ import annotations
 
+import importlib.util
 import os
+import re
 import sys
 
 from absl import app, flags, logging
@@ -49,9 +52,93 @@ _HEARTBEAT = flags.DEFINE_integer(
 USAGE = ("usage: ncjax train --config FILE --workdir DIR [--config.KEY=VALUE ...] "
          "[--overwrite] [--allow_change=KEY,...]\n"
          "       ncjax study --config FILE --workdir DIR [--config.KEY=VALUE ...]\n"
-         "       ncjax analyze DIR [--metrics NAME,...] [--split train|test] [--chunk_size K]\n"
+         "       ncjax analyze [--workdir] DIR [--metrics NAME,...] [--split train|test] "
+         "[--chunk_size K]\n"
+         "       ncjax [train|study|analyze] --help\n"
          "  several processes, on each: [--coordinator_address=HOST:PORT --num_processes=N "
          "--process_id=I | --distributed] [--heartbeat_timeout=SECONDS]")
+
+
+SUBCOMMANDS = {
+    "train": ("Train one run (a task, a model, seeds) in --workdir; resumes it if it exists.",
+              ("config", "workdir", "overwrite", "allow_change")),
+    "study": ("Run a study config's runs (each a train run) under --workdir and summarise.",
+              ("config", "workdir")),
+    "analyze": ("Evaluate metrics on every checkpoint of a run: analysis.<split>.jsonl/.png.",
+                ("workdir", "metrics", "split", "chunk_size")),
+}
+DISTRIBUTED = ("coordinator_address", "num_processes", "process_id", "distributed",
+               "heartbeat_timeout")
+_ASSIGNMENT = re.compile(r"^\s*\w+((?:\.\w+)+)\s*=[^#]*#\s*(.+)$")
+
+
+def _flag_lines(names) -> list[str]:
+  lines = []
+  for name in names:
+    flag = flags.FLAGS[name]
+    default = "" if flag.default in (None, [], False) else f" (default: {flag.default})"
+    lines.append(f"  --{name}{default}\n      {flag.help}")
+  return lines
+
+
+def _comments(path: str) -> dict[str, str]:
+  """{"model.init_scale": comment} of the ``c.KEY = value  # comment`` lines of ``path``."""
+  with open(path) as f:
+    return {m[1][1:]: m[2] for m in map(_ASSIGNMENT.match, f) if m}
+
+
+def _load_config(spec: str):
+  """``get_config()`` of a --config FILE (``FILE:ARG``: ``get_config(ARG)``)."""
+  path, _, arg = spec.partition(":")
+  module_spec = importlib.util.spec_from_file_location("ncjax_help_config", path)
+  module = importlib.util.module_from_spec(module_spec)
+  module_spec.loader.exec_module(module)
+  return module.get_config(arg) if arg else module.get_config()
+
+
+def _config_lines(spec: str | None) -> list[str]:
+  """The config's keys with defaults and comments (the base config without ``spec``)."""
+  from ncjax.train import config as base
+  from ncjax.train.rundir import flat
+
+  comments = _comments(base.__file__)
+  if spec is None:
+    title, config = "config keys (defaults of every config; --config FILE sets its own):", \
+        base.base_config()
+  else:
+    title, config = f"config keys of {spec} (override with --config.KEY=VALUE):", \
+        _load_config(spec)
+    comments |= _comments(spec.partition(":")[0])
+  lines = [title]
+  for key, value in flat(config.to_dict()).items():
+    comment = f"  # {comments[key]}" if key in comments else ""
+    lines.append(f"  {key} = {value!r}{comment}")
+  return lines
+
+
+def _help(argv: list[str]) -> None:
+  """Prints the help of ``ncjax`` or of its subcommand in ``argv``; exits 0."""
+  sub = next((a for a in argv[1:] if a in SUBCOMMANDS), None)
+  if sub is None:
+    lines = ["ncjax: neural-collapse and matrix-information metrics of training runs.", "",
+             USAGE, "", "subcommands (ncjax SUB --help for their flags and config keys):"]
+    lines += [f"  {name:8} {text}" for name, (text, _) in SUBCOMMANDS.items()]
+    lines += ["", "flags:", *_flag_lines(sorted({f for _, fs in SUBCOMMANDS.values()
+                                                  for f in fs}))]
+  else:
+    text, names = SUBCOMMANDS[sub]
+    lines = [f"ncjax {sub}: {text}", "", "flags:", *_flag_lines(names)]
+    if sub != "analyze":
+      spec = next((v for f, v in zip(argv, argv[1:] + [None]) if f == "--config"),
+                  next((a.removeprefix("--config=") for a in argv
+                        if a.startswith("--config=")), None))
+      try:
+        lines += ["", *_config_lines(spec)]
+      except Exception as e:  # noqa: BLE001 - config files raise anything
+        _fail(f"cannot load --config: {_one_line(e, last=True)}")
+  lines += ["", "several processes (on each):", *_flag_lines(DISTRIBUTED)]
+  print("\n".join(lines))
+  sys.exit(0)
 
 
 def _fail(message: str, status: int = 2):
@@ -158,15 +245,20 @@ def _study() -> None:
   print(f"wrote {_WORKDIR.value}/summary.json")
 
 
-def _analyze(workdir: str) -> None:
+def _analyze(argv: list[str]) -> None:
+  given = [*argv[2:], *([_WORKDIR.value] if _WORKDIR.value else [])]
+  if len(set(given)) != 1:
+    _fail(USAGE)
+  workdir = given[0]
   from ncjax.analysis.analyze import analyze
 
   try:
     records = analyze(workdir, _METRICS.value, _SPLIT.value, _CHUNK.value)
   except (FileNotFoundError, ValueError) as e:
     _fail(f"analyze: {e}")
+  stem = "analysis" if _METRICS.value is None else f"analysis.{_SPLIT.value}"
   print(f"{len(records)} snapshots (steps {records[0]['step']}..{records[-1]['step']}); "
-        f"wrote {workdir}/analysis.jsonl, analysis.png")
+        f"wrote {workdir}/{stem}.jsonl, {stem}.png")
 
 
 def _main(argv: list[str]) -> None:
@@ -176,8 +268,8 @@ def _main(argv: list[str]) -> None:
     _train()
   elif argv[1:2] == ["study"] and len(argv) == 2:
     _study()
-  elif argv[1:2] == ["analyze"] and len(argv) == 3:
-    _analyze(argv[2])
+  elif argv[1:2] == ["analyze"] and len(argv) <= 3:
+    _analyze(argv)
   else:
     _fail(USAGE)
 
@@ -217,5 +309,8 @@ def _parse(argv: list[str]) -> list[str]:
 
 
 def main() -> None:
+  if {"-h", "--help", "--helpshort", "--helpfull"} & set(sys.argv[1:]):
+    _config_importable(sys.argv)
+    _help(sys.argv)
   _process_settings()
   app.run(_main, flags_parser=_parse)

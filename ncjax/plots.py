@@ -92,24 +92,52 @@ def curves(records: list[dict], path: str, title: str = "") -> None:
   _save(fig, path, dpi=120)
 
 
-def grid(records: list[dict], path: str, title: str = "", columns: int = 4) -> None:
-  """One small panel per logged key against step (log axis); median and band for seeds;
-  a key's chance band and simplex-ETF value in its panel (:func:`_references`)."""
-  keys = [k for k in records[0] if k != "step" and not any(
-      k.endswith(suffix) and k[:-len(suffix)] in records[0] for suffix in REFERENCES)]
-  rows = -(-len(keys) // columns)
-  fig, axes = plt.subplots(rows, columns, figsize=(3.2 * columns, 2.4 * rows), sharex=True,
-                           squeeze=False)
+# Key prefix -> the split whose samples it measures (the scheme of ncjax.train.evaluate).
+SPLIT_OF = {"train": "train", "collapse": "train", "test": "test", "test_collapse": "test"}
+SPLIT_STYLE = {"train": dict(color="C0"), "test": dict(color="C1", linestyle="--"),
+               "": dict(color="C2")}
+
+
+def _family(key: str) -> tuple[str, str]:
+  """(family, split) of a key: ``test_collapse/nc1`` -> (``nc1``, ``test``); a key of no
+  split (``fourier/key_fraction``) is its own family."""
+  prefix, _, name = key.partition("/")
+  return (name, SPLIT_OF[prefix]) if prefix in SPLIT_OF and name else (key, "")
+
+
+def _is_reference(key: str, record: dict) -> bool:
+  """True for a chance level or ETF value logged beside a metric (``REFERENCES``)."""
+  return any(key.endswith(suffix) and key[:-len(suffix)] in record for suffix in REFERENCES)
+
+
+def families(records: list[dict], path: str, title: str = "", columns: int = 4) -> None:
+  """One panel per metric family against step (log axis), train and test of it together
+  (the same colours in every panel), a shared x label; median and band for seeds; each
+  key's chance band and simplex-ETF value in its panel (:func:`_references`)."""
+  panels: dict[str, list[tuple[str, str]]] = {}
+  for key in (k for k in records[0] if k != "step" and not _is_reference(k, records[0])):
+    family, split = _family(key)
+    panels.setdefault(family, []).append((split, key))
+  columns = min(columns, len(panels))
+  rows = -(-len(panels) // columns)
+  fig, axes = plt.subplots(rows, columns, figsize=(3.6 * columns, 2.8 * rows + 0.8),
+                           sharex=True, squeeze=False)
   steps = [max(r["step"], 1) for r in records]
-  for ax, key in zip(axes.flat, keys):
-    _references(ax, records, key, _band(ax, steps, [r[key] for r in records], key))
-    ax.set_title(key, fontsize=9)
+  for ax, (family, members) in zip(axes.flat, panels.items()):
+    for split, key in members:
+      colour = _band(ax, steps, [r[key] for r in records], split or key, **SPLIT_STYLE[split])
+      _references(ax, records, key, colour)
+    ax.set_title(family, fontsize=10)
     ax.set_xscale("log")
     ax.grid(alpha=0.3)
-  for ax in axes.flat[len(keys):]:
+    ax.tick_params(labelsize=8)
+    if any(split for split, _ in members):
+      ax.legend(fontsize=7)
+  for ax in axes.flat[len(panels):]:
     ax.set_visible(False)
+  fig.supxlabel("step")
   fig.suptitle(title)
-  _save(fig, path, dpi=100)
+  _save(fig, path, dpi=110)
 
 
 def overlay(logs: dict[str, list[dict]], keys, path: str, title: str = "") -> None:

@@ -4,6 +4,7 @@ exit, and a run directory that is byte-for-byte unchanged."""
 import json
 import os
 import re
+import shutil
 import subprocess
 import sys
 
@@ -61,6 +62,28 @@ def test_misuse_is_one_line_and_leaves_the_run_untouched(existing, name, extra, 
   assert tree_digest(existing) == before
 
 
+def test_resume_with_a_changed_model_is_refused_and_moves_nothing(existing):
+  before = tree_digest(existing)
+  result = run(*train_args(existing, "--config.model.kwargs.hidden_dim=48",
+                           "--allow_change=model.kwargs.hidden_dim"))
+  assert result.returncode == 2, result.stderr[-2000:]
+  assert re.search(r"another model .*: params/Dense_0/bias is \(1, 32\) there, \(1, 48\) here",
+                   result.stderr), result.stderr[-2000:]
+  assert tree_digest(existing) == before
+
+
+def test_analyze_of_a_changed_model_names_it_not_corrupt(existing, tmp_path):
+  shutil.copytree(existing, tmp_path / "run")
+  config = json.load(open(tmp_path / "run" / "config.json"))
+  config["model"]["kwargs"]["hidden_dim"] = 48
+  (tmp_path / "run" / "config.json").write_text(json.dumps(config))
+  before = tree_digest(tmp_path / "run")
+  result = run("analyze", str(tmp_path / "run"))
+  assert result.returncode == 2, result.stderr[-2000:]
+  assert "another model" in result.stderr and "corrupt" not in result.stderr, result.stderr
+  assert tree_digest(tmp_path / "run") == before
+
+
 def test_unwritable_workdir_is_one_line(tmp_path):
   blocker = tmp_path / "file"
   blocker.write_text("not a directory")
@@ -89,6 +112,52 @@ def test_usage_errors(tmp_path):
   result = run("analyze", str(tmp_path))
   assert result.returncode == 2
   assert "not an ncjax run directory" in result.stderr
+
+
+@pytest.mark.parametrize("flag", ["--help", "-h"])
+def test_help_lists_the_subcommands_and_their_flags(flag):
+  result = run(flag)
+  assert result.returncode == 0, result.stderr[-2000:]
+  for word in ("train", "study", "analyze", "--workdir", "--allow_change", "--split"):
+    assert word in result.stdout
+
+
+def test_train_help_lists_the_config_keys_with_defaults_and_comments():
+  result = run("train", "--help")
+  assert result.returncode == 0, result.stderr[-2000:]
+  assert "--overwrite" in result.stdout
+  assert "  lr = 0.001  # peak learning rate" in result.stdout.splitlines()
+
+
+def test_train_help_shows_the_config_files_own_defaults():
+  result = run("train", "--config", os.path.join(ROOT, "experiments", "digits.py"), "-h")
+  assert result.returncode == 0, result.stderr[-2000:]
+  assert re.search(r"^  model.name = 'cnn'", result.stdout, re.M), result.stdout
+
+
+def test_study_help_lists_the_study_configs_keys():
+  result = run("study", "--help", "--config",
+               os.path.join(ROOT, "experiments", "vci_transfer.py"))
+  assert result.returncode == 0, result.stderr[-2000:]
+  assert re.search(r"^  runs\.base\.", result.stdout, re.M), result.stdout
+
+
+def test_analyze_help_names_its_flags():
+  result = run("analyze", "--help")
+  assert result.returncode == 0, result.stderr[-2000:]
+  assert "--metrics" in result.stdout and "--chunk_size" in result.stdout
+
+
+def test_analyze_takes_the_run_directory_as_workdir_too(existing, tmp_path):
+  shutil.copytree(existing, tmp_path / "run")
+  result = run("analyze", "--workdir", str(tmp_path / "run"))
+  assert result.returncode == 0, result.stderr[-2000:]
+  assert os.path.exists(tmp_path / "run" / "analysis.jsonl")
+
+
+def test_analyze_refuses_two_different_run_directories(tmp_path):
+  result = run("analyze", str(tmp_path / "a"), "--workdir", str(tmp_path / "b"))
+  assert result.returncode == 2 and "usage: ncjax" in result.stderr
 
 
 def test_study_and_train_refuse_each_others_configs(tmp_path):

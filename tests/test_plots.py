@@ -43,12 +43,11 @@ def test_curves_draw_the_null_band_and_the_etf_line(figures, seeds):
   assert levels == [ETF]
 
 
-def test_grid_folds_the_references_into_their_metrics_panel(figures):
-  plots.grid(_records(), "unused.png", columns=2)
+def test_families_fold_the_references_into_their_metrics_panel(figures):
+  plots.families(_records(), "unused.png", columns=2)
   shown = [ax for ax in figures[0].axes if ax.get_visible()]
-  assert sorted(ax.get_title() for ax in shown) == [
-      "collapse/mir", "collapse/nc1", "test/accuracy", "train/accuracy"]
-  mir = next(ax for ax in shown if ax.get_title() == "collapse/mir")
+  assert sorted(ax.get_title() for ax in shown) == ["accuracy", "mir", "nc1"]
+  mir = next(ax for ax in shown if ax.get_title() == "mir")
   extents, levels = _bands_and_lines(mir)
   assert (0.93, 0.97) in extents  # NULL -+ 2 SPREAD
   assert levels == [ETF]

@@ -93,6 +93,7 @@ def test_analyze_named_metrics_on_test_split(tmp_path):
   config = tiny_config(steps=20, snapshots=2)
   train(make_task(config), tmp_path)
   records = analyze(tmp_path, ["nc1", "vci", "mir", "nc2"], split="test")
+  assert not os.path.exists(tmp_path / "analysis.train.jsonl")
   _, params = final_params(tmp_path)
   model = make_model("mlp", 23, vocab_size=24, embed_dim=16, hidden_dim=32)
   _, test = algorithmic("add", 23, 0.5, seed=0)
@@ -101,15 +102,25 @@ def test_analyze_named_metrics_on_test_split(tmp_path):
   w, _ = head_weights(params)
   stats = ncjax.class_stats(features, test.labels, num_classes=23)
   last = records[-1]
-  np.testing.assert_allclose(last["nc1"], ncjax.nc1(stats), rtol=1e-4)
-  np.testing.assert_allclose(last["vci"], ncjax.vci(stats), rtol=1e-5)
-  np.testing.assert_allclose(last["mir"], ncjax.mir(w, stats.centred_means,
-                                                    mask=stats.present), rtol=1e-5)
-  np.testing.assert_allclose(last["nc2/equinorm_means"],
+  np.testing.assert_allclose(last["test/nc1"], ncjax.nc1(stats), rtol=1e-4)
+  np.testing.assert_allclose(last["test/vci"], ncjax.vci(stats), rtol=1e-5)
+  np.testing.assert_allclose(last["test/mir"], ncjax.mir(w, stats.centred_means,
+                                                         mask=stats.present), rtol=1e-5)
+  np.testing.assert_allclose(last["test/nc2/equinorm_means"],
                              ncjax.nc2(stats)["equinorm_means"], rtol=1e-5)
   for bad, message in [("eigh", "unknown metric"), ("gram_entropy", "unknown metric")]:
     with pytest.raises(ValueError, match=message):
       analyze(tmp_path, [bad])
+
+
+def test_analyze_writes_each_split_beside_the_other(tmp_path):
+  train(make_task(tiny_config(steps=4, snapshots=1)), tmp_path)
+  analyze(tmp_path, ["nc1"], split="train")
+  before = open(tmp_path / "analysis.train.jsonl").read()
+  test = analyze(tmp_path, ["nc1"], split="test")
+  assert open(tmp_path / "analysis.train.jsonl").read() == before
+  assert "train/nc1" in before and set(test[0]) == {"step", "test/nc1"}
+  assert os.path.exists(tmp_path / "analysis.test.png")
 
 
 def linear_problem(snapshots=10, n=60, d_in=12, d=8, classes=4):

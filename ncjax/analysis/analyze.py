@@ -20,6 +20,7 @@ from ncjax.tasks import make_task
 from ncjax.train import checkpoints, rundir
 from ncjax.train import mesh as meshes
 from ncjax.train.config import base_config, member_seeds
+from ncjax.train.evaluate import keyed
 from ncjax.train.loop import json_record
 from ncjax.train.state import abstract_states, variables
 from ncjax.train.watchdog import Watchdog
@@ -40,7 +41,9 @@ def _named_metrics(task, names: Sequence[str], split: str, max_samples: int):
 def analyze(workdir: str, metric_names: Sequence[str] | None = None, split: str = "train",
             chunk_size: int = 16, max_samples: int = 10_000) -> list[dict]:
   """Evaluates metrics on every intact checkpoint under ``workdir``; writes
-  ``analysis.jsonl`` and ``analysis.png``; returns the records.
+  ``analysis.jsonl`` and ``analysis.png`` (the metrics training logs, keys naming their
+  split) or, for named metrics, ``analysis.<split>.jsonl`` and ``analysis.<split>.png``
+  (keys ``<split>/<name>``; another split's files are left alone); returns the records.
 
   Args:
     metric_names: names in :data:`ncjax.analysis.trajectory.METRICS`, or None for exactly
@@ -57,7 +60,7 @@ def analyze(workdir: str, metric_names: Sequence[str] | None = None, split: str 
     evaluate = task.evaluate
   else:
     named = jax.jit(jax.vmap(_named_metrics(task, metric_names, split, max_samples)))
-    evaluate = lambda states, seed_index: named(states)
+    evaluate = lambda states, seed_index: keyed(split, named(states))
   like = abstract_states(config, task.model, task.example_inputs, task.mesh)
   records = []
   seed_index = np.tile(np.arange(seeds), chunk_size)
@@ -75,6 +78,7 @@ def analyze(workdir: str, metric_names: Sequence[str] | None = None, split: str 
   if not records:
     raise ValueError(f"no intact checkpoint under {workdir}/checkpoints.")
   if meshes.is_writer():
-    rundir.write_jsonl(os.path.join(workdir, "analysis.jsonl"), records)
-    plots.grid(records, os.path.join(workdir, "analysis.png"), title=f"{workdir} ({split})")
+    stem = os.path.join(workdir, "analysis" if metric_names is None else f"analysis.{split}")
+    rundir.write_jsonl(f"{stem}.jsonl", records)
+    plots.families(records, f"{stem}.png", title=str(workdir))
   return records

@@ -11,6 +11,7 @@ lands on the shardings of the target, so a run resumes on another device count."
 from __future__ import annotations
 
 import hashlib
+import logging
 import os
 import sys
 
@@ -25,6 +26,20 @@ policies = ocp.checkpoint_managers
 
 class CorruptCheckpoint(RuntimeError):
   """A checkpoint that cannot be restored or whose checksum does not match."""
+
+
+class ModelMismatch(ValueError):
+  """The checkpoints hold another model (parameter tree or shapes) than the config builds."""
+
+
+class _QuietReadOnly(logging.Filter):
+  """Drops Orbax's "Given directory is read only" warning: reading is all a reader does."""
+
+  def filter(self, record: logging.LogRecord) -> bool:
+    return not record.getMessage().startswith("Given directory is read only")
+
+
+logging.getLogger("absl").addFilter(_QuietReadOnly())
 
 
 def snapshot_steps(steps: int, num_snapshots: int) -> list[int]:
@@ -67,7 +82,48 @@ def reader(workdir: str) -> ocp.CheckpointManager:
     raise FileNotFoundError(f"no checkpoints under {workdir}/checkpoints")
   return ocp.CheckpointManager(directory(workdir),
                                options=ocp.CheckpointManagerOptions(
-                                   read_only=True, save_interval_steps=0, create=False))
+                                   read_only=True, save_interval_steps=0, create=False),
+                               item_handlers={"state": ocp.StandardCheckpointHandler(),
+                                              "meta": ocp.JsonCheckpointHandler()})
+
+
+def _shapes(tree) -> dict[str, tuple[int, ...]]:
+  """{"params/Dense_0/kernel": shape} of every array of ``tree`` (a state or its metadata)."""
+  name = lambda k: str(getattr(k, "key", getattr(k, "idx", getattr(k, "name", k))))
+  return {"/".join(name(k) for k in path): tuple(leaf.shape)
+          for path, leaf in jax.tree_util.tree_flatten_with_path(tree)[0]}
+
+
+def check_model(workdir: str, like) -> None:
+  """Compares the parameter tree and shapes of the newest checkpoint whose metadata
+  reads under ``workdir`` (none: nothing to compare) with ``like`` (a state or its
+  ``jax.eval_shape``); reads metadata only, moves nothing.
+
+  Raises:
+    ModelMismatch: naming the first differing path (parameters first) and both shapes.
+  """
+  if not saved_steps(workdir):
+    return
+  mngr = reader(workdir)
+  try:
+    for step in sorted(mngr.all_steps(), reverse=True):
+      try:
+        saved = _shapes(mngr.item_metadata(step)["state"])
+      except Exception:  # noqa: BLE001 - unreadable: a corrupt checkpoint, judged on restore
+        continue
+      here = _shapes(like)
+      differ = sorted((k for k in saved.keys() | here.keys() if saved.get(k) != here.get(k)),
+                      key=lambda k: (not k.startswith("params/"), k))
+      if differ:
+        k = differ[0]
+        raise ModelMismatch(
+            f"checkpoint {step} in {workdir} holds another model than the config builds: "
+            f"{k} is {saved.get(k, 'absent')} there, {here.get(k, 'absent')} here "
+            f"({len(differ)} arrays differ); nothing was moved. Use another --workdir, or "
+            "--overwrite to start afresh.")
+      return
+  finally:
+    mngr.close()
 
 
 def quarantine(workdir: str, step: int) -> str:
@@ -140,7 +196,9 @@ def restore_chunks(workdir: str, like, chunk_size: int, *, pad: bool = False):
 
   Raises:
     FileNotFoundError: no checkpoints under ``workdir``.
+    ModelMismatch: they hold another model than ``like``'s.
   """
+  check_model(workdir, like)
   mngr = reader(workdir)
   try:
     steps = list(mngr.all_steps())

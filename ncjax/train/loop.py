@@ -13,12 +13,11 @@ import sys
 import time
 
 import jax
-
 import jax.numpy as jnp
 import numpy as np
 import tqdm
 
-from ncjax.train import checkpoints, rundir
+from ncjax.train import checkpoints, rundir, writers
 from ncjax.train import mesh as meshes
 from ncjax.train.config import member_seeds, swept_loss_options, validate
 from ncjax.train.state import create_states, make_loss, make_train_step, transplant
@@ -36,18 +35,16 @@ def json_record(step: int, metrics: dict, members: int) -> dict:
   return {"step": step, **{k: per_seed(v) for k, v in values.items()}}
 
 
-def _check_finite(pending: list, first_step: int, record: dict, mngr) -> None:
+def _check_finite(losses: np.ndarray, first_step: int, record: dict, mngr) -> None:
   """Raises NonFiniteLoss naming the first bad step (and seed) and the latest checkpoint.
 
-  Bad: a non-finite loss of a train step since ``first_step`` (``pending``), or a
+  Bad: a non-finite loss of a train step since ``first_step`` (``losses``, (T, S)), or a
   non-finite loss of the parameters about to be logged and saved (``record``, whose
   ``train/loss`` is evaluated on the whole train split). This runs before every save, so
   every checkpoint holds parameters with a finite loss.
   """
   last_good = f"The last good checkpoint is step {mngr.latest_step()}."
-  evaluated = np.reshape(record["train/loss"], (1, -1))  # (1, S)
-  if pending:
-    evaluated = np.concatenate([np.asarray(meshes.fetch(jnp.stack(pending))), evaluated])
+  evaluated = np.concatenate([losses, np.reshape(record["train/loss"], (1, -1))])
   bad = np.argwhere(~np.isfinite(evaluated))  # (steps, S)
   if bad.size:
     step, seed = bad[0]
@@ -110,9 +107,11 @@ def train(task, workdir: str, *, overwrite: bool = False,
   """Trains ``task`` (see ``ncjax.tasks``; its ``config``) in ``workdir``; resumes from
   the newest intact checkpoint there if any.
 
-  Writes ``config.json``, ``schedule.json``, ``metrics.jsonl`` and ``checkpoints/``
-  (see ``ncjax.train.rundir`` for ``overwrite`` and ``allow_changes``). Returns the
-  logged records.
+  Writes ``config.json``, ``schedule.json``, ``checkpoints/`` and, through
+  :class:`ncjax.train.writers.MetricWriter`, ``metrics.jsonl``, ``losses.jsonl`` and
+  TensorBoard event files (see ``ncjax.train.rundir`` for ``overwrite`` and
+  ``allow_changes``). Without a terminal, progress is logged as lines on stderr. Returns
+  the logged records.
 
   On the task's mesh (``task.mesh``, :mod:`ncjax.train.mesh`), from one process or
   several: every process runs this same function (the same jitted calls, every save and
@@ -124,7 +123,7 @@ def train(task, workdir: str, *, overwrite: bool = False,
   state = create_states(config, task.model, task.example_inputs, task.mesh)
   if config.init_from:  # checked before the run directory is touched
     state = transplant(state, checkpoints.restore_weights(config.init_from), task.mesh)
-  schedule = rundir.prepare(config, workdir, overwrite, tuple(allow_changes))
+  schedule = rundir.prepare(config, workdir, overwrite, tuple(allow_changes), like=state)
   mngr = checkpoints.manager(workdir, schedule, config.checkpoint_every,
                              config.keep_checkpoints)
   start, state = _resume(mngr, state, workdir)
@@ -148,9 +147,11 @@ def train(task, workdir: str, *, overwrite: bool = False,
   pending, pending_from = [], start
   bar = tqdm.tqdm(total=config.steps, initial=start, desc="train", dynamic_ncols=True,
                   disable=None if writer else True)
+  progress = writers.ProgressLog(start, config.steps, enabled=writer and bar.disable)
+  log = writers.MetricWriter(workdir, start, enabled=writer)
   dog = Watchdog(workdir, floor=config.watchdog_floor, multiple=config.watchdog_multiple)
   try:
-    with _StopRequest() as stop, dog, open(log_path if writer else os.devnull, "a") as log:
+    with _StopRequest() as stop, dog:
       for step in range(start, config.steps + 1):
         last = step == config.steps
         saved = step in saved_steps
@@ -162,11 +163,13 @@ def train(task, workdir: str, *, overwrite: bool = False,
             jax.block_until_ready(state)
           with dog.phase("evaluation", step):
             record = json_record(step, task.evaluate(state), members)
-          _check_finite(pending, pending_from, record, mngr)
+          losses = (np.asarray(meshes.fetch(jnp.stack(pending))) if pending
+                    else np.zeros((0, members)))  # (T, M)
+          log.write_losses(pending_from, losses)
+          _check_finite(losses, pending_from, record, mngr)
           pending, pending_from = [], step
           records.append(record)
-          log.write(json.dumps(record) + "\n")
-          log.flush()
+          log.write(record)
           bar.set_postfix({k.split("/")[0][:2] + "/" + k.split("/")[1][:3]:
                            f"{np.median(record[k]):.3f}" for k in
                            ("train/accuracy", "test/accuracy", "collapse/mir", "collapse/nc1")})
@@ -183,10 +186,12 @@ def train(task, workdir: str, *, overwrite: bool = False,
           state, loss = step_fn(state, next(stream))
         pending.append(loss)
         bar.update(1)
+        progress.update(step + 1)
       with dog.phase("checkpoint save", config.steps):
         mngr.wait_until_finished()
   finally:
     bar.close()
+    log.close()
     stream.close()
     mngr.wait_until_finished()
     mngr.close()

@@ -21,7 +21,9 @@ from ncjax.train import mesh as meshes
 from ncjax.train.config import RESUMABLE_CHANGES, base_config
 
 OUTPUTS = ("config.json", "schedule.json", "metrics.jsonl", "curves.png", "checkpoints",
-           "corrupt", "analysis.jsonl", "analysis.png")
+           "corrupt", "analysis.jsonl", "analysis.png", "analysis.train.jsonl",
+           "analysis.train.png", "analysis.test.jsonl", "analysis.test.png", "losses.jsonl",
+           "tensorboard")
 
 
 class RunDirError(ValueError):
@@ -38,11 +40,12 @@ def write_atomic(path: str, text: str) -> None:
   os.replace(tmp, path)
 
 
-def _flat(tree: dict, prefix: str = "") -> dict:
+def flat(tree: dict, prefix: str = "") -> dict:
+  """{"a.b": value} of a nested dict."""
   out = {}
   for key, value in tree.items():
     if isinstance(value, dict):
-      out |= _flat(value, f"{prefix}{key}.")
+      out |= flat(value, f"{prefix}{key}.")
     else:
       out[f"{prefix}{key}"] = value
   return out
@@ -70,19 +73,23 @@ def load_config(workdir: str) -> ml_collections.ConfigDict:
 
 
 def prepare(config: ml_collections.ConfigDict, workdir: str, overwrite: bool = False,
-            allow_changes: tuple[str, ...] = ()) -> list[int]:
+            allow_changes: tuple[str, ...] = (), like=None) -> list[int]:
   """Makes ``workdir`` ready for ``config``; returns the trajectory snapshot steps.
 
   A new directory gets config.json and schedule.json. An existing run is resumed only if
   its config equals ``config`` up to RESUMABLE_CHANGES and ``allow_changes`` (e.g. a
   smaller ``lr`` after a NaN stop; ``steps`` may grow, and the snapshot schedule is
   extended, never shrunk); otherwise RunDirError names the differing keys. A key the
-  stored config lacks (added to ncjax since) counts as its default. ``overwrite``
-  deletes the run's outputs first.
+  stored config lacks (added to ncjax since) counts as its default. ``like``: the new
+  state (or its shapes); checkpoints of another model raise
+  :class:`ncjax.train.checkpoints.ModelMismatch`. ``overwrite`` deletes the run's
+  outputs first.
   """
   config_path = os.path.join(workdir, "config.json")
   if not overwrite:  # every process reads the same files and reaches the same verdict
     _check_resumable(config, workdir, allow_changes)
+    if like is not None:
+      checkpoints.check_model(workdir, like)
   meshes.barrier("ncjax.rundir.checked")  # nobody writes before every process has read
   schedule_path = os.path.join(workdir, "schedule.json")
   if meshes.is_writer():
@@ -115,9 +122,9 @@ def _check_resumable(config: ml_collections.ConfigDict, workdir: str,
   new = _as_json(config)
   if os.path.exists(config_path):
     old = _as_json(load_config(workdir))
-    flat_old, flat_new = _flat(old), _flat(new)
+    flat_old, flat_new = flat(old), flat(new)
     # A key added to ncjax after the run started, at its default, changes nothing.
-    defaults = _flat(_as_json(base_config()))
+    defaults = flat(_as_json(base_config()))
     flat_old |= {k: defaults[k] for k in flat_new.keys() - flat_old.keys() if k in defaults}
     differ = sorted(k for k in flat_old.keys() | flat_new.keys()
                     if flat_old.get(k) != flat_new.get(k)

@@ -6,7 +6,6 @@ from __future__ import annotations
 import functools
 from collections.abc import Callable
 
-import flax.linen as nn
 import jax
 import ml_collections
 import numpy as np
@@ -17,6 +16,7 @@ from jax.sharding import Mesh
 from ncjax import losses, optim
 from ncjax.data import Batch
 from ncjax.models import head_weights
+from ncjax.models.nnx_adapter import as_model
 from ncjax.train import mesh as meshes
 from ncjax.train.config import member_seeds
 
@@ -71,13 +71,15 @@ def make_optimizer(config: ml_collections.ConfigDict) -> optax.GradientTransform
   return tx
 
 
-def create_states(config: ml_collections.ConfigDict, model: nn.Module,
+def create_states(config: ml_collections.ConfigDict, model,
                   example_inputs: jax.Array, mesh: Mesh) -> TrainState:
   """One TrainState with a leading member axis (M members, see
   :func:`ncjax.train.config.member_seeds`), sharded over the mesh's ``members`` axis and
   replicated over ``data``; member i is initialised from its seed (or from
   ``config.init_seed`` for all), every parameter times ``config.model.init_scale``.
-  ``example_inputs``: (1, ...) of the task's inputs."""
+  ``example_inputs``: (1, ...) of the task's inputs. ``model``: linen, an
+  :class:`ncjax.models.nnx_adapter.NNXModel` or an ``nnx.Module`` instance."""
+  model = as_model(model)
   tx = make_optimizer(config)
 
   def create(key):
@@ -94,7 +96,7 @@ def create_states(config: ml_collections.ConfigDict, model: nn.Module,
   return create_all(np.asarray(seeds, np.uint32))
 
 
-def abstract_states(config: ml_collections.ConfigDict, model: nn.Module,
+def abstract_states(config: ml_collections.ConfigDict, model,
                     example_inputs: jax.Array, mesh: Mesh) -> TrainState:
   """The shapes, dtypes and shardings of :func:`create_states` without computing it: the
   target a checkpoint is restored onto (any topology it was saved on)."""
