@@ -335,7 +335,18 @@ JIT_CASES = ("base", "NaN", "Inf", "zero row", "scale 1e-30", "offset 1e5", "ran
              "one class")
 
 
-@pytest.mark.parametrize("name, case", [(n, c) for n in CALLS for c in cases_of(n)])
+# The fast tier (`-m "not slow"`) meets every callable on these cases, eagerly and under
+# jit; the other cases of the sweep are marked slow and run in the full suite (.ci/run).
+FAST_EAGER = ("base", "NaN", "label = C", "offset 1e5")
+FAST_JIT = ("base", "NaN")
+
+
+def _tiered(pairs, fast):
+  return [pytest.param(n, c, marks=() if c in fast else pytest.mark.slow) for n, c in pairs]
+
+
+@pytest.mark.parametrize("name, case", _tiered([(n, c) for n in CALLS for c in cases_of(n)],
+                                               FAST_EAGER))
 def test_eager_call_gives_own_error_or_float64_value(name, case):
   kind, detail = eager_outcome(name, case)
   assert kind in ("error", "value", "propagated"), f"{name} on {case}: {kind}: {detail}"
@@ -349,8 +360,9 @@ def test_the_sweep_can_fail():
   assert _close([np.ones(3)], [np.ones(3) * 1.0001])
 
 
-@pytest.mark.parametrize("name, case", [(n, c) for n in CALLS if n not in HOST_ONLY
-                                         for c in JIT_CASES if c in cases_of(n)])
+@pytest.mark.parametrize("name, case", _tiered([(n, c) for n in CALLS if n not in HOST_ONLY
+                                                 for c in JIT_CASES if c in cases_of(n)],
+                                                FAST_JIT))
 def test_jitted_call_errors_at_trace_time_or_equals_eager(name, case):
   eager = eager_outcome(name, case)
   kind = jit_outcome(name, case, eager)

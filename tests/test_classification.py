@@ -84,6 +84,7 @@ def test_streamed_whole_split_metrics_equal_float64_one_shot():
                                  np.mean(np.argmax(logits, 1) == y), rtol=1e-6)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("name", ["cifar10_wrn", "cifar100_wrn"])
 def test_cifar_config_runs_on_tfds_mock_data_through_data_source_and_grain(tmp_path, name):
   tfds = pytest.importorskip("tensorflow_datasets")

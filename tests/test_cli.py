@@ -34,7 +34,16 @@ def train_args(workdir, *extra, config=None):
       "train", "--config", config, "--workdir", str(workdir), *extra]
 
 
-@pytest.mark.parametrize("name,extra,message", [
+# Each case is a CLI process against one trained run: the fast tier keeps one (a changed
+# config refused), the full suite runs them all.
+FAST_MISUSE = ("other_seed",)
+
+
+def _tiered(cases):
+  return [pytest.param(*c, marks=() if c[0] in FAST_MISUSE else pytest.mark.slow) for c in cases]
+
+
+@pytest.mark.parametrize("name,extra,message", _tiered([
     ("missing_config", dict(config="/nonexistent/config.py"), "config.py"),
     ("negative_steps", ["--config.steps=-1"], "config.steps must be an int >= 1"),
     ("unknown_key", ["--config.stepz=5"], "stepz"),
@@ -47,7 +56,7 @@ def train_args(workdir, *extra, config=None):
     ("other_model_size", ["--config.model.kwargs.hidden_dim=64"], "model.kwargs.hidden_dim"),
     ("missing_init_from", ["--config.init_from=/nonexistent"], "no checkpoints under"),
     ("bad_loss_weight", ["--config.loss.cma_lam=2"], "config.loss.cma_lam must be"),
-])
+]))
 def test_misuse_is_one_line_and_leaves_the_run_untouched(existing, name, extra, message):
   before = tree_digest(existing)
   if isinstance(extra, dict):
@@ -93,6 +102,7 @@ def test_unwritable_workdir_is_one_line(tmp_path):
       line for line in result.stderr.strip().splitlines() if line.startswith("ncjax: cannot")]
 
 
+@pytest.mark.slow
 def test_overwrite_starts_afresh_and_allow_change_resumes(tmp_path):
   subprocess.run(ncjax_cmd(tmp_path, *SHORT), check=True, capture_output=True, timeout=300)
   result = run(*train_args(tmp_path, "--config.seed=1", "--overwrite"))
