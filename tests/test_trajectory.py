@@ -34,6 +34,7 @@ def tiny_config(**overrides):
 # Parameters agree to 1 ulp (batched vs unbatched matmuls round differently). These
 # metrics amplify that: NC1 through the pseudo-inverse of Sigma_B, HDR as a difference of
 # two entropies. Measured worst case over 4 seeds x 4 steps: 2.3e-5 and 1.1e-5.
+# A chance level inherits its metric's conditioning (measured: NC1's null std 3.6e-6).
 ILL_CONDITIONED = {"collapse/nc1": 1e-4, "collapse/hdr": 1e-4, "sample/hdr": 1e-4,
                    "sample/mir": 1e-5, "test_collapse/nc1": 1e-4, "test_collapse/hdr": 1e-4}
 
@@ -54,7 +55,9 @@ def test_vmapped_seeds_equal_separate_runs(tmp_path, batch_size):
       for key, value in want.items():
         if key == "step":
           continue
-        rtol = ILL_CONDITIONED.get(key, 1e-6)
+        rtol = ILL_CONDITIONED.get(key.removesuffix("_null").removesuffix("_null_std"), 1e-6)
+        if key.endswith("_null_std"):  # a spread over 8 draws: a difference of near equals
+          rtol = max(rtol, 1e-4)
         np.testing.assert_allclose(got[key][i], value, rtol=rtol, atol=1e-6, err_msg=key)
 
 
