@@ -30,7 +30,7 @@ def _gaussian_reference(num_classes, dim, draws, seed):
   return _summary(rows)
 
 
-@pytest.mark.parametrize("num_classes, dim", [(10, 128), (113, 128), (7, 3)])
+@pytest.mark.parametrize("num_classes, dim", [*(pytest.param(*p, marks=pytest.mark.slow) for p in ((10, 128), (113, 128))), (7, 3)])
 def test_gaussian_null_equals_float64_on_the_same_draws(num_classes, dim):
   got = baselines.gaussian_null(num_classes=num_classes, dim=dim, draws=8, seed=3)
   want = _gaussian_reference(num_classes, dim, draws=8, seed=3)

@@ -38,8 +38,9 @@ def digits_config(**overrides):
   return c
 
 
-@pytest.mark.parametrize("module", [CNN(10, (4, 8), 16), ResNet18(10, width=4),
-                                    WideResNet(10, depth=10, width=1)])
+@pytest.mark.parametrize("module", [CNN(10, (4, 8), 16), *(
+    pytest.param(m, marks=pytest.mark.slow) for m in (ResNet18(10, width=4),
+                                                      WideResNet(10, depth=10, width=1)))])
 def test_logits_are_features_times_head_and_batchnorm_updates(module):
   x = jax.random.normal(jax.random.key(0), (6, 8, 8, 3))
   variables = module.init(jax.random.key(1), x)
@@ -154,6 +155,7 @@ def test_analyze_of_a_classification_run_equals_the_log(digits_run):
                                  err_msg=key)
 
 
+@pytest.mark.slow
 def test_layer_metrics_are_each_blocks_pooled_features_against_float64():
   config = digits_config(layer_metrics=True)
   task = Classification(config)
@@ -177,8 +179,10 @@ def test_layer_metrics_are_each_blocks_pooled_features_against_float64():
   assert not any(k.startswith("layer") for k in Classification(digits_config()).evaluate(states))
 
 
-@pytest.mark.parametrize("module,channels", [(WideResNet(10, depth=16, width=1), [16] * 2 + [32] * 2 + [64] * 2),
-                                             (ResNet18(10, width=2), [2] * 2 + [4] * 2 + [8] * 2 + [16] * 2)])
+@pytest.mark.parametrize("module,channels", [
+    pytest.param(WideResNet(10, depth=16, width=1), [16] * 2 + [32] * 2 + [64] * 2,
+                 marks=pytest.mark.slow),
+    (ResNet18(10, width=2), [2] * 2 + [4] * 2 + [8] * 2 + [16] * 2)])
 def test_residual_models_expose_every_block(module, channels):
   x = jnp.zeros((2, 8, 8, 3))
   v = module.init(jax.random.key(0), x)

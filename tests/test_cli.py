@@ -36,7 +36,7 @@ def train_args(workdir, *extra, config=None):
 
 # Each case is a CLI process against one trained run: the fast tier keeps one (a changed
 # config refused), the full suite runs them all.
-FAST_MISUSE = ("other_seed",)
+FAST_MISUSE = ()
 
 
 def _tiered(cases):
@@ -71,6 +71,7 @@ def test_misuse_is_one_line_and_leaves_the_run_untouched(existing, name, extra, 
   assert tree_digest(existing) == before
 
 
+@pytest.mark.slow
 def test_resume_with_a_changed_model_is_refused_and_moves_nothing(existing):
   before = tree_digest(existing)
   result = run(*train_args(existing, "--config.model.kwargs.hidden_dim=48",
@@ -81,6 +82,7 @@ def test_resume_with_a_changed_model_is_refused_and_moves_nothing(existing):
   assert tree_digest(existing) == before
 
 
+@pytest.mark.slow
 def test_analyze_of_a_changed_model_names_it_not_corrupt(existing, tmp_path):
   shutil.copytree(existing, tmp_path / "run")
   config = json.load(open(tmp_path / "run" / "config.json"))
@@ -158,6 +160,7 @@ def test_analyze_help_names_its_flags():
   assert "--metrics" in result.stdout and "--chunk_size" in result.stdout
 
 
+@pytest.mark.slow
 def test_analyze_takes_the_run_directory_as_workdir_too(existing, tmp_path):
   shutil.copytree(existing, tmp_path / "run")
   result = run("analyze", "--workdir", str(tmp_path / "run"))

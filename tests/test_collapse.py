@@ -457,6 +457,7 @@ class OffsetTest(parameterized.TestCase):
     log_scale=st.floats(-3, 3),
     seed=st.integers(0, 2**16),
 )
+@pytest.mark.slow
 def test_property_float32_matches_float64(counts, dim, offset, log_scale, seed):
   """Random class counts (absent and one-sample classes), dimensions, offsets up to 1e4
   and scales 1e-3..1e3: float32 metrics equal the float64 references on the same inputs
@@ -628,6 +629,7 @@ class NearlyDependentMeansTest(parameterized.TestCase):
     self.assertTrue(bool(jnp.all(jnp.isfinite(grad))))
     self.assertGreater(float(jnp.max(jnp.abs(grad))), 0.0)
 
+  @pytest.mark.slow
   def test_grad_of_nc1_matches_finite_differences_in_float64(self):
     h, y, _, _ = dataset(n=60, d=6, c=4)
     with jax.enable_x64(True):

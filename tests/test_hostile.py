@@ -472,7 +472,8 @@ def test_unmasked_out_of_range_labels_are_dropped_under_jit():
 
 
 @pytest.mark.parametrize("label, masked, reported", [
-    (7, False, True), (-1, False, True), (7, True, False), (-1, True, False), (2, False, False)])
+    (7, False, True), (7, True, False), *(pytest.param(*case, marks=pytest.mark.slow) for case in (
+        (-1, False, True), (-1, True, False), (2, False, False)))])
 def test_checkify_index_checks_report_exactly_the_unmasked_out_of_range_labels(
     label, masked, reported):
   from jax.experimental import checkify

@@ -19,7 +19,7 @@ def structured(n, d=16, rank=4, seed=0):
   return rng.normal(size=(n, rank)) @ rng.normal(size=(rank, d)) + 0.1 * rng.normal(size=(n, d))
 
 
-@pytest.mark.parametrize("same", [False, True])
+@pytest.mark.parametrize("same", [False, pytest.param(True, marks=pytest.mark.slow)])
 def test_chunked_moment_equals_dense_at_n_2048(same):
   z1 = structured(2048, 8, seed=1)
   z2 = z1 if same else structured(2048, 6, seed=2)
@@ -49,6 +49,7 @@ def test_chunked_moment_memory_does_not_grow_with_n():
   assert large.temp_size_in_bytes - small.temp_size_in_bytes <= 3 * input_bytes
 
 
+@pytest.mark.slow
 def test_symmetric_route_is_used_for_a_gram_with_itself():
   z = jnp.float32(features("random", 3000, 12))
   hlo = jax.jit(lambda z: ncjax.joint_entropy(z, z)).lower(z).as_text()
@@ -63,6 +64,7 @@ def mesh():
   return sharding.sample_mesh()
 
 
+@pytest.mark.slow
 def test_sample_sharded_metrics_equal_single_device(mesh):
   n = 3997  # padded to 4000 and masked
   z1 = np.float32(structured(n, 12, seed=5))
@@ -87,7 +89,7 @@ def test_sample_sharded_metrics_equal_single_device(mesh):
   check(ncjax.vci(stats), ncjax.vci(single))
 
 
-@pytest.mark.parametrize("tile_size", [4, 64])  # 37 classes: 10 tiles padded to 16; 1 to 8
+@pytest.mark.parametrize("tile_size", [4, pytest.param(64, marks=pytest.mark.slow)])  # 37 classes: 10 tiles padded to 16; 1 to 8
 def test_class_tiles_split_across_devices_equal_single_device(mesh, tile_size):
   rng = np.random.default_rng(3)
   c, d, n = 37, 6, 900
@@ -122,6 +124,7 @@ def test_collapse_metrics_of_sharded_stats_on_their_mesh_equal_single_device(mes
     np.testing.assert_allclose(split[key], single[key], rtol=1e-5, atol=1e-6, err_msg=key)
 
 
+@pytest.mark.slow
 def test_one_device_mesh_equals_single_device():
   mesh = sharding.sample_mesh(jax.devices()[:1])
   z1, z2 = np.float32(structured(501, 6, seed=8)), np.float32(structured(501, 4, seed=9))
@@ -140,6 +143,7 @@ def test_sharded_metrics_jit_and_compile_once(mesh):
     np.testing.assert_allclose(fn(s1, s2, mask), first)
 
 
+@pytest.mark.slow
 def test_snapshot_sharded_eigvalsh(mesh):
   rng = np.random.default_rng(0)
   x = rng.normal(size=(16, 30, 30)).astype(np.float32)
@@ -246,6 +250,7 @@ def test_slq_compiles_once_across_keys_and_vmaps_over_them():
   assert len(set(np.asarray(singles).tolist())) == 3  # the key matters
 
 
+@pytest.mark.slow
 def test_joint_entropy_routes_are_arguments_and_slq_is_never_chosen():
   z1, z2 = (jnp.float32(structured(3000, 36, rank=4, seed=s)) for s in (3, 4))
   lower = lambda method: jax.jit(ncjax.joint_entropy, static_argnames="method").lower(

@@ -79,8 +79,9 @@ def test_bad_task(kwargs, message):
     algorithmic(**args)
 
 
-@pytest.mark.parametrize("module", [EmbedMLP(8, 7, 4, 16), Transformer(8, 7, 16, 2, 32),
-                                    FlaxTransformer(8, 7, 16, 2, 32)])
+@pytest.mark.parametrize("module", [EmbedMLP(8, 7, 4, 16), *(
+    pytest.param(m, marks=pytest.mark.slow)
+    for m in (Transformer(8, 7, 16, 2, 32), FlaxTransformer(8, 7, 16, 2, 32)))])
 def test_logits_are_features_times_head(module):
   tokens = jnp.asarray(algorithmic("add", 7, 0.5, 0)[0].inputs)
   params = module.init(jax.random.key(0), tokens)["params"]

@@ -116,6 +116,7 @@ def test_analyze_named_metrics_on_test_split(tmp_path):
       analyze(tmp_path, [bad])
 
 
+@pytest.mark.slow
 def test_analyze_writes_each_split_beside_the_other(tmp_path):
   train(make_task(tiny_config(steps=4, snapshots=1)), tmp_path)
   analyze(tmp_path, ["nc1"], split="train")
@@ -137,7 +138,7 @@ def linear_problem(snapshots=10, n=60, d_in=12, d=8, classes=4):
   return params, features_fn, labels, classes
 
 
-@pytest.mark.parametrize("chunk_size", [1, 4, 16])
+@pytest.mark.parametrize("chunk_size", [1, *(pytest.param(n, marks=pytest.mark.slow) for n in (4, 16))])
 def test_trajectory_metrics_match_per_snapshot_calls(chunk_size):
   params, features_fn, labels, classes = linear_problem()
   names = ("nc1", "cdnv", "vci", "hdr", "matrix_entropy", "collapse_metrics")
