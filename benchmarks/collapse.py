@@ -89,14 +89,14 @@ def torch_reference(h, y, w, b):
   h_batches, y_batches = torch.split(h, BATCH), torch.split(y, BATCH)
   counts = torch.bincount(y, minlength=C).double()
   sums = torch.zeros(C, D)
-  for hb, yb in zip(h_batches, y_batches):  # pass 1: class means
+  for hb, yb in zip(h_batches, y_batches, strict=True):  # pass 1: class means
     sums.index_add_(0, yb, hb)
   means = sums / counts[:, None].float()
   mu_g = h.mean(0)
   sw = torch.zeros(D, D)
   var = torch.zeros(C)
   disagree = 0
-  for hb, yb in zip(h_batches, y_batches):  # pass 2: covariance, variances, NC4
+  for hb, yb in zip(h_batches, y_batches, strict=True):  # pass 2: covariance, variances, NC4
     centred = hb - means[yb]
     sw += centred.T @ centred
     var.index_add_(0, yb, (centred**2).sum(1))

@@ -73,7 +73,7 @@ def main():
       reference, against = dense_joint(np.asarray(z1), np.asarray(z2)), "dense f64"
       rows.append([f"{n:,}", "dense n x n (NumPy f64)", f"{time.perf_counter() - start:.1f}",
                    f"{n * n * 8 * 2 / 2**20:,.0f} (2 n x n)", f"{reference:.4f}", "-"])
-    error = lambda v: f"{abs(float(v) - reference) / reference:.1e} vs {against}"
+    error = lambda v, ref=reference, against=against: f"{abs(float(v) - ref) / ref:.1e} vs {against}"
     rows.append([f"{n:,}", "exact chunked moment", f"{exact_s:.1f}", f"{exact_mib:,.0f}",
                  f"{float(exact):.4f}", error(exact) if against != "exact" else "-"])
     rows.append([f"{n:,}", "SLQ (joint_entropy_slq)", f"{slq_s:.1f}", f"{slq_mib:,.0f}",

@@ -18,12 +18,12 @@ import jax
 import numpy as np
 
 from benchmarks.timing import best_of, table
+from experiments.common import digits_cnn_config, overridden
 from ncjax.data import Batch
 from ncjax.losses import cross_entropy
 from ncjax.models import make_model
 from ncjax.tasks import make_task
 from ncjax.train import mesh as meshes
-from experiments.common import digits_cnn_config, overridden
 from ncjax.train.state import create_states, make_train_step
 
 MODELS = {  # name: (model kwargs, input shape)

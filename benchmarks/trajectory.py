@@ -176,7 +176,7 @@ def seeds(config, batch_size, steps=20):
     def go():
       nonlocal states
       for _ in range(steps):
-        states = [step(s, next(d))[0] for s, d in zip(states, streams)]
+        states = [step(s, next(d))[0] for s, d in zip(states, streams, strict=True)]
       return states
     return best_of(go, repeats=3) / steps
 

@@ -21,7 +21,6 @@ docs/transfer.md.
 """
 
 import ml_collections
-
 from common import cnn_recipe
 
 SOURCE, TARGET = (0, 1, 2, 3, 4), (5, 6, 7, 8, 9)

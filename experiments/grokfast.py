@@ -16,7 +16,6 @@ steps) and writes summary.json; results in docs/grokking.md.
 """
 
 import ml_collections
-
 from common import overridden
 
 from ncjax.train.config import base_config

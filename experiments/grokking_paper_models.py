@@ -10,7 +10,6 @@ Result on 2 CPU cores (and the paper's values beside them): docs/grokking.md.
 """
 
 import ml_collections
-
 from common import grokking_paper_config
 
 

@@ -20,7 +20,6 @@ Figure: docs/layerwise.png.
 """
 
 import ml_collections
-
 from common import digits_cnn_config
 
 

@@ -21,7 +21,6 @@ the information metrics mark the barrier as the loss does. Figure: docs/lmc.png.
 """
 
 import ml_collections
-
 from common import digits_cnn_config
 
 

@@ -19,7 +19,6 @@ Figure: docs/pruning.png.
 """
 
 import ml_collections
-
 from common import digits_cnn_config
 
 

@@ -34,7 +34,6 @@ VCI spans only 0.17-0.24 across these small models. Tables and figure: docs/tran
 """
 
 import ml_collections
-
 from common import fashion_mnist_config
 
 SOURCE, TARGET = (0, 1, 2, 3, 4), (5, 6, 7, 8, 9)

@@ -232,12 +232,11 @@ def finite(x: jax.Array, name: str, mask: jax.Array | None = None) -> None:
 def rows_nonzero(z: jax.Array, mask: jax.Array, name: str) -> None:
   """Eagerly raises if an unmasked row of ``z`` is all zeros (no direction)."""
   zero = reduced(lambda xp, z, m: xp.all(z == 0, axis=1) & m, z, mask)
-  if zero is not None:
-    if zero.any():
-      raise ValueError(
-          f"{name} has all-zero rows at {np.flatnonzero(zero)[:10].tolist()}; "
-          "they cannot be normalised (mask them out)."
-      )
+  if zero is not None and zero.any():
+    raise ValueError(
+        f"{name} has all-zero rows at {np.flatnonzero(zero)[:10].tolist()}; "
+        "they cannot be normalised (mask them out)."
+    )
 
 
 def _roundoff(dtype) -> float:
@@ -326,7 +325,7 @@ def labels(y, n: int, num_classes: int, name: str = "labels", mask=None) -> jax.
                                         xp.max(xp.where(keep, y, lo), initial=lo)),
                    y, as_mask(mask, n))
   if bounds is not None and bounds[0] <= bounds[1] and not (
-      0 <= bounds[0] and bounds[1] < num_classes):
+      bounds[0] >= 0 and bounds[1] < num_classes):
     raise ValueError(f"{name} must lie in [0, {num_classes}) in the rows kept, got range "
                      f"[{bounds[0]}, {bounds[1]}].")
   return y

@@ -129,7 +129,7 @@ def _help(argv: list[str]) -> None:
     text, names = SUBCOMMANDS[sub]
     lines = [f"ncjax {sub}: {text}", "", "flags:", *_flag_lines(names)]
     if sub != "analyze":
-      spec = next((v for f, v in zip(argv, argv[1:] + [None]) if f == "--config"),
+      spec = next((v for f, v in zip(argv, argv[1:] + [None], strict=True) if f == "--config"),
                   next((a.removeprefix("--config=") for a in argv
                         if a.startswith("--config=")), None))
       try:
@@ -186,6 +186,7 @@ def _initialize_processes() -> None:
 def _train() -> None:
   if _CONFIG.value is None or _WORKDIR.value is None:
     _fail(USAGE)
+  import jax
   import numpy as np
 
   from ncjax import plots  # after flag parsing: fast errors
@@ -193,8 +194,6 @@ def _train() -> None:
   from ncjax.train import NonFiniteLoss, rundir, train
   from ncjax.train.config import validate
   from ncjax.train.mesh import is_writer
-
-  import jax
 
   config, workdir = _CONFIG.value, _WORKDIR.value
   if "runs" in config:
@@ -286,7 +285,7 @@ def _one_line(e: Exception, last: bool = False) -> str:
 def _config_importable(argv: list[str]) -> None:
   """Puts the --config file's directory first on sys.path, as Python does for a script,
   so config files import their shared recipes (experiments/common.py as ``common``)."""
-  for flag, value in zip(argv, argv[1:] + [""]):
+  for flag, value in zip(argv, argv[1:] + [""], strict=True):
     path = flag.removeprefix("--config=") if flag.startswith("--config=") else (
         value if flag == "--config" else None)
     if path:

@@ -20,10 +20,9 @@ round-off; an eager call warns when a value cannot be trusted to 1e-3 (docs/nume
 
 from __future__ import annotations
 
+import flax.struct
 import jax
 import jax.numpy as jnp
-
-import flax.struct
 
 from ncjax import _conditioning as conditioning
 from ncjax import _tiling, info, kernels, spectral
@@ -74,7 +73,7 @@ class _MeansFactor:
   noise: jax.Array
 
   @classmethod
-  def of(cls, s: ClassStats) -> "_MeansFactor":
+  def of(cls, s: ClassStats) -> _MeansFactor:
     noise = s.centred_means_roundoff
     rank = s.num_present - 1
     x, values = spectral.factor_pinv(s.scaled_centred_means, rank, noise)

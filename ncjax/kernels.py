@@ -45,9 +45,9 @@ def gram(x: jax.Array, *, block: int = TRIANGLE_BLOCK) -> jax.Array:
   d = x.shape[-1]
   count = max(1, round(d / block))
   edges = [round(i * d / count) for i in range(count + 1)]
-  strips = [matmul(t(x[..., lo:hi]), x[..., lo:]) for lo, hi in zip(edges[:-1], edges[1:])]
+  strips = [matmul(t(x[..., lo:hi]), x[..., lo:]) for lo, hi in zip(edges[:-1], edges[1:], strict=True)]
   rows = []
-  for i, (lo, hi) in enumerate(zip(edges[:-1], edges[1:])):
+  for i, (lo, hi) in enumerate(zip(edges[:-1], edges[1:], strict=True)):
     diagonal = strips[i][..., :hi - lo]
     left = [t(strips[j][..., lo - edges[j]:hi - edges[j]]) for j in range(i)]
     rows.append(jnp.concatenate([*left, 0.5 * (diagonal + t(diagonal)),

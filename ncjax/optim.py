@@ -42,7 +42,7 @@ def _check(lamb: float):
 
 def _same_shapes(updates, like) -> None:
   """Gradients must have their parameters' shapes (no silent broadcasting)."""
-  for g, m in zip(jax.tree.leaves(updates), jax.tree.leaves(like)):
+  for g, m in zip(jax.tree.leaves(updates), jax.tree.leaves(like), strict=True):
     if jnp.shape(g) != jnp.shape(m):
       raise ValueError(f"a gradient has shape {jnp.shape(g)}, its parameter {jnp.shape(m)}.")
 

@@ -71,7 +71,7 @@ def curves(records: list[dict], path: str, title: str = "") -> None:
   fig, axes = plt.subplots(len(panels), 1, figsize=(7, 8), sharex=True)
   marks = {"train acc 100%": (first_step(records, "train/accuracy", 1.0), ":"),
            "test acc >= 95%": (first_step(records, "test/accuracy", 0.95), "--")}
-  for ax, (label, keys, yscale) in zip(axes, panels):
+  for ax, (label, keys, yscale) in zip(axes, panels, strict=True):
     for key in keys:
       if key in records[0]:
         colour = _band(ax, steps, [r[key] for r in records], key,
@@ -123,7 +123,7 @@ def families(records: list[dict], path: str, title: str = "", columns: int = 4) 
   fig, axes = plt.subplots(rows, columns, figsize=(3.6 * columns, 2.8 * rows + 0.8),
                            sharex=True, squeeze=False)
   steps = [max(r["step"], 1) for r in records]
-  for ax, (family, members) in zip(axes.flat, panels.items()):
+  for ax, (family, members) in zip(axes.flat, panels.items(), strict=False):
     for split, key in members:
       colour = _band(ax, steps, [r[key] for r in records], split or key, **SPLIT_STYLE[split])
       _references(ax, records, key, colour)
@@ -146,7 +146,7 @@ def overlay(logs: dict[str, list[dict]], keys, path: str, title: str = "") -> No
   logged; keys a run did not log are left out."""
   fig, axes = plt.subplots(len(keys), 1, figsize=(7, 1.9 * len(keys) + 0.6), sharex=True,
                            squeeze=False)
-  for ax, key in zip(axes[:, 0], keys):
+  for ax, key in zip(axes[:, 0], keys, strict=True):
     for name, records in logs.items():
       rows = [r for r in records if key in r]
       if rows:
@@ -169,7 +169,7 @@ def transfer(summary: dict, path: str, title: str = "") -> None:
   fig, axes = plt.subplots(1, len(regimes), figsize=(4.6 * len(regimes), 4.2), squeeze=False)
   factor = lambda r: r["factor"].split("=")[0]
   colours = {f: f"C{i}" for i, f in enumerate(dict.fromkeys(map(factor, recipes.values())))}
-  for ax, (regime, g) in zip(axes[0], regimes.items()):
+  for ax, (regime, g) in zip(axes[0], regimes.items(), strict=True):
     for name, r in recipes.items():
       ax.errorbar(r["vci/source"], 100 * r[f"accuracy/{regime}"], xerr=r["vci/source_sd"],
                   yerr=100 * r[f"accuracy/{regime}_sd"], fmt="o", color=colours[factor(r)],
@@ -183,7 +183,7 @@ def transfer(summary: dict, path: str, title: str = "") -> None:
     ax.set_xlabel("VCI of the source features (source train split)")
     ax.grid(alpha=0.3)
   handles, labels = axes[0, 0].get_legend_handles_labels()
-  unique = dict(zip(labels, handles))
+  unique = dict(zip(labels, handles, strict=True))
   axes[0, 0].legend(unique.values(), unique.keys(), fontsize=7)
   axes[0, 0].set_ylabel("probe test accuracy (%), mean +- sd")
   fig.suptitle(f"{title}\n95% intervals: bootstrap over seeds within recipes", fontsize=10)
@@ -206,7 +206,7 @@ def sweep(records: list[dict], key: str, values, seeds: int, path: str, title: s
   min-max band over the seeds of each value)."""
   fig, axes = plt.subplots(1, len(SWEEP_KEYS), figsize=(3.2 * len(SWEEP_KEYS), 3.2))
   x = np.asarray(values, float)
-  for ax, metric in zip(axes, SWEEP_KEYS):
+  for ax, metric in zip(axes, SWEEP_KEYS, strict=True):
     y = np.reshape(np.asarray(records[-1][metric], float), (len(x), seeds))
     ax.plot(x, np.median(y, 1), "o-")
     if seeds > 1:
@@ -250,7 +250,7 @@ def points(rows: list[dict], x_name: str, keys, path: str, title: str = "") -> N
   columns = 4
   fig, axes = plt.subplots(-(-len(keys) // columns), columns, figsize=(13, 3 * -(-len(keys) // columns)),
                            squeeze=False)
-  for ax, key in zip(axes.flat, keys):
+  for ax, key in zip(axes.flat, keys, strict=False):
     for run in runs:
       part = [r for r in rows if r["run"] == run]
       ax.plot([r[x_name] for r in part], [r[key] for r in part], "o-", label=run, markersize=3)
@@ -276,8 +276,8 @@ def layers(records: list[dict], path: str, title: str = "", lines: int = 7) -> N
   picks = sorted(set(np.unique(np.geomspace(1, len(records), lines).astype(int) - 1)))
   colours = plt.cm.viridis(np.linspace(0, 1, len(picks)))
   fig, axes = plt.subplots(1, len(panels), figsize=(3.3 * len(panels), 3.4))
-  for ax, metric in zip(axes, panels):
-    for colour, t in zip(colours, picks):
+  for ax, metric in zip(axes, panels, strict=True):
+    for colour, t in zip(colours, picks, strict=True):
       r = records[t]
       y = [np.median(r[f"layer{i}/{metric}"]) for i in depth] + [np.median(r[f"collapse/{metric}"])]
       ax.plot(range(len(names)), y, "o-", color=colour, markersize=3, label=f"step {r['step']}")

@@ -65,7 +65,7 @@ class ClassStats:
   scaled_spread: jax.Array
 
   @classmethod
-  def empty(cls, *, num_classes: int, dim: int, dtype=jnp.float32) -> "ClassStats":
+  def empty(cls, *, num_classes: int, dim: int, dtype=jnp.float32) -> ClassStats:
     """The identity of :meth:`merge`: no samples of ``num_classes`` classes in ``dim``-d.
 
     >>> ClassStats.empty(num_classes=3, dim=4).counts.tolist()
@@ -78,7 +78,7 @@ class ClassStats:
     return cls._identity(num_classes, dim, dtype)
 
   @classmethod
-  def _identity(cls, num_classes: int, dim: int, dtype) -> "ClassStats":
+  def _identity(cls, num_classes: int, dim: int, dtype) -> ClassStats:
     return cls(
         counts=jnp.zeros((num_classes,), dtype),
         shift=jnp.zeros((dim,), dtype),
@@ -89,12 +89,12 @@ class ClassStats:
     )
 
   @classmethod
-  def _from_batch(cls, features, labels, num_classes: int, mask) -> "ClassStats":
+  def _from_batch(cls, features, labels, num_classes: int, mask) -> ClassStats:
     """Statistics of one validated batch (see :func:`class_stats`)."""
     return cls._identity(num_classes, features.shape[1], features.dtype)._absorb(
         features, labels, mask)
 
-  def update(self, features, labels, mask=None) -> "ClassStats":
+  def update(self, features, labels, mask=None) -> ClassStats:
     """Adds a batch, the same as ``self.merge(class_stats(...))`` but in one n x d x d
     product.
 
@@ -119,7 +119,7 @@ class ClassStats:
       return self
     return self._absorb(features.astype(self.counts.dtype), labels, mask)
 
-  def _absorb(self, features, labels, mask) -> "ClassStats":
+  def _absorb(self, features, labels, mask) -> ClassStats:
     """:meth:`update` without validation. O(n d^2 + n d + C d): per-class sums by
     ``segment_sum`` (no n x C one-hot) and no C x d x d merge term.
 
@@ -159,7 +159,7 @@ class ClassStats:
                                                             labels, c),
     )
 
-  def merge(self, other: "ClassStats") -> "ClassStats":
+  def merge(self, other: ClassStats) -> ClassStats:
     """Statistics of the union of both sample sets (Chan et al. pairwise update).
 
     >>> import jax.numpy as jnp
@@ -191,7 +191,7 @@ class ClassStats:
         scaled_spread=a.scaled_spread + b.scaled_spread + weight[:, 0] * jnp.sum(delta**2, 1),
     )
 
-  def _in_frame(self, shift: jax.Array, scale: jax.Array) -> "ClassStats":
+  def _in_frame(self, shift: jax.Array, scale: jax.Array) -> ClassStats:
     """The same statistics about ``shift`` in units of ``scale`` (scale >= self.scale)."""
     # A power of two: exact. An empty accumulator (the identity, scale 1) may meet a
     # smaller scale; its moments are all 0, and ratio^2 must not overflow into 0 * inf.
@@ -204,7 +204,7 @@ class ClassStats:
         scaled_spread=self.scaled_spread * ratio**2,
     )
 
-  def psum(self, axis_name) -> "ClassStats":
+  def psum(self, axis_name) -> ClassStats:
     """Merges the statistics held by every device along ``axis_name`` (inside
     ``jax.shard_map`` or a ``vmap`` with that ``axis_name``).
 

@@ -341,7 +341,7 @@ def _transfer_rows(study, name: str, workdir: str, targets: dict) -> list[dict]:
   rows = [{"recipe": name, "factor": ", ".join(f"{k}={b}" for k, (_, b) in factor.items())
            or "base", "seed": seed} for seed in seeds]
   for key in ("source_train", "source_test", *(f"{t}_train" for t in targets)):
-    for row, value in zip(rows, _vci(*feats[key])):
+    for row, value in zip(rows, _vci(*feats[key]), strict=True):
       row[f"vci/{key.removesuffix('_train')}"] = value
   probe = dict(cs=study.probe.cs, folds=study.probe.folds, max_iter=study.probe.max_iter)
   for regime, spec in study.regimes.items():
@@ -429,8 +429,8 @@ def _lmc(study, order, logs, workdir) -> dict:
   for name in order:
     task = make_task(study.runs[name])
     params, batch_stats = _final_weights(os.path.join(workdir, name), [0, 1])
-    first = lambda tree, i: jax.tree.map(lambda x: x[i], tree)
-    line = lambda tree: points.interpolate(first(tree, 0), first(tree, 1), alphas)
+    line = lambda tree: points.interpolate(*(jax.tree.map(lambda x, i=i: x[i], tree)
+                                             for i in (0, 1)), alphas)
     states = points.states_at(line(params), line(batch_stats), task.model,
                               make_optimizer(task.config))
     run_rows = _measure(task, states, name, "alpha", alphas)

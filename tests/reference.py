@@ -90,7 +90,7 @@ def nc1(h, y, num_classes):
 def cdnv(h, y, num_classes):
   s = class_moments(h, y, num_classes)
   h = np.asarray(h, np.float64)
-  var = [np.mean(np.sum((h[y == c] - mu) ** 2, 1)) for c, mu in zip(s["present"], s["means"])]
+  var = [np.mean(np.sum((h[y == c] - mu) ** 2, 1)) for c, mu in zip(s["present"], s["means"], strict=True)]
   vals = [(var[i] + var[j]) / (2 * np.sum((s["means"][i] - s["means"][j]) ** 2))
           for i in range(len(var)) for j in range(i + 1, len(var))]
   return np.mean(vals)

@@ -271,7 +271,7 @@ def _close(got, want, absolute: float = 0.0) -> bool:
   """Every leaf equal to 2e-3 of the largest |entry| (plus ``absolute``)."""
   if len(got) != len(want):
     return False
-  for g, w in zip(got, want):
+  for g, w in zip(got, want, strict=True):
     top = np.max(np.abs(w), initial=0.0)
     if g.shape != w.shape or not np.allclose(g, w, rtol=2e-3, atol=2e-3 * top + absolute):
       return False

@@ -14,8 +14,8 @@ import pytest
 from ncjax.analysis.analyze import analyze
 from ncjax.data import images
 from ncjax.models import CNN, ResNet18, WideResNet, head_weights
-from ncjax.tasks.classification import Classification
 from ncjax.tasks import make_task
+from ncjax.tasks.classification import Classification
 from ncjax.train import train
 from ncjax.train.config import base_config
 from ncjax.train.state import create_states
@@ -61,7 +61,7 @@ def test_streamed_whole_split_metrics_equal_float64_one_shot():
   got = task.evaluate(states)
   data = images.digits()
   for i in range(2):
-    state = jax.tree.map(lambda x: x[i], states)
+    state = jax.tree.map(lambda x, i=i: x[i], states)
     train = None  # (h, y) of the train split: the centres of NC4 on both splits
     for split, prefix in (("train", "collapse"), ("test", "test_collapse")):
       batch = next(images.eval_batches(data, split, 2000))
@@ -70,7 +70,7 @@ def test_streamed_whole_split_metrics_equal_float64_one_shot():
       y = batch.labels[batch.mask]
       train = train or (h, y)
       w, b = (np.asarray(a) for a in head_weights(state.params))
-      check = lambda key, want: np.testing.assert_allclose(
+      check = lambda key, want, prefix=prefix, i=i: np.testing.assert_allclose(
           got[f"{prefix}/{key}"][i], want, rtol=1e-4, atol=1e-6, err_msg=f"{prefix}/{key}")
       for name in ("nc1", "cdnv", "vci"):
         check(name, getattr(ref, name)(h, y, 10))

@@ -3,6 +3,7 @@ exit, and a run directory that is byte-for-byte unchanged."""
 
 import json
 import os
+import pathlib
 import re
 import shutil
 import subprocess
@@ -85,7 +86,7 @@ def test_resume_with_a_changed_model_is_refused_and_moves_nothing(existing):
 @pytest.mark.slow
 def test_analyze_of_a_changed_model_names_it_not_corrupt(existing, tmp_path):
   shutil.copytree(existing, tmp_path / "run")
-  config = json.load(open(tmp_path / "run" / "config.json"))
+  config = json.loads(pathlib.Path(tmp_path / "run" / "config.json").read_text())
   config["model"]["kwargs"]["hidden_dim"] = 48
   (tmp_path / "run" / "config.json").write_text(json.dumps(config))
   before = tree_digest(tmp_path / "run")
@@ -109,12 +110,12 @@ def test_overwrite_starts_afresh_and_allow_change_resumes(tmp_path):
   subprocess.run(ncjax_cmd(tmp_path, *SHORT), check=True, capture_output=True, timeout=300)
   result = run(*train_args(tmp_path, "--config.seed=1", "--overwrite"))
   assert result.returncode == 0, result.stderr[-2000:]
-  assert json.load(open(tmp_path / "config.json"))["seed"] == 1
+  assert json.loads(pathlib.Path(tmp_path / "config.json").read_text())["seed"] == 1
   assert [r["step"] for r in read_log(tmp_path)] == [0, 1, 10, 20]
   result = run(*train_args(tmp_path, "--config.seed=1", "--config.lr=0.002",
                            "--allow_change=lr", "--config.steps=30"))
   assert result.returncode == 0, result.stderr[-2000:]
-  assert json.load(open(tmp_path / "config.json"))["lr"] == 0.002
+  assert json.loads(pathlib.Path(tmp_path / "config.json").read_text())["lr"] == 0.002
 
 
 def test_usage_errors(tmp_path):

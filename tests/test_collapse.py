@@ -4,10 +4,10 @@ import re
 import warnings
 
 import chex
-import jax
-import jax.numpy as jnp
 import hypothesis
 import hypothesis.strategies as st
+import jax
+import jax.numpy as jnp
 import numpy as np
 import pytest
 from absl.testing import parameterized
@@ -351,7 +351,7 @@ class TransformTest(chex.TestCase):
 
   def test_vmap_over_seeds(self):
     data = [dataset(seed=s) for s in range(3)]
-    h, y, head, bias = (np.stack(x) for x in zip(*data))
+    h, y, head, bias = (np.stack(x) for x in zip(*data, strict=True))
     fn = jax.vmap(lambda *a: ncjax.collapse_metrics(a[0], a[1], num_classes=5, head=a[2], bias=a[3]))
     batched = fn(*f32(h), jnp.asarray(y), *f32(head, bias))
     for i, d in enumerate(data):
@@ -363,7 +363,7 @@ class TransformTest(chex.TestCase):
     h, y, head, _ = dataset(seed=10)
     for name in STATS_METRICS + ("effective_rank",):
       fn = getattr(ncjax, name)
-      loss = fn if name == "effective_rank" else (lambda z: fn(ncjax.class_stats(z, y, num_classes=5)))
+      loss = fn if name == "effective_rank" else (lambda z, fn=fn: fn(ncjax.class_stats(z, y, num_classes=5)))
       grad = jax.grad(loss)(jnp.float32(h))
       self.assertTrue(bool(jnp.all(jnp.isfinite(grad))), name)
 

@@ -2,6 +2,7 @@
 any step) and the evaluation batches."""
 
 import gzip
+import pathlib
 import struct
 
 import numpy as np
@@ -28,7 +29,7 @@ def test_digits_in_mnists_frame_are_the_same_digits_upsampled_and_padded(digits)
   np.testing.assert_array_equal(framed.test.labels, digits.test.labels)
   image = framed.train.images[0, ..., 0]
   assert not image[:4].any() and not image[-4:].any() and not image[:, :4].any()
-  assert 0 <= image.min() and image.max() <= 255
+  assert image.min() >= 0 and image.max() <= 255
   # Averaging each 5 x 5 block of the 20 x 20 digit gives back the 8 x 8 original's
   # layout (bilinear upsampling by 2.5 keeps every 2 x 2 block's mass in place).
   blocks = image[4:24, 4:24].reshape(4, 5, 4, 5).mean((1, 3))
@@ -46,11 +47,11 @@ def test_training_batches_are_seeded_and_resume_exactly():
   first = _batches(data, seed=1, count=12)
   again = _batches(data, seed=1, count=12)
   other = _batches(data, seed=2, count=12)
-  for a, b in zip(first, again):
+  for a, b in zip(first, again, strict=True):
     np.testing.assert_array_equal(a.inputs, b.inputs)
   assert not np.array_equal(first[0].inputs, other[0].inputs)
   resumed = _batches(data, seed=1, count=7, start=5)  # a fresh stream from step 5
-  for a, b in zip(first[5:], resumed):
+  for a, b in zip(first[5:], resumed, strict=True):
     np.testing.assert_array_equal(a.inputs, b.inputs)
     np.testing.assert_array_equal(a.labels, b.labels)
 
@@ -65,7 +66,7 @@ def test_any_rows_of_a_step_are_those_rows_of_its_whole_batch():
     elements = images.train_elements(data, seed=3, augment=True)
     part = [images.train_rows(data, elements, 32, step, slice(8, 24), pool)
             for step in range(9, 12)]
-  for a, b in zip(whole, part):
+  for a, b in zip(whole, part, strict=True):
     np.testing.assert_array_equal(a.inputs[8:24], b.inputs)
     np.testing.assert_array_equal(a.labels[8:24], b.labels)
 
@@ -134,7 +135,7 @@ def test_class_subset_is_relabelled_in_the_given_order_and_few_shot(digits):
 
 def _parse_idx_independently(path):
   """The IDX format read by hand: 2 zero bytes, type 0x08, ndim, big-endian int32 sizes."""
-  raw = gzip.decompress(open(path, "rb").read())
+  raw = gzip.decompress(pathlib.Path(path, "rb").read_text())
   zero, kind, ndim = struct.unpack(">HBB", raw[:4])
   assert (zero, kind) == (0, 8)
   shape = struct.unpack(f">{ndim}i", raw[4:4 + 4 * ndim])

@@ -152,7 +152,7 @@ class TransformTest(chex.TestCase):
     zs = jnp.float32(np.stack([features(k, 40, 5, s) for s, k in enumerate(KINDS)]))
     ws = jnp.float32(np.stack([features("random", 40, 3, s) for s in range(3)]))
     batched = jax.vmap(ncjax.mir)(zs, ws)
-    np.testing.assert_allclose(batched, [ncjax.mir(z, w) for z, w in zip(zs, ws)], rtol=1e-5)
+    np.testing.assert_allclose(batched, [ncjax.mir(z, w) for z, w in zip(zs, ws, strict=True)], rtol=1e-5)
 
   @parameterized.parameters(
       ("orthonormal", np.eye(6, 8)),  # all eigenvalues equal
@@ -163,7 +163,7 @@ class TransformTest(chex.TestCase):
     z = jnp.float32(z)
     for name in ("matrix_entropy", "joint_entropy", "mutual_information", "mir"):
       fn = getattr(ncjax, name)
-      grad = jax.grad(fn if name == "matrix_entropy" else lambda a: fn(a, a[:, ::-1] + a))(z)
+      grad = jax.grad(fn if name == "matrix_entropy" else lambda a, fn=fn: fn(a, a[:, ::-1] + a))(z)
       self.assertTrue(bool(jnp.all(jnp.isfinite(grad))), name)
 
   def test_grad_matches_finite_differences(self):

@@ -1,11 +1,11 @@
 """ncjax.kernels.gram: the triangle-blocked x^T x against the float64 product."""
 
+import re
+
 import chex
 import jax
 import jax.numpy as jnp
 import numpy as np
-import re
-
 import pytest
 
 from ncjax import kernels

@@ -4,6 +4,7 @@ process), and the metric API on arrays that span two processes."""
 
 import json
 import os
+import pathlib
 import signal
 import subprocess
 import sys
@@ -19,8 +20,16 @@ from ncjax.train import mesh as meshes
 from ncjax.train import train
 from ncjax.train.config import base_config
 from ncjax.train.state import create_states, make_loss, make_train_step
-from tests.runs import (ROOT, device_env, free_port, launch_processes, ncjax_cmd, read_log,
-                        recipe, wait_all)
+from tests.runs import (
+  ROOT,
+  device_env,
+  free_port,
+  launch_processes,
+  ncjax_cmd,
+  read_log,
+  recipe,
+  wait_all,
+)
 
 DIGITS = {"steps": 20, "metrics_every": 10, "checkpoint_every": 10, "snapshots": 2,
           "sample_size": 64, "batch_size": 32, "optim.warmup_steps": 5,
@@ -43,7 +52,7 @@ def _digits(**overrides):
 
 def _assert_logs_match(got, want, first_rtol, rtol):
   assert [r["step"] for r in got] == [r["step"] for r in want]
-  for g, w in zip(got, want):
+  for g, w in zip(got, want, strict=True):
     tol = first_rtol if g["step"] == 0 else rtol
     for key in w:
       if key == "step" or (g["step"] and key in ILL_CONDITIONED):
@@ -126,7 +135,7 @@ def test_two_processes_train_resume_and_analyze_like_one(tmp_path):
   run = subprocess.run([sys.executable, "-m", "ncjax", "analyze", str(pair)], env=device_env(1),
                        capture_output=True, text=True, timeout=300)
   assert run.returncode == 0, run.stderr
-  analysed = [json.loads(line) for line in open(pair / "analysis.jsonl")]
+  analysed = [json.loads(line) for line in pathlib.Path(pair / "analysis.jsonl").read_text().splitlines()]
   logged = {r["step"]: r for r in read_log(pair)}
   assert [r["step"] for r in analysed] == sorted(int(s) for s in os.listdir(pair / "checkpoints")
                                                  if s.isdigit())

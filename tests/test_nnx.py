@@ -2,6 +2,7 @@
 ``task.model``; checkpoints, resume and ``ncjax analyze`` work as for linen."""
 
 import json
+import pathlib
 import subprocess
 import sys
 
@@ -81,7 +82,7 @@ def test_cli_trains_and_analyzes_an_nnx_model_named_in_the_config(tmp_path):
   result = subprocess.run([sys.executable, "-m", "ncjax", "analyze", str(tmp_path)],
                           capture_output=True, text=True, timeout=300)
   assert result.returncode == 0, result.stderr[-2000:]
-  analysed = [json.loads(line) for line in open(tmp_path / "analysis.jsonl")]
+  analysed = [json.loads(line) for line in pathlib.Path(tmp_path / "analysis.jsonl").read_text().splitlines()]
   logged = {r["step"]: r for r in read_log(tmp_path)}
   np.testing.assert_allclose(analysed[-1]["test/accuracy"],
                              logged[analysed[-1]["step"]]["test/accuracy"])

@@ -25,7 +25,7 @@ def _tree(seed):
 def test_interpolation_is_the_straight_line():
   a, b = _tree(0), _tree(1)
   line = points.interpolate(a, b, [0.0, 0.25, 1.0])
-  for x, y, got in zip(jax.tree.leaves(a), jax.tree.leaves(b), jax.tree.leaves(line)):
+  for x, y, got in zip(jax.tree.leaves(a), jax.tree.leaves(b), jax.tree.leaves(line), strict=True):
     assert got.shape == (3, *x.shape) and got.dtype == x.dtype
     np.testing.assert_array_equal(got[0], x)
     np.testing.assert_allclose(got[1], 0.75 * x + 0.25 * y, rtol=1e-6)
@@ -97,7 +97,7 @@ def test_a_masked_finetune_keeps_pruned_weights_at_zero():
   tuned = points.finetune(states, masks, stream, loss, steps=3,
                           mesh=make_mesh(base_config()))
   for before, after, mask in zip(jax.tree.leaves(params), jax.tree.leaves(tuned.params),
-                                 jax.tree.leaves(masks)):
+                                 jax.tree.leaves(masks), strict=True):
     after = np.asarray(after)
     assert np.all(after[mask == 0] == 0)
     assert not np.allclose(after[mask == 1], np.asarray(before)[mask == 1])

@@ -1,11 +1,10 @@
 """Large-n routes: the chunked Kronecker moment, and metrics over an 8-device mesh."""
 
+import chex
 import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
-
-import chex
 
 import ncjax
 from ncjax import sharding

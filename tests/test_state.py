@@ -26,7 +26,7 @@ def test_adamw_equals_optax_adamw():
   ours = _updates(make_optimizer(c), params, grads)
   theirs = _updates(optax.adamw(c.lr, b1=0.9, b2=0.98, weight_decay=c.weight_decay), params,
                     grads)
-  for a, b in zip(ours, theirs):
+  for a, b in zip(ours, theirs, strict=True):
     np.testing.assert_array_equal(a["w"], b["w"])
 
 

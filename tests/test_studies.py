@@ -3,6 +3,7 @@ transfer study's recipe-level statistics and probe, and tiny studies end to end.
 
 import json
 import os
+import pathlib
 
 import numpy as np
 import pytest
@@ -110,12 +111,12 @@ def test_transfer_study_end_to_end(tmp_path):
   study = _transfer_study(base=_run(num_seeds=2, **steps),
                           wd=_run(num_seeds=2, weight_decay=1e-2, **steps))
   studies.run_study(study, str(tmp_path))
-  summary = json.load(open(tmp_path / "summary.json"))
+  summary = json.loads(pathlib.Path(tmp_path / "summary.json").read_text())
   for regime in ("full", "few_shot"):
     assert {"rho", "interval", "n_recipes", "n_seeds", "probe"} <= set(summary["regimes"][regime])
     assert summary["regimes"][regime]["n_recipes"] == 2
     assert summary["regimes"][regime]["n_seeds"] == 2
-  rows = [json.loads(line) for line in open(tmp_path / "transfer.jsonl")]
+  rows = [json.loads(line) for line in pathlib.Path(tmp_path / "transfer.jsonl").read_text().splitlines()]
   assert [(r["recipe"], r["seed"]) for r in rows] == [("base", 0), ("base", 1), ("wd", 0), ("wd", 1)]
   assert all(0 <= r["accuracy/few_shot"] <= 1 and 0 <= r["vci/other"] <= 1 for r in rows)
   assert os.path.getsize(tmp_path / "transfer.png") > 0
@@ -138,7 +139,7 @@ def test_compare_study_in_process(tmp_path):
   summary = studies.run_study(study, str(tmp_path))
   assert summary["both"]["seeds"] == 2 and summary["slow"]["seeds"] == 1
   assert len(summary["both"]["steps_to_test_95"]) == 2
-  assert json.load(open(tmp_path / "summary.json")) == summary
+  assert json.loads(pathlib.Path(tmp_path / "summary.json").read_text()) == summary
   assert os.path.getsize(tmp_path / "compare.png") > 0
   # Running it again resumes every finished run: nothing is retrained or changed.
   before = tree_digest(tmp_path / "a" / "checkpoints")
@@ -159,7 +160,7 @@ def test_lmc_study_measures_the_path_between_the_two_members(tmp_path):
 
   study = _points_study("lmc", a=_run(num_seeds=2, init_seed=0))
   summary = studies.run_study(study, str(tmp_path))
-  rows = [json.loads(line) for line in open(tmp_path / "lmc.jsonl")]
+  rows = [json.loads(line) for line in pathlib.Path(tmp_path / "lmc.jsonl").read_text().splitlines()]
   assert [r["alpha"] for r in rows] == [0.0, 0.5, 1.0]
   # The end points are the trained members: the same accuracy and (recomputed BatchNorm
   # statistics aside, so loosely) the same loss as the run's own last record.
@@ -176,7 +177,7 @@ def test_lmc_study_measures_the_path_between_the_two_members(tmp_path):
 def test_pruning_study_prunes_measures_and_finetunes(tmp_path):
   study = _points_study("pruning", a=_run())
   studies.run_study(study, str(tmp_path))
-  rows = [json.loads(line) for line in open(tmp_path / "pruning.jsonl")]
+  rows = [json.loads(line) for line in pathlib.Path(tmp_path / "pruning.jsonl").read_text().splitlines()]
   assert [(r["run"], r["sparsity"]) for r in rows] == [
       ("a pruned", 0.0), ("a pruned", 0.6), ("a + 4 fine-tune steps", 0.0),
       ("a + 4 fine-tune steps", 0.6)]

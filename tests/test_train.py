@@ -2,6 +2,7 @@
 
 import json
 import os
+import pathlib
 import shutil
 import signal
 import subprocess
@@ -20,7 +21,6 @@ from ncjax.train.checkpoints import snapshot_steps
 from tests.runs import final_params, ncjax_cmd, read_log
 
 
-
 @pytest.mark.parametrize("operation", sorted(OPERATIONS))
 def test_modular_labels(operation):
   p = 11
@@ -36,7 +36,7 @@ def test_modular_labels(operation):
                "x2xyy2x": lambda a, b: (a * a + a * b + b * b + a) % p,
                "x3xy": lambda a, b: (a**3 + a * b) % p,
                "x3xy2y": lambda a, b: (a**3 + a * b * b + b) % p}[operation]
-  assert all(python_op(a, b) == label for (a, b, _), label in zip(x, y))
+  assert all(python_op(a, b) == label for (a, b, _), label in zip(x, y, strict=True))
   assert len(y) == (p * (p - 1) if operation == "div" else p * p)
   assert len(np.unique(x[:, :2], axis=0)) == len(y)  # every pair once
   assert (x[:, 2] == p).all()
@@ -49,13 +49,13 @@ def test_s5_labels_are_compositions_computed_by_hand():
   assert num_classes("s5", 0) == 120 and len(y) == 120 * 120 and (x[:, 2] == 120).all()
   perms = [tuple(p) for p in S5]
   assert len(set(perms)) == 120
-  for (a, b, _), label in zip(x[::97], y[::97]):
+  for (a, b, _), label in zip(x[::97], y[::97], strict=True):
     first, then = perms[b], perms[a]
     assert perms[label] == tuple(then[first[i]] for i in range(5))  # (a o b)(i) = a(b(i))
   identity = perms.index((0, 1, 2, 3, 4))
-  assert all(label == b for (a, b, _), label in zip(x, y) if a == identity)
+  assert all(label == b for (a, b, _), label in zip(x, y, strict=True) if a == identity)
   # S5 is not abelian: some a o b != b o a.
-  table = dict(zip(map(tuple, x[:, :2]), y))
+  table = dict(zip(map(tuple, x[:, :2]), y, strict=True))
   assert any(table[(a, b)] != table[(b, a)] for a, b in table)
 
 
@@ -140,7 +140,7 @@ def test_run_writes_outputs(uninterrupted):
               "collapse/vci", "test_collapse/nc1", "sample/entropy_features"):
     assert all(np.isfinite(r[key]) for r in records), key
   assert records[-1]["train/accuracy"] > records[0]["train/accuracy"]
-  assert json.load(open(uninterrupted / "config.json"))["data"]["modulus"] == 23
+  assert json.loads(pathlib.Path(uninterrupted / "config.json").read_text())["data"]["modulus"] == 23
   with open(uninterrupted / "curves.png", "rb") as f:
     assert f.read(8) == b"\x89PNG\r\n\x1a\n"
   saved = sorted(int(s) for s in os.listdir(uninterrupted / "checkpoints") if s.isdigit())
@@ -245,7 +245,7 @@ def test_corrupt_checkpoint_is_named_and_skipped(uninterrupted, tmp_path):
                        capture_output=True, text=True, timeout=300)
   assert run.returncode == 0, run.stderr[-2000:]
   assert "skipping step 46" in run.stderr and "skipping step 100" in run.stderr
-  analysed = [json.loads(line)["step"] for line in open(workdir / "analysis.jsonl")]
+  analysed = [json.loads(line)["step"] for line in pathlib.Path(workdir / "analysis.jsonl").read_text().splitlines()]
   assert 46 not in analysed and 100 not in analysed and 120 in analysed
   # Resume skips (and moves aside) every corrupt checkpoint down to an intact one (18),
   # then reproduces the uninterrupted run.
@@ -273,7 +273,7 @@ def test_a_key_added_since_the_run_started_counts_as_its_default(tmp_path):
 
   config = base_config()
   rundir.prepare(config, str(tmp_path))
-  stored = json.load(open(tmp_path / "config.json"))
+  stored = json.loads(pathlib.Path(tmp_path / "config.json").read_text())
   del stored["data"]["key_frequencies"]  # a run made before the key existed
   (tmp_path / "config.json").write_text(json.dumps(stored))
   rundir.prepare(config, str(tmp_path))  # resumes

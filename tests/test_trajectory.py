@@ -2,6 +2,7 @@
 
 import json
 import os
+import pathlib
 import subprocess
 import sys
 
@@ -48,9 +49,9 @@ def test_vmapped_seeds_equal_separate_runs(tmp_path, batch_size):
   for i in range(seeds):
     alone = train(make_task(tiny_config(seed=i, batch_size=batch_size)), tmp_path / str(i))
     _, params = final_params(tmp_path / str(i))
-    jax.tree.map(lambda s, p: np.testing.assert_allclose(s[i], p[0], rtol=1e-6, atol=1e-6),
+    jax.tree.map(lambda s, p, i=i: np.testing.assert_allclose(s[i], p[0], rtol=1e-6, atol=1e-6),
                  stacked, params)
-    for got, want in zip(together, alone):
+    for got, want in zip(together, alone, strict=True):
       assert got["step"] == want["step"]
       for key, value in want.items():
         if key == "step":
@@ -120,9 +121,9 @@ def test_analyze_named_metrics_on_test_split(tmp_path):
 def test_analyze_writes_each_split_beside_the_other(tmp_path):
   train(make_task(tiny_config(steps=4, snapshots=1)), tmp_path)
   analyze(tmp_path, ["nc1"], split="train")
-  before = open(tmp_path / "analysis.train.jsonl").read()
+  before = pathlib.Path(tmp_path / "analysis.train.jsonl").read_text()
   test = analyze(tmp_path, ["nc1"], split="test")
-  assert open(tmp_path / "analysis.train.jsonl").read() == before
+  assert pathlib.Path(tmp_path / "analysis.train.jsonl").read_text() == before
   assert "train/nc1" in before and set(test[0]) == {"step", "test/nc1"}
   assert os.path.exists(tmp_path / "analysis.test.png")
 

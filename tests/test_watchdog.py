@@ -3,6 +3,7 @@ exit status 75, and the run resumes cleanly from its checkpoints."""
 
 import glob
 import os
+import pathlib
 import subprocess
 import sys
 import time
@@ -56,7 +57,7 @@ def test_a_stalled_phase_ends_the_process_with_stacks_and_one_line(tmp_path):
   assert "stalled in evaluation at step 7" in line and "rerun me to resume" in line
   (dump,) = glob.glob(str(tmp_path / "stall-*.txt"))
   assert dump in line
-  text = open(dump).read()
+  text = pathlib.Path(dump).read_text()
   assert "evaluation at step 7 made no progress" in text and 'File "<string>", line 5' in text
 
 

@@ -2,6 +2,7 @@
 
 import io
 import json
+import pathlib
 import struct
 
 import numpy as np
@@ -11,7 +12,7 @@ from ncjax.train import writers
 
 
 def read(path):
-  return [json.loads(line) for line in open(path)]
+  return [json.loads(line) for line in pathlib.Path(path).read_text().splitlines()]
 
 
 def test_records_go_to_metrics_jsonl_in_todays_format(tmp_path):

@@ -36,7 +36,7 @@ def interpolate(a: dict, b: dict, alphas: Sequence[float]) -> dict:
   if alphas.ndim != 1 or not alphas.size or not np.all(np.isfinite(alphas)):
     raise ValueError(f"alphas must list finite values, got {alphas!r}.")
   if jax.tree.structure(a) != jax.tree.structure(b) or any(
-      np.shape(x) != np.shape(y) for x, y in zip(jax.tree.leaves(a), jax.tree.leaves(b))):
+      np.shape(x) != np.shape(y) for x, y in zip(jax.tree.leaves(a), jax.tree.leaves(b), strict=True)):
     raise ValueError("interpolate: a and b must have the same structure and shapes.")
   alphas = jnp.asarray(alphas, jnp.float32)
 

@@ -62,7 +62,8 @@ class Run:
     task, seeds = self.task, len(member_seeds(self.config))
     like = abstract_states(self.config, task.model, task.example_inputs, task.mesh)
     for steps, states in checkpoints.restore_chunks(self.workdir, like, chunk_size):
-      yield steps, jax.tree.map(lambda x: x.reshape(len(steps), seeds, *x.shape[1:]),
+      lead = (len(steps), seeds)
+      yield steps, jax.tree.map(lambda x, lead=lead: x.reshape(*lead, *x.shape[1:]),
                                 states.params)
 
 

@@ -63,7 +63,7 @@ def evaluate(fn: Callable, snapshots, chunk_size: int = 16, progress: bool = Tru
   parts = []
   for start in tqdm.trange(0, total, chunk, desc="analyze", disable=not progress or None):
     idx = np.minimum(np.arange(start, start + chunk), total - 1)
-    part = jax.device_put(jax.tree.map(lambda x: np.asarray(x)[idx], snapshots), sharding)
+    part = jax.device_put(jax.tree.map(lambda x, idx=idx: np.asarray(x)[idx], snapshots), sharding)
     parts.append(jax.device_get(batched(part)))
   out = jax.tree.map(lambda *xs: np.concatenate(xs)[:total], *parts)
   return dict(out)

@@ -70,7 +70,7 @@ class Classification:
       members, rows = index
       parts = [images.train_rows(self.data, self._elements[seed], size, step, rows, self._pool)
                for seed in self._seeds[members]]
-      return Batch(*(np.stack(x) for x in zip(*parts)))
+      return Batch(*(np.stack(x) for x in zip(*parts, strict=True)))
 
     return meshes.assemble(meshes.batch_sharding(self.mesh), (len(self._seeds), size), load)
 

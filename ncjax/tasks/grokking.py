@@ -32,7 +32,7 @@ def seed_splits(config: ml_collections.ConfigDict) -> tuple[Split, Split]:
   d = config.data
   splits = [algorithmic(d.operation, d.modulus, d.train_fraction, seed)
             for seed in member_seeds(config)]
-  stack = lambda parts: Split(*(np.stack(x) for x in zip(*parts)))
+  stack = lambda parts: Split(*(np.stack(x) for x in zip(*parts, strict=True)))
   return stack([s[0] for s in splits]), stack([s[1] for s in splits])
 
 

@@ -83,12 +83,12 @@ class SplitSums:
   layers: tuple[ClassStats, ...] = ()
 
   @classmethod
-  def empty(cls, num_classes: int, dim: int, layer_dims: tuple[int, ...] = ()) -> "SplitSums":
+  def empty(cls, num_classes: int, dim: int, layer_dims: tuple[int, ...] = ()) -> SplitSums:
     empty = lambda d: ClassStats.empty(num_classes=num_classes, dim=d)
     null = jax.tree.map(lambda x: jnp.broadcast_to(x, (NULL_DRAWS, *x.shape)), empty(dim))
     return cls(empty(dim), jnp.float32(0), jnp.float32(0), null, tuple(map(empty, layer_dims)))
 
-  def update(self, batch: Batch, logits, features, layers=()) -> "SplitSums":
+  def update(self, batch: Batch, logits, features, layers=()) -> SplitSums:
     """Adds one batch's forward pass: logits (n, C), features (n, d), layers (n, d_i).
     Draw r permutes the labels within the batch by key r (the same every batch)."""
     n = jnp.sum(batch.mask)
@@ -181,7 +181,7 @@ def make_evaluator(num_classes: int, mesh: Mesh, data_axis: int | None, layers: 
     """The shape-only chance levels (cached per shape) and ETF values, (size,) each."""
     labels, mask = meshes.fetch((sample.labels, sample.mask))
     counts = lambda y, m: tuple(np.bincount(y[m], minlength=num_classes).tolist())
-    rows = ([counts(y, m) for y, m in zip(labels, mask)] if data_axis == 0
+    rows = ([counts(y, m) for y, m in zip(labels, mask, strict=True)] if data_axis == 0
             else [counts(labels, mask)] * size)
     per_state = [baselines.sample_null(counts=c, dim=dim) for c in rows]
     out = keyed("sample", {k: np.array([r[k] for r in per_state]) for k in per_state[0]})

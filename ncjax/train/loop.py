@@ -6,6 +6,7 @@ the loss, the data stream and the metrics pass; the caller draws the figures.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
@@ -95,10 +96,8 @@ def _repaired_log(path: str, mngr, start: int) -> list[dict]:
   records = {r["step"]: r for r in rundir.read_log(path) if r["step"] < start}
   for step in mngr.all_steps():
     if step < start and step not in records:
-      try:
+      with contextlib.suppress(checkpoints.CorruptCheckpoint):  # the log's gap stays
         records[step] = checkpoints.restore_meta(mngr, step)["metrics"]
-      except checkpoints.CorruptCheckpoint:
-        pass
   return [records[s] for s in sorted(records)]
 
 

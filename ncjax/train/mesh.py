@@ -115,7 +115,7 @@ def assemble(sharding: NamedSharding, lead_shape: tuple[int, ...], load: Callabl
     The pytree of ``load``, each leaf a global array of shape ``lead_shape + trailing``.
   """
   indices = sharding.addressable_devices_indices_map(lead_shape)
-  key = lambda index: tuple(s.indices(n)[:2] for s, n in zip(index, lead_shape))
+  key = lambda index: tuple(s.indices(n)[:2] for s, n in zip(index, lead_shape, strict=True))
   parts = {}
   for index in indices.values():
     parts.setdefault(key(index), index)
@@ -126,7 +126,7 @@ def assemble(sharding: NamedSharding, lead_shape: tuple[int, ...], load: Callabl
 
   def build(i: int) -> jax.Array:
     trailing = np.shape(leaves[0][i])[len(lead_shape):]
-    shards = [jax.device_put(np.asarray(part[i]), d) for part, d in zip(leaves, devices)]
+    shards = [jax.device_put(np.asarray(part[i]), d) for part, d in zip(leaves, devices, strict=True)]
     return jax.make_array_from_single_device_arrays((*lead_shape, *trailing), sharding, shards)
 
   return jax.tree.unflatten(treedef, [build(i) for i in range(treedef.num_leaves)])

@@ -46,8 +46,9 @@ class MetricWriter:
       return
     losses = os.path.join(workdir, "losses.jsonl")
     rundir.write_jsonl(losses, [r for r in rundir.read_log(losses) if r["step"] < start])
-    self._metrics = open(os.path.join(workdir, "metrics.jsonl"), "a")
-    self._losses = open(losses, "a")
+    # Held open for the run (appended to at every evaluation); closed by close().
+    self._metrics = open(os.path.join(workdir, "metrics.jsonl"), "a")  # noqa: SIM115
+    self._losses = open(losses, "a")  # noqa: SIM115
     self._board = _tensorboard(os.path.join(workdir, "tensorboard"))
 
   def _scalars(self, step: int, record: dict) -> None:
