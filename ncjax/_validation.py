@@ -273,8 +273,8 @@ def psd(k: jax.Array, mask: jax.Array, name: str) -> None:
   semi-definite up to round-off (sqrt(eps) of its largest entry and eigenvalue)."""
   if not is_concrete(k, mask):
     return
-  k, mask = host(k), host(mask)  # an n x n eigenproblem on the host anyway
-  block = k[np.ix_(mask, mask)]
+  values, keep = host(k), host(mask)  # an n x n eigenproblem on the host anyway
+  block = values[np.ix_(keep, keep)]
   symmetric(block, name)
   w = np.linalg.eigvalsh(block.astype(np.float64))
   if w[-1] <= 0 or w[0] < -_roundoff(k.dtype) * w[-1]:

@@ -14,6 +14,7 @@ import importlib.util
 import os
 import re
 import sys
+from typing import NoReturn
 
 from absl import app, flags, logging
 from ml_collections import config_flags
@@ -91,6 +92,8 @@ def _load_config(spec: str):
   """``get_config()`` of a --config FILE (``FILE:ARG``: ``get_config(ARG)``)."""
   path, _, arg = spec.partition(":")
   module_spec = importlib.util.spec_from_file_location("ncjax_help_config", path)
+  if module_spec is None or module_spec.loader is None:
+    raise FileNotFoundError(f"cannot load a config from {path}")
   module = importlib.util.module_from_spec(module_spec)
   module_spec.loader.exec_module(module)
   return module.get_config(arg) if arg else module.get_config()
@@ -129,7 +132,7 @@ def _help(argv: list[str]) -> None:
     text, names = SUBCOMMANDS[sub]
     lines = [f"ncjax {sub}: {text}", "", "flags:", *_flag_lines(names)]
     if sub != "analyze":
-      spec = next((v for f, v in zip(argv, argv[1:] + [None], strict=True) if f == "--config"),
+      spec = next((v for f, v in zip(argv, [*argv[1:], None], strict=True) if f == "--config"),
                   next((a.removeprefix("--config=") for a in argv
                         if a.startswith("--config=")), None))
       try:
@@ -141,9 +144,16 @@ def _help(argv: list[str]) -> None:
   sys.exit(0)
 
 
-def _fail(message: str, status: int = 2):
+def _fail(message: str, status: int = 2) -> NoReturn:
   print(f"ncjax: {message}", file=sys.stderr)
   sys.exit(status)
+
+
+def _config_and_workdir():
+  """(--config, --workdir), both given, or the usage and exit status 2."""
+  if _CONFIG.value is None or _WORKDIR.value is None:
+    _fail(USAGE)
+  return _CONFIG.value, _WORKDIR.value
 
 
 def _process_settings() -> None:
@@ -156,7 +166,7 @@ def _process_settings() -> None:
   # Compiled programs are kept across processes (runs of a study, resumed runs, analyze):
   # most of a short run's time is XLA compiling the same train step and metrics pass.
   import jax
-  if not jax.config.jax_compilation_cache_dir:
+  if not jax.config.values["jax_compilation_cache_dir"]:
     jax.config.update("jax_compilation_cache_dir",
                       os.path.join(os.path.expanduser("~"), ".cache", "ncjax", "xla"))
     jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.1)
@@ -184,8 +194,7 @@ def _initialize_processes() -> None:
 
 
 def _train() -> None:
-  if _CONFIG.value is None or _WORKDIR.value is None:
-    _fail(USAGE)
+  config, workdir = _config_and_workdir()
   import jax
   import numpy as np
 
@@ -195,7 +204,6 @@ def _train() -> None:
   from ncjax.train.config import validate
   from ncjax.train.mesh import is_writer
 
-  config, workdir = _CONFIG.value, _WORKDIR.value
   if "runs" in config:
     _fail("this config describes a study of several runs: use `ncjax study`.")
   try:
@@ -204,7 +212,8 @@ def _train() -> None:
   except (ValueError, FileNotFoundError, ImportError) as e:
     _fail(str(e))
   try:
-    records = train(task, workdir, overwrite=_OVERWRITE.value, allow_changes=_ALLOW.value)
+    records = train(task, workdir, overwrite=_OVERWRITE.value,
+                    allow_changes=tuple(_ALLOW.value))
   except (rundir.RunDirError, FileNotFoundError, ValueError) as e:  # e.g. a bad init_from
     _fail(str(e))
   except NonFiniteLoss as e:
@@ -227,21 +236,20 @@ def _train() -> None:
 
 
 def _study() -> None:
-  if _CONFIG.value is None or _WORKDIR.value is None:
-    _fail(USAGE)
+  config, workdir = _config_and_workdir()
   from ncjax import studies
   from ncjax.train import NonFiniteLoss, rundir
 
   try:
-    studies.validate_study(_CONFIG.value)  # every run's config, before anything runs
-    studies.run_study(_CONFIG.value, _WORKDIR.value)
+    studies.validate_study(config)  # every run's config, before anything runs
+    studies.run_study(config, workdir)
   except (rundir.RunDirError, FileNotFoundError, ValueError, ImportError) as e:
     _fail(str(e))
   except NonFiniteLoss as e:
     _fail(str(e), 1)
   except KeyboardInterrupt as e:
     _fail(f"{e or 'interrupted'}", 130)
-  print(f"wrote {_WORKDIR.value}/summary.json")
+  print(f"wrote {workdir}/summary.json")
 
 
 def _analyze(argv: list[str]) -> None:

@@ -161,8 +161,9 @@ def hadamard_features(z1: jax.Array, z2: jax.Array) -> jax.Array:
   return f
 
 
-def khatri_rao(z1: jax.Array, z2: jax.Array) -> jax.Array:
-  """:func:`hadamard_features` without validation: (n, d1 * d2), row i kron(z1_i, z2_i)."""
+def khatri_rao(z1, z2):
+  """:func:`hadamard_features` without validation: (n, d1 * d2), row i kron(z1_i, z2_i), of
+  JAX or NumPy arrays z1 (n, d1), z2 (n, d2)."""
   return (z1[:, :, None] * z2[:, None, :]).reshape(z1.shape[0], z1.shape[1] * z2.shape[1])
 
 

@@ -24,12 +24,12 @@ __all__ = ["grokfast_ema", "grokfast_ma"]
 
 
 class GrokfastEmaState(NamedTuple):
-  count: jax.Array  # () int32: gradients seen
+  count: jax.Array  # type: ignore[assignment]  # () int32: gradients seen (optax's name)
   ema: optax.Updates  # exponential moving average of the gradients
 
 
 class GrokfastMaState(NamedTuple):
-  count: jax.Array  # () int32: gradients seen
+  count: jax.Array  # type: ignore[assignment]  # () int32: gradients seen (optax's name)
   window: optax.Updates  # (window, ...) per leaf: the last gradients, a ring buffer
 
 

@@ -52,7 +52,7 @@ def weight_norm(params) -> jax.Array:
 
 
 def fourier_losses(logits: jax.Array, train_mask: jax.Array, *,
-                   num_frequencies: int) -> dict[str, jax.Array]:
+                   num_frequencies: int | jax.Array) -> dict[str, jax.Array]:
   """Restricted and excluded losses of a+b mod p.
 
   Key frequencies: the ``num_frequencies`` k in 1..p//2 whose directions cos(w_k (a+b)),
@@ -104,13 +104,13 @@ def fourier_losses(logits: jax.Array, train_mask: jax.Array, *,
   angle = 2 * np.pi * (np.outer(k, np.arange(p)) % p) / p  # (K_all, p), float64
   basis = np.stack([np.cos(angle), np.sin(angle) * (2 * k != p)[:, None]], 1)  # (K_all, 2, p)
   norms = np.sqrt(p * np.sum(basis**2, axis=-1, keepdims=True))
-  basis = jnp.asarray(basis / np.where(norms > 0, norms, 1), logits.dtype)
-  coef = jnp.einsum("kjs,sc->kjc", basis, sums)  # (K_all, 2, C)
+  units = jnp.asarray(basis / np.where(norms > 0, norms, 1), logits.dtype)
+  coef = jnp.einsum("kjs,sc->kjc", units, sums)  # (K_all, 2, C)
   energy = jnp.sum((coef / unit) ** 2, axis=(1, 2))
   # The num_frequencies largest energies (ties: the lower k), as a mask: K may be traced.
   rank = jnp.argsort(jnp.argsort(-energy, stable=True), stable=True)
   key = (rank < num_frequencies).astype(logits.dtype)
-  component = jnp.einsum("kjc,kjs,k->sc", coef, basis, key)[s]  # (p * p, C)
+  component = jnp.einsum("kjc,kjs,k->sc", coef, units, key)[s]  # (p * p, C)
   total = jnp.sum((centred / unit) ** 2)
   return {"restricted_loss": cross_entropy(component + mean, s),  # label of (a, b): s
           "excluded_loss": cross_entropy(logits - component, s, mask=train_mask),

@@ -108,8 +108,8 @@ def shard_rows(mesh: Mesh, *arrays, mask=None) -> tuple[tuple[jax.Array, ...], j
   padded = [np.pad(np.asarray(a), [(0, rows - n)] + [(0, 0)] * (np.ndim(a) - 1))
             for a in (*arrays, mask)]
   sharding = row_sharding(mesh)
-  *arrays, mask = [jax.make_array_from_process_local_data(sharding, a) for a in padded]
-  return tuple(arrays), mask
+  *sharded, mask = [jax.make_array_from_process_local_data(sharding, a) for a in padded]
+  return tuple(sharded), mask
 
 
 def eigvalsh(stack: jax.Array, mesh: Mesh) -> jax.Array:

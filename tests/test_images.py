@@ -135,7 +135,7 @@ def test_class_subset_is_relabelled_in_the_given_order_and_few_shot(digits):
 
 def _parse_idx_independently(path):
   """The IDX format read by hand: 2 zero bytes, type 0x08, ndim, big-endian int32 sizes."""
-  raw = gzip.decompress(pathlib.Path(path, "rb").read_text())
+  raw = gzip.decompress(pathlib.Path(path).read_bytes())
   zero, kind, ndim = struct.unpack(">HBB", raw[:4])
   assert (zero, kind) == (0, 8)
   shape = struct.unpack(f">{ndim}i", raw[4:4 + 4 * ndim])

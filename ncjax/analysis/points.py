@@ -29,19 +29,18 @@ from ncjax.train import mesh as meshes
 from ncjax.train.state import LossFn, TrainState, make_train_step
 
 
-def interpolate(a: dict, b: dict, alphas: Sequence[float]) -> dict:
+def interpolate(a: dict, b: dict, alphas: Sequence[float] | np.ndarray) -> dict:
   """``(1 - alpha) a + alpha b`` for each alpha: leaves (K, ...) from two trees of the
   same structure and shapes (linear mode connectivity)."""
-  alphas = np.asarray(alphas, float)
-  if alphas.ndim != 1 or not alphas.size or not np.all(np.isfinite(alphas)):
-    raise ValueError(f"alphas must list finite values, got {alphas!r}.")
-  if jax.tree.structure(a) != jax.tree.structure(b) or any(
-      np.shape(x) != np.shape(y) for x, y in zip(jax.tree.leaves(a), jax.tree.leaves(b), strict=True)):
+  values = np.asarray(alphas, float)
+  if values.ndim != 1 or not values.size or not np.all(np.isfinite(values)):
+    raise ValueError(f"alphas must list finite values, got {values!r}.")
+  if jax.tree.map(np.shape, a) != jax.tree.map(np.shape, b):
     raise ValueError("interpolate: a and b must have the same structure and shapes.")
-  alphas = jnp.asarray(alphas, jnp.float32)
+  t_all = jnp.asarray(values, jnp.float32)
 
   def line(x, y):
-    t = alphas.reshape(-1, *([1] * jnp.ndim(x)))
+    t = t_all.reshape(-1, *([1] * jnp.ndim(x)))
     return ((1 - t) * x + t * y).astype(jnp.result_type(x))
 
   return jax.tree.map(line, a, b)
@@ -59,7 +58,8 @@ def check_sparsities(sparsities) -> np.ndarray:
   return values
 
 
-def magnitude_prune(params: dict, sparsities: Sequence[float]) -> tuple[dict, dict]:
+def magnitude_prune(params: dict, sparsities: Sequence[float] | np.ndarray
+                    ) -> tuple[dict, dict]:
   """Global magnitude pruning: for each sparsity s, the fraction s of all weight matrices'
   and convolution kernels' entries (leaves named ``kernel``, the head's included) with the
   smallest |w| pooled over every layer set to 0; biases and BatchNorm parameters kept.
@@ -68,7 +68,7 @@ def magnitude_prune(params: dict, sparsities: Sequence[float]) -> tuple[dict, di
     (pruned params, masks): leaves (K, ...); a mask is 1.0 where a weight is kept (1.0
     everywhere for leaves that are not pruned).
   """
-  sparsities = check_sparsities(sparsities)
+  fractions = check_sparsities(sparsities)
   leaves = [np.abs(np.asarray(x)).ravel()
             for path, x in jax.tree_util.tree_leaves_with_path(params) if _prunable(path)]
   if not leaves:
@@ -77,7 +77,7 @@ def magnitude_prune(params: dict, sparsities: Sequence[float]) -> tuple[dict, di
   if not np.all(np.isfinite(pooled)):
     raise ValueError("magnitude_prune: params contain NaN or Inf weights.")
   # Threshold: the k-th smallest magnitude; |w| > threshold is kept (ties are pruned).
-  k = np.floor(sparsities * pooled.size).astype(int)
+  k = np.floor(fractions * pooled.size).astype(int)
   thresholds = (np.where(k > 0, pooled[np.maximum(k - 1, 0)], -np.inf) if pooled.size
                 else np.full(len(k), -np.inf))  # only empty kernels: nothing to prune
 
@@ -121,7 +121,7 @@ def recompute_batch_stats(states: TrainState, inputs: jax.Array, batch_size: int
     # Started from zeros, the update is (1 - momentum) * the batch statistic.
     return jax.tree.map(lambda u: u / (1 - BN_MOMENTUM), updates["batch_stats"])
 
-  members = states.step.shape[0]
+  members = jnp.shape(states.step)[0]
   total, count = None, 0
   for start in range(0, n - size + 1, size):
     x = jnp.broadcast_to(inputs[start:start + size], (members, size, *inputs.shape[1:]))
@@ -140,7 +140,7 @@ def finetune(states: TrainState, masks: dict, stream, loss_fn: LossFn, steps: in
   batches = meshes.batch_sharding(mesh)
   states = jax.device_put(states, meshes.members_sharding(mesh))
   project = jax.jit(lambda s: s.replace(params=jax.tree.map(jnp.multiply, s.params, masks)))
-  members = states.step.shape[0]
+  members = jnp.shape(states.step)[0]
   for _ in tqdm.trange(steps, desc="fine-tune", dynamic_ncols=True, disable=None):
     batch = jax.device_put(jax.tree.map(
         lambda x: jnp.broadcast_to(x[0], (members, *x.shape[1:])), next(stream)), batches)

@@ -15,7 +15,7 @@ import dataclasses
 import gzip
 import os
 from collections.abc import Iterator, Sequence
-from typing import NamedTuple
+from typing import NamedTuple, cast
 
 import grain
 import numpy as np
@@ -97,7 +97,8 @@ def _channel_stats(source: Sequence, limit: int = 10_000) -> tuple[np.ndarray, n
       np.float32)
 
 
-def _from_arrays(x_train, y_train, x_test, y_test, num_classes) -> ImageData:
+def _from_arrays(x_train: np.ndarray, y_train: np.ndarray, x_test: np.ndarray,
+                 y_test: np.ndarray, num_classes: int) -> ImageData:
   train = ArraySource(x_train, y_train)
   return ImageData(train, ArraySource(x_test, y_test), num_classes, *_channel_stats(train))
 
@@ -121,13 +122,13 @@ def digits_mnist_frame(test_size: int = 500, seed: int = 0) -> ImageData:
   from scipy.ndimage import zoom
 
   data = digits(test_size, seed)
+  train, test = (cast(ArraySource, s) for s in (data.train, data.test))
 
   def frame(source: ArraySource) -> np.ndarray:
     big = zoom(source.images, (1, 2.5, 2.5, 1), order=1, grid_mode=True, mode="nearest")
     return np.pad(np.clip(big, 0, 16) * (255 / 16), ((0, 0), (4, 4), (4, 4), (0, 0)))
 
-  return _from_arrays(frame(data.train), data.train.labels, frame(data.test), data.test.labels,
-                      10)
+  return _from_arrays(frame(train), train.labels, frame(test), test.labels, 10)
 
 
 def synthetic(num_classes: int = 4, size: int = 8, channels: int = 3, train_size: int = 256,
@@ -136,7 +137,7 @@ def synthetic(num_classes: int = 4, size: int = 8, channels: int = 3, train_size
   rng = np.random.default_rng(seed)
   templates = rng.normal(size=(num_classes, size, size, channels))
 
-  def split(n):
+  def split(n: int) -> tuple[np.ndarray, np.ndarray]:
     y = np.arange(n) % num_classes
     x = templates[y] + noise * rng.normal(size=(n, size, size, channels))
     return x.astype(np.float32), y
@@ -219,7 +220,7 @@ def fashion_mnist(data_dir: str | None = None, idx_dir: str | None = None) -> Im
         "Ubuntu: `apt-get install dataset-fashion-mnist`; or `tfds build fashion_mnist` on "
         "a machine with internet (then config.data.data_dir); or put the IDX files in a "
         "directory and set config.data.idx_dir.")
-  arrays = {key: read_idx(path) for key, path in paths.items()}
+  arrays = {key: read_idx(cast(str, path)) for key, path in paths.items()}
   for split in ("train", "test"):
     if len(arrays[split, "images"]) != len(arrays[split, "labels"]):
       raise ValueError(f"Fashion-MNIST {split}: {len(arrays[split, 'images'])} images but "

@@ -23,13 +23,14 @@ class NNXModel:
 
   def __init__(self, factory: Callable[[nnx.Rngs], nnx.Module]):
     self.factory = factory
-    self._graphdef, self._params, self._stats, self._rest = nnx.split(
-        nnx.eval_shape(lambda: factory(nnx.Rngs(0))), nnx.Param, nnx.BatchStat, ...)
+    self._graphdef, *states = nnx.split(nnx.eval_shape(lambda: factory(nnx.Rngs(0))),
+                                        nnx.Param, nnx.BatchStat, ...)
+    self._params, self._stats, self._rest = states
 
   def init(self, key: jax.Array, inputs: jax.Array, train: bool = False) -> dict:
     del inputs, train  # NNX modules are built with their shapes
     _, params, stats, _ = nnx.split(self.factory(nnx.Rngs(key)), nnx.Param, nnx.BatchStat,
-                                    ...)
+                                    ...)  # type: ignore[misc]  # flax types it variadic
     stats = nnx.to_pure_dict(stats)
     return {"params": nnx.to_pure_dict(params), **({"batch_stats": stats} if stats else {})}
 

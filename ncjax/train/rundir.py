@@ -42,7 +42,7 @@ def write_atomic(path: str, text: str) -> None:
 
 def flat(tree: dict, prefix: str = "") -> dict:
   """{"a.b": value} of a nested dict."""
-  out = {}
+  out: dict = {}
   for key, value in tree.items():
     if isinstance(value, dict):
       out |= flat(value, f"{prefix}{key}.")

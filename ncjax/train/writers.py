@@ -17,6 +17,7 @@ import json
 import os
 import sys
 import time
+from typing import TextIO
 
 import numpy as np
 
@@ -40,8 +41,9 @@ class MetricWriter:
   writes nothing."""
 
   def __init__(self, workdir: str, start: int, *, enabled: bool = True):
-    self._enabled = enabled
-    self._metrics = self._losses = self._board = None
+    self._metrics: TextIO | None = None
+    self._losses: TextIO | None = None
+    self._board = None
     if not enabled:
       return
     losses = os.path.join(workdir, "losses.jsonl")
@@ -65,7 +67,7 @@ class MetricWriter:
 
   def write(self, record: dict) -> None:
     """An evaluated record ``{"step": int, KEY: float or [float per member]}``."""
-    if not self._enabled:
+    if self._metrics is None:  # not enabled
       return
     self._metrics.write(json.dumps(record) + "\n")
     self._metrics.flush()
@@ -73,7 +75,7 @@ class MetricWriter:
 
   def write_losses(self, first_step: int, losses: np.ndarray) -> None:
     """The training losses (T, M) of steps ``first_step .. first_step + T - 1``."""
-    if not self._enabled:
+    if self._losses is None:  # not enabled
       return
     for t, row in enumerate(np.asarray(losses, float)):
       value = float(row[0]) if len(row) == 1 else row.tolist()
