@@ -54,6 +54,7 @@ def test_logits_are_features_times_head_and_batchnorm_updates(module):
   assert eval_logits.shape == (6, 10)
 
 
+@pytest.mark.slow
 def test_streamed_whole_split_metrics_equal_float64_one_shot():
   config = digits_config(num_seeds=2)
   task = Classification(config)

@@ -225,6 +225,7 @@ class ManyClassesTest(parameterized.TestCase):
     self.assertFalse(f"<{c}x{c}x" in metrics, "a C x C array in collapse_metrics_from_stats")
     self.assertTrue(f"<{t}x{c}x" in metrics, "no (tile, C) block")  # the tiles are there
 
+  @pytest.mark.slow
   def test_compiles_once_per_tile_size(self):
     fn = jax.jit(chex.assert_max_traces(ncjax.collapse_metrics, n=2),
                  static_argnames=("num_classes", "tile_size"))
@@ -349,6 +350,7 @@ class TransformTest(chex.TestCase):
       h, y, head, bias = dataset(seed=seed)
       fn(*f32(h), y, num_classes=5, **heads(head, bias))
 
+  @pytest.mark.slow
   def test_vmap_over_seeds(self):
     data = [dataset(seed=s) for s in range(3)]
     h, y, head, bias = (np.stack(x) for x in zip(*data, strict=True))
@@ -584,6 +586,7 @@ class NearlyDependentMeansTest(parameterized.TestCase):
     np.testing.assert_allclose(ncjax.nc1(stats), ref.nc1(h64, y, c), rtol=1e-3)
     np.testing.assert_allclose(ncjax.vci(stats), ref.vci(h64, y, c), atol=1e-3)
 
+  @pytest.mark.slow
   def test_means_near_a_low_dimensional_subspace_and_unequal_classes(self):
     rng = np.random.default_rng(1)
     d, c, n = 128, 120, 8192

@@ -6,6 +6,7 @@ import chex
 import jax
 import jax.numpy as jnp
 import numpy as np
+import pytest
 from absl.testing import parameterized
 
 import ncjax
@@ -148,6 +149,7 @@ class TransformTest(chex.TestCase):
       z = jnp.float32(features("random", 32, 4, seed))
       fn(z, z[:, :2] ** 2)
 
+  @pytest.mark.slow
   def test_vmap_matches_loop(self):
     zs = jnp.float32(np.stack([features(k, 40, 5, s) for s, k in enumerate(KINDS)]))
     ws = jnp.float32(np.stack([features("random", 40, 3, s) for s in range(3)]))
@@ -328,6 +330,7 @@ class ConditioningTest(parameterized.TestCase):
       warnings.simplefilter("error", ncjax.ConditioningWarning)
       jax.jit(ncjax.mir)(z1, z2)
 
+  @pytest.mark.slow
   def test_float64_meets_the_tolerance_where_float32_warns(self):
     z1, z2 = self.offset_pair(100.0)
     with jax.enable_x64(True):

@@ -216,7 +216,7 @@ def assert_slq_close(z1, z2, exact, mask=None, seeds=3):
     assert error <= 4 * float(stderr) + 2e-4 * exact
 
 
-@pytest.mark.parametrize("kind", ["isotropic", "structured",
+@pytest.mark.parametrize("kind", [pytest.param("isotropic", marks=pytest.mark.slow), "structured",
                                   pytest.param("grokking", marks=pytest.mark.slow)])
 def test_slq_within_2_percent_and_covered_by_its_error(kind):
   n = 2048
@@ -239,6 +239,7 @@ def test_slq_at_n_1e5_against_the_exact_moment_route():
   assert_slq_close(z1, z2, exact, mask=mask, seeds=1)
 
 
+@pytest.mark.slow
 def test_slq_compiles_once_across_keys_and_vmaps_over_them():
   z1, z2 = jnp.float32(structured(600, 30, seed=3)), jnp.float32(structured(600, 30, seed=4))
   slq = jax.jit(chex.assert_max_traces(ncjax.joint_entropy_slq, n=1))

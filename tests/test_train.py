@@ -91,6 +91,7 @@ def test_logits_are_features_times_head(module):
   np.testing.assert_allclose(logits, features @ w.T + b, rtol=1e-5, atol=1e-5)
 
 
+@pytest.mark.slow
 def test_transformer_is_nanda_et_al_full_causal_forward():
   """The paper model against a float64 NumPy forward of the reference architecture: every
   position through causal attention and the MLP, read out at the last; no biases but the

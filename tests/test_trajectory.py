@@ -158,6 +158,7 @@ def test_trajectory_metrics_match_per_snapshot_calls(chunk_size):
       np.testing.assert_allclose(curves[key][t], value, rtol=2e-5, atol=1e-6, err_msg=key)
 
 
+@pytest.mark.slow
 def test_evaluate_compiles_once_for_all_snapshots():
   params, features_fn, labels, classes = linear_problem(snapshots=10)
   metric = metric_function(("vci", "mir"), features_fn, jnp.asarray(labels), classes)
