@@ -71,9 +71,9 @@ def pair_means(x: jax.Array, keep: jax.Array, terms, tile_size: int, mesh: Mesh 
   The class axis is split over the mesh (none: one device): each of its P devices holds
   L = C / P rows (x, keep, ``rows``; sharded inputs stay sharded) and meets the others'
   in a ring (``ppermute``, P steps), taking its L x L pairs t = min(tile_size, L) rows
-  at a time (``lax.map``); the sums are ``psum``'d. Per device at most (t, L) pair
-  values and three (L, d) blocks exist: no C x C and no C x d array. The pair Grams use
-  ``precision`` (:func:`pair_precision`).
+  at a time (``lax.map``); the sums are ``psum``'d. Memory per device is O(L d + t L)
+  (docs/scale.md): no C x C and no C x d array. The pair Grams use ``precision``
+  (:func:`pair_precision`).
   """
   c, count = x.shape[0], len(rows)
   devices = 1 if mesh is None else mesh.size
