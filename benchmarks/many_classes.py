@@ -212,7 +212,8 @@ def main():
   args = parser.parse_args()
   if args.pairs:
     jax.config.update("jax_num_cpu_devices", args.devices)
-    return pairs_table(args)
+    pairs_table(args)
+    return
 
   problem_big = problem(args.classes)
   stats, out, streamed, metrics_s, peak = ncjax_run(args.classes, args.samples, *problem_big)

@@ -79,8 +79,8 @@ def pair_means(x: jax.Array, keep: jax.Array, terms, tile_size: int, mesh: Mesh 
   devices = 1 if mesh is None else mesh.size
   t = check.static_int(tile_size, "tile_size")
   pad = -c % devices  # whole rows per device; the padding is not kept
-  u, keep, *rows = (jnp.pad(a, [(0, pad)] + [(0, 0)] * (a.ndim - 1))
-                    for a in (unit_rows(x, keep), keep, *rows))
+  u, keep, *padded = (jnp.pad(a, [(0, pad)] + [(0, 0)] * (a.ndim - 1))
+                      for a in (unit_rows(x, keep), keep, *rows))
 
   def ring(u, keep, *args):
     rows, shared = args[:count], args[count:]
@@ -113,7 +113,7 @@ def pair_means(x: jax.Array, keep: jax.Array, terms, tile_size: int, mesh: Mesh 
   if mesh is not None:
     specs = (PartitionSpec(AXIS),) * (2 + count) + (PartitionSpec(),) * len(shared)
     ring = jax.shard_map(ring, mesh=mesh, in_specs=specs, out_specs=PartitionSpec())
-  sums = ring(u, keep, *rows, *shared)
+  sums = ring(u, keep, *padded, *shared)
   n = jnp.sum(keep)
   return {k: v / (n * (n - 1)) for k, v in sums.items()}
 
@@ -149,7 +149,7 @@ def _compiles(preset, platform: str) -> bool:
   x = jax.ShapeDtypeStruct((8, 8), jnp.float32)
   try:
     jax.jit(lambda a: jnp.matmul(a, a, precision=preset)).lower(x).compile()
-  except Exception:  # any refusal, in lowering or by XLA, means unsupported
+  except Exception:  # noqa: BLE001 - any refusal, in lowering or by XLA, is unsupported
     return False
   return True
 

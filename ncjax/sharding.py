@@ -18,6 +18,8 @@ all C class means (docs/scale.md).
 
 from __future__ import annotations
 
+import dataclasses
+
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -136,9 +138,10 @@ def shard_classes(mesh: Mesh, stats: ClassStats) -> ClassStats:
     raise ValueError(f"num_classes {stats.num_classes} does not split over the mesh's "
                      f"{mesh.size} devices: pad the statistics with absent classes.")
   split, whole = row_sharding(mesh), NamedSharding(mesh, PartitionSpec())
-  return jax.device_put(stats, stats.replace(
-      counts=split, shift=whole, scale=whole, scaled_means=split, scaled_within=whole,
-      scaled_spread=split))
+  classes = {"counts", "scaled_means", "scaled_spread"}  # the fields with a class axis
+  return ClassStats(**{f.name: jax.device_put(getattr(stats, f.name),
+                                              split if f.name in classes else whole)
+                       for f in dataclasses.fields(stats)})
 
 
 def eigvalsh(stack: jax.Array, mesh: Mesh) -> jax.Array:
