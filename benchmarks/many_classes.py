@@ -13,8 +13,16 @@ GNC2 by Python loops over (t, t) tiles of class pairs, allocating the C x C grid
 
 Both read the same batches, made on device by one jitted generator (its time is in both).
 
+``--pairs``: the pairwise metrics alone as C grows (docs/scale.md), the class axis split
+over P devices (``--devices P`` fakes P CPU devices): per-device XLA memory of the
+compiled pair passes (arguments + temporaries; compiled only, so any C) and, for C up to
+``--time_up_to``, their wall time. The pair passes are timed through
+``nc2(stats, head=W)``: the means' pass (CDNV, GNC2 and the NC2 angles come from it) and
+the head rows' pass, what ``collapse_metrics_from_stats`` spends on pairs.
+
   pip install torch==2.13.0   # benchmark only
   python -m benchmarks.many_classes [--classes 32768] [--samples 1048576]
+  python -m benchmarks.many_classes --pairs --devices 8 [--precision BF16_BF16_F32_X3]
 """
 
 import argparse
@@ -85,6 +93,52 @@ def nc4_run(stats, means, head, cdf, samples):
   return float(np.mean(values)), seconds, flops / seconds / 1e9
 
 
+def pair_inputs(num_classes, mesh):
+  """ClassStats of C classes in D dims (every class present, unit spread), made directly,
+  and a head (C, D): their class axis split over ``mesh``."""
+  k = jax.random.split(jax.random.key(0), 2)
+  c = num_classes
+  means = jax.random.normal(k[0], (c, D))
+  stats = ncjax.ClassStats(counts=jnp.full((c,), 8.0), shift=jnp.zeros(D), scale=jnp.ones(()),
+                           scaled_means=means, scaled_within=8.0 * c * jnp.eye(D),
+                           scaled_spread=jnp.full((c,), 8.0 * D))
+  head = means + 0.5 * jax.random.normal(k[1], (c, D))
+  return ncjax.sharding.shard_classes(mesh, stats), jax.device_put(
+      head, ncjax.sharding.row_sharding(mesh))
+
+
+def pairs_run(num_classes, devices, tile, precision, timed):
+  """The two pair passes on C classes over ``devices`` devices: (per-device XLA bytes,
+  seconds or None)."""
+  mesh = ncjax.sharding.sample_mesh(jax.devices()[:devices])
+  fn = jax.jit(lambda s, w: ncjax.nc2(s, head=w, tile_size=tile, mesh=mesh,
+                                      precision=precision))
+  abstract = jax.tree.map(lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=x.sharding),
+                          jax.eval_shape(lambda: pair_inputs(num_classes, mesh)))
+  compiled = fn.lower(*abstract).compile()
+  if not timed:
+    return xla_bytes(compiled), None
+  inputs = pair_inputs(num_classes, mesh)
+  jax.block_until_ready(compiled(*inputs))
+  start = time.perf_counter()
+  jax.block_until_ready(compiled(*inputs))
+  return xla_bytes(compiled), time.perf_counter() - start
+
+
+def pairs_table(args):
+  rows = []
+  for c in args.pair_classes:
+    for p in sorted({1, args.devices}):
+      memory, seconds = pairs_run(c, p, args.tile, args.precision, c <= args.time_up_to)
+      local = c // p
+      rows.append([f"{c:,}", p, f"{local:,}", f"{memory / 2**20:,.0f}",
+                   f"{memory / (4 * local * D):.1f}", "-" if seconds is None else f"{seconds:.1f}"])
+  print(f"Pair passes (means + head rows), d = {D}, tile_size = {args.tile}, "
+        f"precision {args.precision}, {jax.default_backend()} ({jax.device_count()} devices)")
+  print(table(["C", "devices P", "classes per device L", "XLA MiB per device",
+               "in (L, d) float32 blocks", "wall s"], rows))
+
+
 def torch_tiling(torch, data, kernel, tile):
   """The peer code's tiling: the full (C, C) grid, filled tile pair by tile pair."""
   c = len(data)
@@ -148,7 +202,18 @@ def main():
   parser.add_argument("--samples", type=int, default=2**20)
   parser.add_argument("--compare_classes", type=int, default=4096)
   parser.add_argument("--nc4_samples", type=int, default=2**16)
+  parser.add_argument("--pairs", action="store_true", help="the pair passes as C grows")
+  parser.add_argument("--pair_classes", type=int, nargs="+",
+                      default=[2048, 4096, 8192, 16384, 32768, 65536, 262144])
+  parser.add_argument("--devices", type=int, default=1, help="fake CPU devices (--pairs)")
+  parser.add_argument("--tile", type=int, default=1024)
+  parser.add_argument("--precision", default="highest")
+  parser.add_argument("--time_up_to", type=int, default=16384)
   args = parser.parse_args()
+  if args.pairs:
+    jax.config.update("jax_num_cpu_devices", args.devices)
+    pairs_table(args)
+    return
 
   problem_big = problem(args.classes)
   stats, out, streamed, metrics_s, peak = ncjax_run(args.classes, args.samples, *problem_big)

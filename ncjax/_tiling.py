@@ -1,5 +1,6 @@
-"""The tiling engines of the metrics: sums over blocks (optionally split over a mesh),
-means over class pairs a row block at a time, and argmaxes over class tiles.
+"""The tiling engines of the metrics: sums over rows split over a mesh, means over class
+pairs (the class axis split over a mesh, blocks passed round a ring), and argmaxes over
+class tiles.
 
 Internal to ncjax: the metrics in ``ncjax.collapse``, ``ncjax.ood`` and ``ncjax.info``
 use these so that no C x C (or n x C) array exists beyond one block, and so that an
@@ -7,6 +8,9 @@ optional ``mesh`` splits the work over devices with one ``psum``.
 """
 
 from __future__ import annotations
+
+import functools
+import warnings
 
 import jax
 import jax.numpy as jnp
@@ -17,6 +21,7 @@ from ncjax.kernels import matmul, unit_rows
 
 AXIS = "samples"  # the axis of a sample mesh (``ncjax.sharding.sample_mesh``)
 TILE = 1024  # default tile_size: classes per block of a pairwise or argmax computation
+HIGHEST = jax.lax.Precision.HIGHEST  # default precision of the pair Grams: exact float32
 
 
 def check_mesh(mesh, required: bool = False) -> Mesh | None:
@@ -55,46 +60,98 @@ def reduce_rows(fn, mesh: Mesh, *args, shared: tuple = ()):
                   shared=shared)
 
 
-def sum_over_blocks(fn, blocks: jax.Array, mesh: Mesh | None = None, shared: tuple = ()):
-  """``sum_b fn(blocks[b], *shared)`` for a pytree-valued ``fn``, one block at a time
-  (``lax.map``); with a mesh the blocks (a multiple of the mesh size) are split across
-  its devices (``shared`` whole on each, see :func:`map_rows`) and the partial sums
-  ``psum``'d."""
-  def local(b, *shared):
-    return jax.tree.map(lambda x: jnp.sum(x, axis=0), jax.lax.map(lambda i: fn(i, *shared), b))
+def pair_means(x: jax.Array, keep: jax.Array, terms, tile_size: int, mesh: Mesh | None = None,
+               rows: tuple = (), shared: tuple = (), precision=HIGHEST) -> dict:
+  """Means over the ordered pairs (i, j), i != j, of kept rows of x (C, d) of the (t, m)
+  arrays ``terms(cos, a, b, *shared)``: ``cos`` the cosines between t rows i and m rows
+  j, ``a`` and ``b`` the ``rows`` arrays (each (C,)) at those i (t,) and j (m,), and
+  ``shared`` the arrays every pair reads whole. Each pair counts twice, so means over
+  i < j are the same.
 
-  return local(blocks, *shared) if mesh is None else reduce_rows(local, mesh, blocks,
-                                                                 shared=shared)
-
-
-def pair_means(x: jax.Array, keep: jax.Array, terms, tile_size: int, mesh=None,
-               operands: tuple = ()) -> dict:
-  """Means over the ordered pairs (i, j), i != j, of kept rows of the (t, C) arrays
-  ``terms(cos, rows, *operands)``: ``cos`` holds the cosines between rows ``rows`` (t,)
-  of x (C, d) and every row; ``operands`` are the arrays ``terms`` reads (passed, not
-  closed over: see :func:`map_rows`). Row blocks of t = min(tile_size, C) rows one at a
-  time (with a mesh, split across its devices): at most a (t, C) block exists per
-  device. Each pair counts twice, so means over i < j are the same.
+  The class axis is split over the mesh (none: one device): each of its P devices holds
+  L = C / P rows (x, keep, ``rows``; sharded inputs stay sharded) and meets the others'
+  in a ring (``ppermute``, P steps), taking its L x L pairs t = min(tile_size, L) rows
+  at a time (``lax.map``); the sums are ``psum``'d. Memory per device is O(L d + t L)
+  (docs/scale.md): no C x C and no C x d array. The pair Grams use ``precision``
+  (:func:`pair_precision`).
   """
-  c = x.shape[0]
-  u = unit_rows(x, keep)
-  t = min(check.static_int(tile_size, "tile_size"), c)
+  c, count = x.shape[0], len(rows)
   devices = 1 if mesh is None else mesh.size
-  tiles = -(-c // t)
-  blocks = -(-tiles // devices) * devices  # whole blocks per device, padded past c
-  index = jnp.arange(blocks * t).reshape(-1, t)
+  t = check.static_int(tile_size, "tile_size")
+  pad = -c % devices  # whole rows per device; the padding is not kept
+  u, keep, *padded = (jnp.pad(a, [(0, pad)] + [(0, 0)] * (a.ndim - 1))
+                      for a in (unit_rows(x, keep), keep, *rows))
 
-  def block(index, u, keep, *operands):
-    rows = jnp.minimum(index, c - 1)
-    pair = ((index < c) & keep[rows])[:, None] & keep[None, :] & (
-        rows[:, None] != jnp.arange(c)[None, :])
-    cos = jnp.where(pair, matmul(u[rows], u.T), 0.0)  # no inf off the pairs (diagonal)
-    values = terms(cos, rows, *operands)
-    return {k: jnp.sum(jnp.sum(jnp.where(pair, v, 0.0), axis=1)) for k, v in values.items()}
+  def ring(u, keep, *args):
+    rows, shared = args[:count], args[count:]
+    size = u.shape[0]  # L
+    ids = (0 if mesh is None else jax.lax.axis_index(AXIS)) * size + jnp.arange(size)
+    tile = min(t, size)
 
-  sums = sum_over_blocks(block, index, mesh, shared=(u, keep, *operands))
+    def block(visiting):
+      """Sums of the terms over the pairs (this device's rows, ``visiting``'s rows)."""
+      v_u, v_keep, v_ids, *v_rows = visiting
+
+      def rows_from(start):
+        i = start + jnp.arange(tile)
+        ok, i = i < size, jnp.minimum(i, size - 1)
+        pair = (ok & keep[i])[:, None] & v_keep[None, :] & (ids[i][:, None] != v_ids[None, :])
+        cos = jnp.where(pair, jnp.matmul(u[i], v_u.T, precision=precision), 0.0)  # no inf off pairs
+        values = terms(cos, tuple(r[i] for r in rows), tuple(v_rows), *shared)
+        return {k: jnp.sum(jnp.where(pair, v, 0.0), axis=1) for k, v in values.items()}
+
+      per_row = jax.lax.map(rows_from, jnp.arange(-(-size // tile)) * tile)
+      return jax.tree.map(jnp.sum, per_row)
+
+    visiting = (u, keep, ids, *rows)
+    sums = block(visiting)
+    for _ in range(devices - 1):  # pass the blocks round: device p meets p - 1, p - 2, ...
+      visiting = jax.lax.ppermute(visiting, AXIS, [(p, (p + 1) % devices) for p in range(devices)])
+      sums = jax.tree.map(jnp.add, sums, block(visiting))
+    return sums if mesh is None else jax.lax.psum(sums, AXIS)
+
+  if mesh is not None:
+    specs = (PartitionSpec(AXIS),) * (2 + count) + (PartitionSpec(),) * len(shared)
+    ring = jax.shard_map(ring, mesh=mesh, in_specs=specs, out_specs=PartitionSpec())
+  sums = ring(u, keep, *padded, *shared)
   n = jnp.sum(keep)
   return {k: v / (n * (n - 1)) for k, v in sums.items()}
+
+
+def pair_precision(precision):
+  """``precision`` of the pair Gram products, checked: a ``jax.lax.Precision`` or a
+  ``jax.lax.DotAlgorithmPreset`` (or either's name, e.g. ``"BF16_BF16_F32_X3"``). A
+  preset the default backend does not compile (TF32 on CPU) falls back to ``HIGHEST``
+  with a warning."""
+  if isinstance(precision, str):
+    name = precision.upper()
+    if name in jax.lax.DotAlgorithmPreset.__members__:
+      precision = jax.lax.DotAlgorithmPreset[name]
+    elif name in jax.lax.Precision.__members__:
+      precision = jax.lax.Precision[name]
+  if isinstance(precision, jax.lax.Precision):
+    return precision
+  if not isinstance(precision, jax.lax.DotAlgorithmPreset):
+    raise ValueError("precision must be a jax.lax.Precision or jax.lax.DotAlgorithmPreset (or "
+                     f"its name, e.g. 'highest', 'BF16_BF16_F32_X3'), got {precision!r}.")
+  platform = jax.default_backend()
+  if not _compiles(precision, platform):
+    warnings.warn(f"precision {precision.name} is not supported on {platform}: the pair Grams "
+                  "use HIGHEST (exact float32) instead.", UserWarning, stacklevel=3)
+    return HIGHEST
+  return precision
+
+
+@functools.cache
+def _compiles(preset, platform: str) -> bool:
+  """Whether ``platform`` (the default backend) compiles a float32 product with ``preset``."""
+  del platform  # the cache key: the default backend
+  x = jax.ShapeDtypeStruct((8, 8), jnp.float32)
+  try:
+    jax.jit(lambda a: jnp.matmul(a, a, precision=preset)).lower(x).compile()
+  except Exception:  # noqa: BLE001 - any refusal, in lowering or by XLA, is unsupported
+    return False
+  return True
 
 
 def argmax_over_classes(scores, num_classes: int, tile_size: int, n: int) -> tuple:

@@ -8,7 +8,8 @@ out; C in a formula means the number of classes present.
 
 Many classes (a vocabulary of C = 32k): no metric forms a C x C matrix beyond a block of
 ``tile_size`` rows (NC1's pseudo-inverse of the means is C x d); the pairwise metrics (CDNV,
-NC2 angles, GNC2) take their pairs ``tile_size`` classes at a time, and NC4 and the NCI
+NC2 angles, GNC2) take their pairs ``tile_size`` classes at a time, optionally with the
+class axis split over a mesh and compensated pair Grams (docs/scale.md), and NC4 and the NCI
 score their argmax over classes ``tile_size`` classes at a time (``lax.map``/``scan``,
 exact: one block when C <= tile_size, the dense computation). The routes follow the
 static shapes.
@@ -123,33 +124,38 @@ def _angle_terms(cos: jax.Array, mean: jax.Array, etf: jax.Array) -> dict:
   return {"cos_var": (cos - mean) ** 2, "maxangle": jnp.abs(cos - etf)}
 
 
-def _mean_pairs(s: ClassStats, tile_size: int, mesh=None) -> dict[str, jax.Array]:
+def _mean_pairs(s: ClassStats, tile_size: int, mesh=None,
+                precision=_tiling.HIGHEST) -> dict[str, jax.Array]:
   """The pairwise metrics of the centred class means in one tiled pass: ``cdnv``,
-  ``equiangular_means``, ``maxangle_means``, ``gnc2``."""
+  ``equiangular_means``, ``maxangle_means``, ``gnc2`` (the options: see
+  :func:`collapse_metrics_from_stats`)."""
   m = s.scaled_centred_means  # distances from centred means: no cancellation of an offset
   r, v = kernels.row_norms(m), s.scaled_class_variances
 
-  def terms(cos, rows, r, v, *references):
-    ri = r[rows][:, None]
-    sq = ri**2 + r[None, :] ** 2 - 2 * ri * r[None, :] * cos
+  def terms(cos, a, b, *references):
+    (ri, vi), (rj, vj) = ((x[:, None] for x in a), b)
+    sq = ri**2 + rj**2 - 2 * ri * rj * cos
     return _angle_terms(cos, *references) | {
-        "cdnv": (v[rows][:, None] + v[None, :]) / (2 * sq),
+        "cdnv": (vi + vj) / (2 * sq),
         "gnc2": -0.5 * jnp.log(2.0 - 2.0 * cos),  # log 1 / ||u_i - u_j||
     }
 
-  out = _tiling.pair_means(m, s.present, terms, tile_size, mesh,
-                           operands=(r, v, *_angle_references(m, s.present)))
+  out = _tiling.pair_means(m, s.present, terms, tile_size, mesh, rows=(r, v),
+                           shared=_angle_references(m, s.present), precision=precision)
   return {"cdnv": out["cdnv"], "equiangular_means": jnp.sqrt(out["cos_var"]),
           "maxangle_means": out["maxangle"], "gnc2": out["gnc2"]}
 
 
-def cdnv(stats: ClassStats, *, tile_size: int = TILE) -> jax.Array:
+def cdnv(stats: ClassStats, *, tile_size: int = TILE, mesh=None,
+         precision=_tiling.HIGHEST) -> jax.Array:
   """Class-distance normalised variance: mean over pairs c < c' of
   (v_c + v_c') / (2 ||mu_c - mu_c'||^2), v_c the mean squared distance to mu_c.
 
   Args:
     stats: ClassStats of the features (:func:`ncjax.class_stats`).
-    tile_size: classes per block of pairs (static; memory O(tile_size C)).
+    tile_size: classes per block of pairs (static; memory O(tile_size C / devices)).
+    mesh, precision: the class axis over a mesh and the pair Grams' precision, see
+      :func:`collapse_metrics_from_stats`.
   Returns:
     Scalar >= 0 (inf when two present classes share a mean). Raises eagerly when all
     class means are equal (0/0).
@@ -162,10 +168,11 @@ def cdnv(stats: ClassStats, *, tile_size: int = TILE) -> jax.Array:
   """
   s = checked(stats)
   require_distinct_means(s, "CDNV")
-  return _mean_pairs(s, tile_size)["cdnv"]
+  return _mean_pairs(s, tile_size, *_pair_options(mesh, precision))["cdnv"]
 
 
-def gnc2(stats: ClassStats, *, tile_size: int = TILE) -> jax.Array:
+def gnc2(stats: ClassStats, *, tile_size: int = TILE, mesh=None,
+         precision=_tiling.HIGHEST) -> jax.Array:
   """Generalized NC2 (Liu et al. 2023): hyperspherical uniformity of the normalised
   centred class means u_c, the mean over pairs of the log-inverse-distance (Riesz s = 0)
   kernel log(1 / ||u_c - u_c'||).
@@ -176,6 +183,7 @@ def gnc2(stats: ClassStats, *, tile_size: int = TILE) -> jax.Array:
   Args:
     stats: ClassStats of the features (:func:`ncjax.class_stats`).
     tile_size: classes per block of pairs (static).
+    mesh, precision: see :func:`collapse_metrics_from_stats`.
   Returns:
     Scalar (inf when two present classes share a direction).
 
@@ -187,7 +195,7 @@ def gnc2(stats: ClassStats, *, tile_size: int = TILE) -> jax.Array:
   """
   s = checked(stats)
   require_distinct_means(s, "GNC2")
-  return _mean_pairs(s, tile_size)["gnc2"]
+  return _mean_pairs(s, tile_size, *_pair_options(mesh, precision))["gnc2"]
 
 
 def vci(stats: ClassStats) -> jax.Array:
@@ -238,7 +246,7 @@ def _equinorm(x: jax.Array, keep: jax.Array) -> jax.Array:
 
 
 def nc2(stats: ClassStats, *, head: jax.Array | None = None, kernel: jax.Array | None = None,
-        tile_size: int = TILE) -> dict[str, jax.Array]:
+        tile_size: int = TILE, mesh=None, precision=_tiling.HIGHEST) -> dict[str, jax.Array]:
   """NC2: equinorm (std/mean of norms), equiangularity (std of off-diagonal cosines) and
   max-angle (mean |cos + 1/(C-1)|) of the centred class means, and of the head rows.
 
@@ -247,6 +255,7 @@ def nc2(stats: ClassStats, *, head: jax.Array | None = None, kernel: jax.Array |
     head: optional (C, d) classifier weights W (rows w_c).
     kernel: the same weights in Flax's ``nn.Dense`` layout (d, C), instead of ``head``.
     tile_size: classes per block of pairs (static).
+    mesh, precision: see :func:`collapse_metrics_from_stats`.
   Returns:
     Dict with keys ``equinorm_means, equiangular_means, maxangle_means`` (and ``_head``);
     all 0 for a simplex ETF.
@@ -260,18 +269,26 @@ def nc2(stats: ClassStats, *, head: jax.Array | None = None, kernel: jax.Array |
   """
   s = checked(stats)
   require_distinct_means(s, "NC2")
+  options = _pair_options(mesh, precision)
   out = {"equinorm_means": _equinorm(s.scaled_centred_means, s.present)}
-  out |= {k: v for k, v in _mean_pairs(s, tile_size).items() if k.endswith("_means")}
+  out |= {k: v for k, v in _mean_pairs(s, tile_size, *options).items() if k.endswith("_means")}
   w = check.head_or_kernel(head, kernel, s.num_classes, s.dim, required=False)
   if w is not None:
-    out |= _head_angles(w, s.present, tile_size)
+    out |= _head_angles(w, s.present, tile_size, *options)
   return out
 
 
-def _head_angles(head: jax.Array, present: jax.Array, tile_size: int, mesh=None) -> dict:
+def _pair_options(mesh, precision) -> tuple:
+  """The checked ``mesh`` and ``precision`` of the pairwise metrics."""
+  return _tiling.check_mesh(mesh), _tiling.pair_precision(precision)
+
+
+def _head_angles(head: jax.Array, present: jax.Array, tile_size: int, mesh=None,
+                 precision=_tiling.HIGHEST) -> dict:
   check.rows_nonzero(head, present, "head")  # a zero row has no angle
-  angles = _tiling.pair_means(head, present, lambda cos, rows, *ref: _angle_terms(cos, *ref),
-                              tile_size, mesh, operands=_angle_references(head, present))
+  angles = _tiling.pair_means(head, present, lambda cos, a, b, *ref: _angle_terms(cos, *ref),
+                              tile_size, mesh, shared=_angle_references(head, present),
+                              precision=precision)
   return {"equinorm_head": _equinorm(head, present),
           "equiangular_head": jnp.sqrt(angles["cos_var"]), "maxangle_head": angles["maxangle"]}
 
@@ -429,7 +446,7 @@ def _effective_rank(stats: ClassStats) -> jax.Array:
 
 def collapse_metrics_from_stats(
     stats: ClassStats, *, head: jax.Array | None = None, kernel: jax.Array | None = None,
-    tile_size: int = TILE, joint_entropy: bool = True, mesh=None,
+    tile_size: int = TILE, joint_entropy: bool = True, mesh=None, precision=_tiling.HIGHEST,
 ) -> dict[str, jax.Array]:
   """All metrics computable from class statistics (everything but NC4), each spectrum
   and each tiled pass over the class pairs computed once.
@@ -443,9 +460,17 @@ def collapse_metrics_from_stats(
       the two C x C cosine Grams: an O(C^3) eigenproblem (and C x C memory) whatever the
       route, out of reach at vocabulary scale (C = 32k); set False there. A Python bool
       (static under jit: :data:`collapse_metrics_from_stats_jit`).
-    mesh: optional ``jax.sharding.Mesh`` (``ncjax.sharding.sample_mesh()``): the tiles
-      of class pairs are split across its devices (the statistics stay replicated; they
-      may come from ``class_stats(..., mesh=mesh)`` of rows sharded over it).
+    mesh: optional ``jax.sharding.Mesh`` (``ncjax.sharding.sample_mesh()``): the class
+      axis of the pairwise metrics (CDNV, NC2 angles, GNC2) is split over its P devices,
+      each holding C / P class means and head rows and passing them round a ring; no
+      device forms a C x C or C x d array there. The statistics may be replicated (e.g.
+      ``class_stats(..., mesh=mesh)``) or their class axis sharded over the mesh
+      (``ncjax.sharding.shard_classes``); the other metrics read them whole.
+    precision: of the pair Gram products (static): ``jax.lax.Precision.HIGHEST`` (exact
+      float32, the default) or a ``jax.lax.DotAlgorithmPreset`` such as
+      ``BF16_BF16_F32_X3`` / ``TF32_TF32_F32_X3`` (3 tensor-core passes; within 1e-5 of
+      HIGHEST, docs/scale.md); one the backend refuses falls back to HIGHEST with a
+      warning (XLA:CPU refuses TF32 and runs the BF16 presets in float32).
   Returns:
     Dict with keys ``nc1, cdnv, vci, effective_rank, equinorm_means, equiangular_means,
     maxangle_means, gnc2, entropy_means``; with a head also ``nc3, unc3``, the head NC2
@@ -463,8 +488,8 @@ def collapse_metrics_from_stats(
   require_distinct_means(stats, "collapse_metrics")
   joint_entropy = check.static_bool(joint_entropy, "joint_entropy")
   head = check.head_or_kernel(head, kernel, stats.num_classes, stats.dim, required=False)
-  mesh = _tiling.check_mesh(mesh)
-  pairs = _mean_pairs(stats, tile_size, mesh)
+  options = _pair_options(mesh, precision)
+  pairs = _mean_pairs(stats, tile_size, *options)
   means = _MeansFactor.of(stats)
   out = {"nc1": _nc1(stats, means), "vci": _vci(stats, means), "cdnv": pairs["cdnv"],
          "gnc2": pairs["gnc2"]}
@@ -476,7 +501,7 @@ def collapse_metrics_from_stats(
   if head is None:
     out["entropy_means"] = info.matrix_entropy(m, mask=present)
     return out
-  out |= _head_angles(head, present, tile_size, mesh)
+  out |= _head_angles(head, present, tile_size, *options)
   out |= {"nc3": nc3(stats, head=head), "unc3": unc3(stats, head=head)}
   sizes = (min(stats.num_classes, stats.dim),) * 2
   if not joint_entropy:
@@ -508,12 +533,13 @@ def collapse_metrics(
     mask: jax.Array | None = None,
     tile_size: int = TILE,
     joint_entropy: bool = True,
+    precision=_tiling.HIGHEST,
 ) -> dict[str, jax.Array]:
   """Every collapse and information metric of one set of features, in one jittable call.
 
   Jitted: :data:`collapse_metrics_jit` (its static options declared static), or
   ``jax.jit(collapse_metrics, static_argnames=("num_classes", "tile_size",
-  "joint_entropy"))``. Eagerly, labels outside [0, num_classes) raise in the rows the
+  "joint_entropy", "precision"))``. Eagerly, labels outside [0, num_classes) raise in the rows the
   mask keeps (masked rows' labels may be anything, e.g. -1); under jit such rows are
   dropped like masked ones, and ``checkify.checkify(fn, errors=checkify.index_checks)``
   reports them.
@@ -526,7 +552,7 @@ def collapse_metrics(
     kernel: the same weights in Flax's ``nn.Dense`` layout (d, C), instead of ``head``.
     bias: optional (C,) classifier bias (needs a head).
     mask: optional (n,) bool; False rows are ignored.
-    tile_size, joint_entropy: see :func:`collapse_metrics_from_stats`.
+    tile_size, joint_entropy, precision: see :func:`collapse_metrics_from_stats`.
   Returns:
     :func:`collapse_metrics_from_stats` plus, with a head, ``nc4``.
 
@@ -543,7 +569,7 @@ def collapse_metrics(
   if bias is not None and head is None:
     raise ValueError("bias needs a head (or kernel).")
   out = collapse_metrics_from_stats(stats, head=head, tile_size=tile_size,
-                                    joint_entropy=joint_entropy)
+                                    joint_entropy=joint_entropy, precision=precision)
   if head is not None:  # on the rows the statistics kept (see kept_labels)
     _, kept = check.kept_labels(jnp.asarray(labels), check.as_mask(mask, features.shape[0]),
                                 num_classes)
@@ -551,11 +577,11 @@ def collapse_metrics(
   return out
 
 
-collapse_metrics_jit = jax.jit(collapse_metrics,
-                               static_argnames=("num_classes", "tile_size", "joint_entropy"))
+collapse_metrics_jit = jax.jit(
+    collapse_metrics, static_argnames=("num_classes", "tile_size", "joint_entropy", "precision"))
 collapse_metrics_jit.__doc__ = """:func:`collapse_metrics` under ``jax.jit``, its static
-options (``num_classes``, ``tile_size``, ``joint_entropy``) declared static: one compiled
-program per shape and options. Only shape and dtype errors raise (at trace time); value
+options (``num_classes``, ``tile_size``, ``joint_entropy``, ``precision``) declared static:
+one compiled program per shape and options. Only shape and dtype errors raise (at trace time); value
 checks (NaN, zero rows, label range) are eager only (see :func:`collapse_metrics`).
 
 >>> import jax.numpy as jnp
@@ -566,10 +592,11 @@ checks (NaN, zero rows, label range) are eager only (see :func:`collapse_metrics
 (0.125, False)
 """
 
-collapse_metrics_from_stats_jit = jax.jit(collapse_metrics_from_stats,
-                                          static_argnames=("tile_size", "joint_entropy", "mesh"))
+collapse_metrics_from_stats_jit = jax.jit(
+    collapse_metrics_from_stats,
+    static_argnames=("tile_size", "joint_entropy", "mesh", "precision"))
 collapse_metrics_from_stats_jit.__doc__ = """:func:`collapse_metrics_from_stats` under
-``jax.jit``, its static options (``tile_size``, ``joint_entropy``, ``mesh``) declared
+``jax.jit``, its static options (``tile_size``, ``joint_entropy``, ``mesh``, ``precision``) declared
 static. Value checks are eager only, as for :data:`collapse_metrics_jit`.
 
 >>> import jax.numpy as jnp

@@ -10,9 +10,15 @@ and across hosts after ``jax.distributed.initialize()`` (the mesh spans
     mesh = ncjax.sharding.sample_mesh()
     (z1, z2), mask = ncjax.sharding.shard_rows(mesh, z1, z2)   # pads n, masks the padding
     ncjax.mir(z1, z2, mask=mask, mesh=mesh)
+
+The pairwise collapse metrics (CDNV, NC2 angles, GNC2) split the class axis over the same
+mesh instead: :func:`shard_classes` places statistics that way, so that no device holds
+all C class means (docs/scale.md).
 """
 
 from __future__ import annotations
+
+import dataclasses
 
 import jax
 import jax.numpy as jnp
@@ -22,8 +28,9 @@ from jax.sharding import Mesh, NamedSharding, PartitionSpec
 from ncjax import _validation as check
 from ncjax import spectral
 from ncjax._tiling import AXIS, check_mesh
+from ncjax.stats import ClassStats
 
-__all__ = ["sample_mesh", "row_sharding", "shard_rows", "eigvalsh"]
+__all__ = ["sample_mesh", "row_sharding", "shard_rows", "shard_classes", "eigvalsh"]
 
 
 def sample_mesh(devices=None) -> Mesh:
@@ -110,6 +117,31 @@ def shard_rows(mesh: Mesh, *arrays, mask=None) -> tuple[tuple[jax.Array, ...], j
   sharding = row_sharding(mesh)
   *sharded, mask = [jax.make_array_from_process_local_data(sharding, a) for a in padded]
   return tuple(sharded), mask
+
+
+def shard_classes(mesh: Mesh, stats: ClassStats) -> ClassStats:
+  """``stats`` with their class axis (counts (C,), means (C, d), spreads (C,)) split over
+  the mesh and the rest replicated: what the pairwise metrics read with ``mesh=``
+  without any device holding all C means. C must be a multiple of the mesh size (pad
+  with absent classes otherwise: they drop out of every metric).
+
+  >>> import jax, jax.numpy as jnp, ncjax
+  >>> stats = ncjax.class_stats(jnp.eye(2), jnp.arange(2), num_classes=2)
+  >>> shard_classes(sample_mesh(jax.devices()[:1]), stats).scaled_means.sharding.spec == jax.P(
+  ...     "samples")
+  True
+  """
+  check_mesh(mesh, required=True)
+  if not isinstance(stats, ClassStats):
+    raise check.InputTypeError(f"stats must be a ClassStats, got {type(stats).__name__}.")
+  if stats.num_classes % mesh.size:
+    raise ValueError(f"num_classes {stats.num_classes} does not split over the mesh's "
+                     f"{mesh.size} devices: pad the statistics with absent classes.")
+  split, whole = row_sharding(mesh), NamedSharding(mesh, PartitionSpec())
+  classes = {"counts", "scaled_means", "scaled_spread"}  # the fields with a class axis
+  return ClassStats(**{f.name: jax.device_put(getattr(stats, f.name),
+                                              split if f.name in classes else whole)
+                       for f in dataclasses.fields(stats)})
 
 
 def eigvalsh(stack: jax.Array, mesh: Mesh) -> jax.Array:

@@ -90,10 +90,12 @@ def nc1(h, y, num_classes):
 def cdnv(h, y, num_classes):
   s = class_moments(h, y, num_classes)
   h = np.asarray(h, np.float64)
-  var = [np.mean(np.sum((h[y == c] - mu) ** 2, 1)) for c, mu in zip(s["present"], s["means"], strict=True)]
-  vals = [(var[i] + var[j]) / (2 * np.sum((s["means"][i] - s["means"][j]) ** 2))
-          for i in range(len(var)) for j in range(i + 1, len(var))]
-  return np.mean(vals)
+  var = np.array([np.mean(np.sum((h[y == c] - mu) ** 2, 1))
+                  for c, mu in zip(s["present"], s["means"], strict=True)])
+  mu = s["means"]
+  vals = [(var[i] + var[i + 1:]) / (2 * np.sum((mu[i] - mu[i + 1:]) ** 2, 1))
+          for i in range(len(var) - 1)]  # the pairs i < j, row by row
+  return np.mean(np.concatenate(vals))
 
 
 def vci(h, y, num_classes):
@@ -143,8 +145,8 @@ def gnc2(h, y, num_classes):
   """Mean over pairs of log(1 / ||u_i - u_j||), u the normalised centred means."""
   m = class_moments(h, y, num_classes)["m"]
   u = m / np.linalg.norm(m, axis=1, keepdims=True)
-  i, j = np.triu_indices(len(u), 1)
-  return np.mean(-np.log(np.linalg.norm(u[i] - u[j], axis=1)))
+  vals = [-np.log(np.linalg.norm(u[i] - u[i + 1:], axis=1)) for i in range(len(u) - 1)]
+  return np.mean(np.concatenate(vals))  # the pairs i < j, row by row
 
 
 def unc3(h, y, num_classes, head):

@@ -185,6 +185,8 @@ CALLS = {
     "gnc2": lambda b: ncjax.gnc2(_stats(b)),
     "nc2": lambda b: ncjax.nc2(_stats(b)),
     "nc2(head=)": lambda b: ncjax.nc2(_stats(b), head=b.head()),
+    "nc2(head=, mesh=)": lambda b: ncjax.nc2(_stats(b), head=b.head(), mesh=_mesh(),
+                                             precision="BF16_BF16_F32_X3"),
     "nc3": lambda b: ncjax.nc3(_stats(b), head=b.head()),
     "unc3": lambda b: ncjax.unc3(_stats(b), head=b.head()),
     "nc4": lambda b: ncjax.nc4(_stats(b), b.z, head=b.head(), mask=b.mask),
@@ -248,8 +250,8 @@ NON_FINITE = ("NaN", "Inf", "NaN in a masked row")
 # over classes) meet these cases only: the test suite's time.
 SOME_CASES = ("base", "half masked", "one row", "NaN", "int mask", "label = C", "one class",
               "scale 1e30", "offset 1e5")
-COSTLY = ("class_stats(mesh=)", "matrix_entropy(mesh=)", "joint_entropy_slq", "cma_loss",
-          "sharding.eigvalsh")
+COSTLY = ("class_stats(mesh=)", "matrix_entropy(mesh=)", "nc2(head=, mesh=)", "joint_entropy_slq",
+          "cma_loss", "sharding.eigvalsh")
 
 
 def cases_of(name: str) -> tuple[str, ...]:

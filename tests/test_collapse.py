@@ -235,6 +235,46 @@ class ManyClassesTest(parameterized.TestCase):
         h, y, head, bias = self.data(seed=seed)
         fn(jnp.float32(h), y, num_classes=11, head=jnp.float32(head), tile_size=tile_size)
 
+  def pair_metrics_against_float64(self, c, d, precision, tile_size):
+    """The pairwise metrics with ``precision`` within 1e-5 of the float64 references; a
+    precision the backend refuses warns and gives HIGHEST's values exactly."""
+    rng = np.random.default_rng(c)
+    y = rng.integers(0, c, 6 * c)
+    h = np.float32(rng.normal(size=(c, d))[y] + 0.5 * rng.normal(size=(len(y), d)))
+    head = np.float32(rng.normal(size=(c, d)))
+    s = ncjax.class_stats(h, y, num_classes=c)
+    pairs = jax.jit(lambda s, w, precision: ncjax.nc2(
+        s, head=w, tile_size=tile_size, precision=precision) | {
+            "cdnv": ncjax.cdnv(s, tile_size=tile_size, precision=precision),
+            "gnc2": ncjax.gnc2(s, tile_size=tile_size, precision=precision)},
+        static_argnums=2)
+    with warnings.catch_warnings(record=True) as caught:
+      warnings.simplefilter("always")
+      got = pairs(s, head, precision)
+    want = ref.nc2(h, y, c, head) | {"cdnv": ref.cdnv(h, y, c), "gnc2": ref.gnc2(h, y, c)}
+    for key, value in want.items():
+      np.testing.assert_allclose(got[key], value, rtol=1e-5, err_msg=key)
+    if any("is not supported on" in str(w.message) for w in caught):
+      chex.assert_trees_all_equal(got, pairs(s, head, jax.lax.Precision.HIGHEST))
+
+  @parameterized.parameters("highest", "BF16_BF16_F32_X3",
+                            jax.lax.DotAlgorithmPreset.TF32_TF32_F32_X3)
+  def test_pair_gram_precision_within_1e5_of_float64(self, precision):
+    """On CPU XLA runs the BF16 presets in float32 and refuses TF32 (ncjax falls back to
+    HIGHEST); on an accelerator the 3-pass presets use the tensor cores."""
+    self.pair_metrics_against_float64(512, 64, precision, tile_size=100)
+
+  @pytest.mark.slow
+  def test_pair_gram_precision_at_4096_classes(self):
+    self.pair_metrics_against_float64(4096, 256, jax.lax.DotAlgorithmPreset.BF16_BF16_F32_X3,
+                                      tile_size=1024)
+
+  def test_bad_precision_names_the_argument(self):
+    h, y, _, _ = self.data()
+    s = ncjax.class_stats(jnp.float32(h), y, num_classes=11)
+    with self.assertRaisesRegex(ValueError, "precision must be a jax.lax.Precision"):
+      ncjax.cdnv(s, precision="float32")
+
   def test_update_equals_merge_of_a_batch(self):
     h, y, _, _ = self.data(offset=1e3)
     a = ncjax.class_stats(jnp.float32(h[:150]), y[:150], num_classes=11)

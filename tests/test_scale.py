@@ -105,6 +105,41 @@ def test_class_tiles_split_across_devices_equal_single_device(mesh, tile_size):
     np.testing.assert_allclose(split[key], single[key], rtol=1e-5, err_msg=key)
 
 
+def test_class_axis_sharded_equals_single_device_and_no_device_holds_all_means(mesh):
+  """Statistics whose class axis is split over 8 devices (128 classes each): the pairwise
+  metrics equal the single-device ones, and the compiled program holds no C x d (means
+  or head rows) and no C x C array: only (128, d) blocks passed round the ring."""
+  rng = np.random.default_rng(5)
+  c, d, n = 1024, 96, 3000
+  labels = rng.integers(0, c, n)
+  labels[labels % 97 == 3] = 4  # some classes absent
+  features = np.float32(2 * rng.normal(size=(c, d))[labels] + rng.normal(size=(n, d)))
+  head = np.float32(rng.normal(size=(c, d)))
+  stats = ncjax.class_stats(features, labels, num_classes=c)
+  pairs = jax.jit(lambda s, w, mesh: ncjax.nc2(s, head=w, tile_size=64, mesh=mesh) | {
+      "cdnv": ncjax.cdnv(s, tile_size=64, mesh=mesh),
+      "gnc2": ncjax.gnc2(s, tile_size=64, mesh=mesh)}, static_argnums=2)
+  single = pairs(stats, head, None)
+  split_stats = sharding.shard_classes(mesh, stats)
+  split_head = jax.device_put(head, sharding.row_sharding(mesh))
+  assert split_stats.scaled_means.addressable_shards[0].data.shape == (c // 8, d)
+  compiled = pairs.lower(split_stats, split_head, mesh).compile()
+  split = compiled(split_stats, split_head)
+  assert split.keys() == single.keys()
+  for key in single:
+    np.testing.assert_allclose(split[key], single[key], rtol=1e-5, err_msg=key)
+  hlo, memory = compiled.as_text(), compiled.memory_analysis()  # per device
+  assert f"[{c},{d}]" not in hlo and f"[{c},{c}]" not in hlo
+  assert f"[{c // 8},{d}]" in hlo
+  assert memory.argument_size_in_bytes + memory.temp_size_in_bytes < c * d * 4
+
+
+def test_shard_classes_needs_whole_blocks(mesh):
+  stats = ncjax.class_stats(np.eye(4, dtype=np.float32), np.arange(4), num_classes=4)
+  with pytest.raises(ValueError, match="num_classes 4 does not split over the mesh's 8"):
+    sharding.shard_classes(mesh, stats)
+
+
 def test_collapse_metrics_of_sharded_stats_on_their_mesh_equal_single_device(mesh):
   """Statistics from ``class_stats(..., mesh=)`` live on the mesh; their pair tiles split
   over the same mesh (raised JAX's "Context mesh ... should match" before)."""
