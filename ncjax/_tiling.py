@@ -19,7 +19,9 @@ from jax.sharding import Mesh, PartitionSpec
 from ncjax import _validation as check
 from ncjax.kernels import matmul, unit_rows
 
-AXIS = "samples"  # the axis of a sample mesh (``ncjax.sharding.sample_mesh``)
+# The two mesh axes of ncjax, named here once: rows of data (a sample mesh, the trainer's
+# batch rows) and stacked models (the members of a vmapped sweep, snapshots of a run).
+SAMPLES, MEMBERS = "samples", "members"
 TILE = 1024  # default tile_size: classes per block of a pairwise or argmax computation
 HIGHEST = jax.lax.Precision.HIGHEST  # default precision of the pair Grams: exact float32
 
@@ -32,8 +34,8 @@ def check_mesh(mesh, required: bool = False) -> Mesh | None:
   if not isinstance(mesh, Mesh):
     raise check.InputTypeError(f"mesh must be a jax.sharding.Mesh (ncjax.sharding.sample_mesh()),"
                                f" got {type(mesh).__name__}.")
-  if mesh.axis_names != (AXIS,):
-    raise ValueError(f"mesh must have the one axis {AXIS!r} (ncjax.sharding.sample_mesh()), "
+  if mesh.axis_names != (SAMPLES,):
+    raise ValueError(f"mesh must have the one axis {SAMPLES!r} (ncjax.sharding.sample_mesh()), "
                      f"got axes {mesh.axis_names}.")
   return mesh
 
@@ -49,14 +51,14 @@ def map_rows(fn, mesh: Mesh, *args, shared: tuple = ()):
     if a.shape[0] % mesh.size:
       raise ValueError(f"{a.shape[0]} rows do not split over the mesh's {mesh.size} devices: "
                        "pad them with ncjax.sharding.shard_rows (it masks the padding).")
-  specs = (PartitionSpec(AXIS),) * len(args) + (PartitionSpec(),) * len(shared)
+  specs = (PartitionSpec(SAMPLES),) * len(args) + (PartitionSpec(),) * len(shared)
   return jax.shard_map(fn, mesh=mesh, in_specs=specs, out_specs=PartitionSpec())(*args, *shared)
 
 
 def reduce_rows(fn, mesh: Mesh, *args, shared: tuple = ()):
   """``psum`` over the mesh of ``fn`` applied to each device's rows of ``args`` (and
   ``shared``, see :func:`map_rows`)."""
-  return map_rows(lambda *a: jax.tree.map(lambda x: jax.lax.psum(x, AXIS), fn(*a)), mesh, *args,
+  return map_rows(lambda *a: jax.tree.map(lambda x: jax.lax.psum(x, SAMPLES), fn(*a)), mesh, *args,
                   shared=shared)
 
 
@@ -85,7 +87,7 @@ def pair_means(x: jax.Array, keep: jax.Array, terms, tile_size: int, mesh: Mesh 
   def ring(u, keep, *args):
     rows, shared = args[:count], args[count:]
     size = u.shape[0]  # L
-    ids = (0 if mesh is None else jax.lax.axis_index(AXIS)) * size + jnp.arange(size)
+    ids = (0 if mesh is None else jax.lax.axis_index(SAMPLES)) * size + jnp.arange(size)
     tile = min(t, size)
 
     def block(visiting):
@@ -106,12 +108,12 @@ def pair_means(x: jax.Array, keep: jax.Array, terms, tile_size: int, mesh: Mesh 
     visiting = (u, keep, ids, *rows)
     sums = block(visiting)
     for _ in range(devices - 1):  # pass the blocks round: device p meets p - 1, p - 2, ...
-      visiting = jax.lax.ppermute(visiting, AXIS, [(p, (p + 1) % devices) for p in range(devices)])
+      visiting = jax.lax.ppermute(visiting, SAMPLES, [(p, (p + 1) % devices) for p in range(devices)])
       sums = jax.tree.map(jnp.add, sums, block(visiting))
-    return sums if mesh is None else jax.lax.psum(sums, AXIS)
+    return sums if mesh is None else jax.lax.psum(sums, SAMPLES)
 
   if mesh is not None:
-    specs = (PartitionSpec(AXIS),) * (2 + count) + (PartitionSpec(),) * len(shared)
+    specs = (PartitionSpec(SAMPLES),) * (2 + count) + (PartitionSpec(),) * len(shared)
     ring = jax.shard_map(ring, mesh=mesh, in_specs=specs, out_specs=PartitionSpec())
   sums = ring(u, keep, *padded, *shared)
   n = jnp.sum(keep)

@@ -27,10 +27,10 @@ from jax.sharding import Mesh, NamedSharding, PartitionSpec
 
 from ncjax import _validation as check
 from ncjax import spectral
-from ncjax._tiling import AXIS, check_mesh
+from ncjax._tiling import MEMBERS, SAMPLES, check_mesh
 from ncjax.stats import ClassStats
 
-__all__ = ["sample_mesh", "row_sharding", "shard_rows", "shard_classes", "eigvalsh"]
+__all__ = ["SAMPLES", "MEMBERS", "sample_mesh", "row_sharding", "shard_rows", "shard_classes", "eigvalsh"]
 
 
 def sample_mesh(devices=None) -> Mesh:
@@ -61,7 +61,7 @@ def sample_mesh(devices=None) -> Mesh:
     raise ValueError("devices must name at least one device, got none.")
   if len(set(devices)) != len(devices):
     raise ValueError(f"devices must be distinct, got {devices}.")
-  return Mesh(np.asarray(devices), (AXIS,))
+  return Mesh(np.asarray(devices), (SAMPLES,))
 
 
 def row_sharding(mesh: Mesh) -> NamedSharding:
@@ -72,7 +72,7 @@ def row_sharding(mesh: Mesh) -> NamedSharding:
   True
   """
   check_mesh(mesh, required=True)
-  return NamedSharding(mesh, PartitionSpec(AXIS))
+  return NamedSharding(mesh, PartitionSpec(SAMPLES))
 
 
 def shard_rows(mesh: Mesh, *arrays, mask=None) -> tuple[tuple[jax.Array, ...], jax.Array]:
@@ -164,6 +164,6 @@ def eigvalsh(stack: jax.Array, mesh: Mesh) -> jax.Array:
   pad = -t % mesh.size
   eye = jnp.broadcast_to(jnp.eye(m, dtype=stack.dtype), (pad, m, m))
   padded = jax.device_put(jnp.concatenate([stack, eye]), row_sharding(mesh))
-  solve = jax.shard_map(spectral.psd_eigvalsh_core, mesh=mesh, in_specs=PartitionSpec(AXIS),
-                        out_specs=PartitionSpec(AXIS))
+  solve = jax.shard_map(spectral.psd_eigvalsh_core, mesh=mesh, in_specs=PartitionSpec(SAMPLES),
+                        out_specs=PartitionSpec(SAMPLES))
   return solve(padded)[:t]

@@ -403,7 +403,7 @@ def class_stats(
 def _stats_on_mesh(features, labels, mask, *, num_classes: int, mesh) -> ClassStats:
   """Each device's ClassStats of its rows, merged over the mesh: one program per
   (shapes, num_classes, mesh), so eager calls reuse it (a fresh shard_map would not)."""
-  local = lambda h, y, m: ClassStats._from_batch(h, y, num_classes, m).psum(_tiling.AXIS)
+  local = lambda h, y, m: ClassStats._from_batch(h, y, num_classes, m).psum(_tiling.SAMPLES)
   return _tiling.map_rows(local, mesh, features, labels, mask)
 
 

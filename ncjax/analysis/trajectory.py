@@ -24,6 +24,7 @@ import tqdm
 from jax.sharding import Mesh, NamedSharding, PartitionSpec
 
 from ncjax import collapse, info
+from ncjax.sharding import MEMBERS
 from ncjax.stats import ClassStats, class_stats
 
 
@@ -58,7 +59,7 @@ def evaluate(fn: Callable, snapshots, chunk_size: int = 16, progress: bool = Tru
   total = len(jax.tree.leaves(snapshots)[0])
   devices = jax.devices()
   chunk = -(-chunk_size // len(devices)) * len(devices)
-  sharding = NamedSharding(Mesh(np.array(devices), ("snapshots",)), PartitionSpec("snapshots"))
+  sharding = NamedSharding(Mesh(np.array(devices), (MEMBERS,)), PartitionSpec(MEMBERS))
   batched = _batched(fn)
   parts = []
   for start in tqdm.trange(0, total, chunk, desc="analyze", disable=not progress or None):
