@@ -167,7 +167,7 @@ def khatri_rao(z1, z2):
   return (z1[:, :, None] * z2[:, None, :]).reshape(z1.shape[0], z1.shape[1] * z2.shape[1])
 
 
-def symmetric_kron_features(z: jax.Array) -> jax.Array:
+def _symmetric_kron_features(z: jax.Array) -> jax.Array:
   """Features whose Gram is (Z Z^T) o (Z Z^T), with d(d+1)/2 columns instead of d^2.
 
   Row i holds z_ia z_ib for a <= b, off-diagonal pairs scaled by sqrt(2).
@@ -193,7 +193,7 @@ def hadamard_moment(z1: jax.Array, z2: jax.Array, chunk_size: int) -> jax.Array:
   Returns:
     (m, m) PSD moment matrix, m = d1 * d2, or d1 (d1 + 1) / 2 when ``z2 is z1``.
   """
-  features = symmetric_kron_features if z2 is z1 else lambda z: khatri_rao(*z)
+  features = _symmetric_kron_features if z2 is z1 else lambda z: khatri_rao(*z)
   pair = z1 if z2 is z1 else (z1, z2)
   n = z1.shape[0]
   pad = -n % chunk_size

@@ -3,6 +3,11 @@
 A PSD matrix ``K = F F^T`` (F: n x m) has the same nonzero spectrum as ``F^T F``
 (m x m). :func:`factor_entropy` uses whichever is smaller, chosen from the static
 shapes: O(n m^2 + m^3) instead of O(n^3) when m < n.
+
+The public API is ``__all__`` (re-exported by ``ncjax``). The other unprefixed functions
+(``*_core``, ``factor_*``, ``kept``, ``resolved``, ``slq_trace_xlogx``, ...) are ncjax's
+internal interface to its metric modules (info, collapse, sharding): no input checks, no
+stability promise. Names with ``_`` are used here alone.
 """
 
 from __future__ import annotations
@@ -287,7 +292,7 @@ def psd_entropy_core(k: jax.Array) -> jax.Array:
   return spectrum_entropy_core(psd_eigvalsh_core(k))
 
 
-def factor_eigvalsh(f: jax.Array) -> jax.Array:
+def _factor_eigvalsh(f: jax.Array) -> jax.Array:
   """Eigenvalues (ascending, >= 0) of the smaller of ``f f^T`` and ``f^T f``: the
   nonzero spectrum of K = f f^T, padded with zeros to min(n, m).
 
@@ -308,10 +313,10 @@ def factor_entropy(f: jax.Array) -> jax.Array:
   Returns:
     (...) entropy in nats.
   """
-  return spectrum_entropy_core(factor_eigvalsh(f))
+  return spectrum_entropy_core(_factor_eigvalsh(f))
 
 
-def default_rtol(size: int, dtype) -> float:
+def _default_rtol(size: int, dtype) -> float:
   """Relative eigenvalue cut-off ``size * eps(dtype)`` (NumPy's matrix_rank rule)."""
   return size * float(jnp.finfo(dtype).eps)
 
@@ -333,13 +338,13 @@ def kept(w: jax.Array, rtol: float | None = None, *, scale: jax.Array | None = N
 
   Args:
     w: (..., n) eigenvalues >= 0, ascending.
-    rtol: relative cut-off; default :func:`default_rtol` for n and w's dtype.
+    rtol: relative cut-off; default :func:`_default_rtol` for n and w's dtype.
     scale: (...) reference magnitude; default max(w). Pass the norm of a dominating
       matrix to judge a small matrix as numerically zero.
     max_rank: optional (...) int bound on the rank (may be traced).
   """
   n = w.shape[-1]
-  rtol = default_rtol(n, w.dtype) if rtol is None else rtol
+  rtol = _default_rtol(n, w.dtype) if rtol is None else rtol
   scale = jnp.max(w, axis=-1) if scale is None else scale
   keep = w > rtol * jnp.asarray(scale)[..., None]
   if max_rank is not None:
