@@ -17,12 +17,12 @@ import jax.numpy as jnp
 import ml_collections
 import numpy as np
 
-from ncjax import progress
+from ncjax import keys, progress
 from ncjax.data import Batch, Split, algorithmic, num_classes
 from ncjax.models import make_model
 from ncjax.train import mesh as meshes
 from ncjax.train.config import member_seeds
-from ncjax.train.evaluate import keyed, make_evaluator
+from ncjax.train.evaluate import make_evaluator
 from ncjax.train.state import variables
 
 
@@ -102,7 +102,7 @@ class Grokking:
       @jax.vmap
       def fourier(state, train_mask):
         logits, _ = state.apply_fn(variables(state), pairs, train=False)
-        return keyed("fourier", progress.fourier_losses(logits, train_mask, num_frequencies=k))
+        return keys.keyed(keys.FOURIER, progress.fourier_losses(logits, train_mask, num_frequencies=k))
 
       self._fourier = fourier
       self._train_pairs = meshes.put(_train_pairs(train, c), meshes.members_sharding(self.mesh))
