@@ -24,11 +24,11 @@ import torch
 import ncjax
 from benchmarks.timing import best_of, table
 from ncjax.analysis.trajectory import evaluate
+from ncjax.keys import keyed
 from ncjax.losses import cross_entropy
 from ncjax.models import head_weights
 from ncjax.tasks import make_task
 from ncjax.train.config import base_config
-from ncjax.train.evaluate import keyed
 from ncjax.train.state import create_states, make_loss, make_train_step
 
 SNAPSHOTS, CHUNK, SEEDS = 100, 16, 8

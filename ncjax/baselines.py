@@ -28,18 +28,12 @@ import jax.numpy as jnp
 import numpy as np
 
 from ncjax import _validation as check
-from ncjax import collapse, info
+from ncjax import collapse, info, keys
 from ncjax.stats import ClassStats, class_stats
 
 __all__ = ["gaussian_null", "gaussian_draws", "sample_null", "permutation_null",
-           "permutation_metrics", "permuted_labels", "summarize", "simplex_etf",
-           "GAUSSIAN_KEYS", "SAMPLE_KEYS", "PERMUTATION_KEYS", "ETF_KEYS"]
+           "permutation_metrics", "permuted_labels", "summarize", "simplex_etf"]
 
-GAUSSIAN_KEYS = ("entropy_head", "entropy_means", "mi", "mir", "hdr", "nc3", "unc3")
-SAMPLE_KEYS = ("mir", "hdr", "entropy_features", "entropy_head")
-PERMUTATION_KEYS = ("nc1", "vci", "cdnv", "equinorm_means", "equiangular_means",
-                    "maxangle_means", "gnc2")
-ETF_KEYS = ("entropy_head", "entropy_means", "mi", "mir", "hdr")
 DRAWS = 16  # Gaussian draws (cached: paid once per shape)
 
 
@@ -53,8 +47,8 @@ def summarize(values: dict) -> dict:
   """
   out = {}
   for name, v in values.items():
-    out[f"{name}_null"] = v.mean(-1)
-    out[f"{name}_null_std"] = v.std(-1)
+    out[name + keys.NULL] = v.mean(-1)
+    out[name + keys.NULL_STD] = v.std(-1)
   return out
 
 
@@ -65,8 +59,9 @@ def _host(values: dict) -> dict[str, float]:
 @functools.partial(jax.jit, static_argnames=("num_classes", "dim", "draws"))
 def gaussian_draws(key: jax.Array, *, num_classes: int, dim: int,
                    draws: int = DRAWS) -> dict[str, jax.Array]:
-  """:data:`GAUSSIAN_KEYS` of ``draws`` independent pairs W, G ~ N(0, I) (C x d each),
-  M = G minus its mean row (the centred means of features independent of the head).
+  """:data:`~ncjax.keys.GAUSSIAN_METRICS` of ``draws`` independent pairs W, G ~ N(0, I)
+  (C x d each), M = G minus its mean row (the centred means of features independent of
+  the head).
 
   Args:
     key: PRNG key. num_classes, dim: static C and d.
@@ -87,7 +82,7 @@ def gaussian_draws(key: jax.Array, *, num_classes: int, dim: int,
     stats = class_stats(jax.random.normal(k_means, (num_classes, dim)), labels,
                         num_classes=num_classes)  # one row per class: its mean
     out = collapse.collapse_metrics_from_stats(stats, head=head)
-    return {k: out[k] for k in GAUSSIAN_KEYS}
+    return {k: out[k] for k in keys.GAUSSIAN_METRICS}
 
   return jax.vmap(one)(jax.random.split(key, draws))
 
@@ -99,7 +94,8 @@ def gaussian_null(*, num_classes: int, dim: int, draws: int = DRAWS,
   mean and std of :func:`gaussian_draws`, cached per (C, d, draws, seed).
 
   Returns:
-    ``{f"{name}_null": mean, f"{name}_null_std": std}`` for name in :data:`GAUSSIAN_KEYS`.
+    ``{f"{name}_null": mean, f"{name}_null_std": std}`` for name in
+    :data:`ncjax.keys.GAUSSIAN_METRICS`.
 
   >>> null = gaussian_null(num_classes=10, dim=128)
   >>> round(null["mir_null"], 3), null["mir_null_std"] < 0.01  # above the ETF's 0.952
@@ -119,9 +115,8 @@ def _sample_draws(key, labels, *, num_classes, dim, draws):
     z = jax.random.normal(k_z, (labels.shape[0], dim))
     h_z, h_w, h_joint = info.label_entropies(
         z, jax.random.normal(k_w, (num_classes, dim)), labels)
-    return {"mir": info.mir_from_entropies(h_z, h_w, h_joint),
-            "hdr": info.hdr_from_entropies(h_z, h_w), "entropy_features": h_z,
-            "entropy_head": h_w}
+    return dict(zip(keys.SAMPLE_METRICS, (info.mir_from_entropies(h_z, h_w, h_joint),
+                                          info.hdr_from_entropies(h_z, h_w), h_z, h_w), strict=True))
 
   return jax.vmap(one)(jax.random.split(key, draws))
 
@@ -134,7 +129,8 @@ def sample_null(*, counts: tuple[int, ...], dim: int, draws: int = DRAWS,
   samples of class c (n = sum of counts). Cached per (counts, d, draws, seed).
 
   Returns:
-    ``{f"{name}_null": mean, f"{name}_null_std": std}`` for name in :data:`SAMPLE_KEYS`.
+    ``{f"{name}_null": mean, f"{name}_null_std": std}`` for name in
+    :data:`ncjax.keys.SAMPLE_METRICS`.
 
   >>> null = sample_null(counts=(8,) * 4, dim=16)
   >>> 0.0 < null["mir_null"] < 1.0
@@ -168,7 +164,8 @@ def permuted_labels(key: jax.Array, labels: jax.Array,
 
 
 def permutation_metrics(stats: ClassStats) -> dict[str, jax.Array]:
-  """:data:`PERMUTATION_KEYS` of ``stats`` (under jit the other metrics are not computed).
+  """:data:`ncjax.keys.PERMUTATION_METRICS` of ``stats`` (under jit the other metrics are
+  not computed).
 
   >>> import jax.numpy as jnp
   >>> h = jnp.array([[1.0, 0.0], [3.0, 0.0], [0.0, 1.0], [0.0, 3.0]])
@@ -176,14 +173,15 @@ def permutation_metrics(stats: ClassStats) -> dict[str, jax.Array]:
   0.125
   """
   out = collapse.collapse_metrics_from_stats(stats)
-  return {k: out[k] for k in PERMUTATION_KEYS}
+  return {k: out[k] for k in keys.PERMUTATION_METRICS}
 
 
 def permutation_null(features: jax.Array, labels: jax.Array, *, num_classes: int,
                      key: jax.Array, draws: int = 8,
                      mask: jax.Array | None = None) -> dict[str, jax.Array]:
-  """Label-permutation baseline of the collapse metrics: :data:`PERMUTATION_KEYS` of
-  ``features`` with ``labels`` permuted (:func:`permuted_labels`), ``draws`` times.
+  """Label-permutation baseline of the collapse metrics:
+  :data:`ncjax.keys.PERMUTATION_METRICS` of ``features`` with ``labels`` permuted
+  (:func:`permuted_labels`), ``draws`` times.
 
   Jit with ``jax.jit(permutation_null, static_argnames=("num_classes", "draws"))``.
 
@@ -214,7 +212,8 @@ def permutation_null(features: jax.Array, labels: jax.Array, *, num_classes: int
 
 @functools.lru_cache(maxsize=64)
 def simplex_etf(num_classes: int) -> dict[str, float]:
-  """:data:`ETF_KEYS` at neural collapse: centred means M a simplex ETF and W = a M.
+  """:data:`ncjax.keys.ETF_METRICS` at neural collapse: centred means M a simplex ETF and
+  W = a M.
 
   G(M) = (C I - J) / (C - 1) has eigenvalue C / (C - 1) (C - 1 times), so H = log(C - 1)
   and HDR = 0. G o G = (1 - b) I + b J, b = 1 / (C - 1)^2, has normalised eigenvalues
@@ -230,4 +229,4 @@ def simplex_etf(num_classes: int) -> dict[str, float]:
   joint = ((2 * c - 3) * h - (c - 2) * math.log(c - 2)) / (c - 1)
   values = {"entropy_head": h, "entropy_means": h, "mi": 2 * h - joint,
             "mir": (2 * h - joint) / h, "hdr": 0.0}
-  return {f"{k}_etf": values[k] for k in ETF_KEYS}
+  return {k + keys.ETF: values[k] for k in keys.ETF_METRICS}

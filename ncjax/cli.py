@@ -201,14 +201,12 @@ def _train() -> None:
   from ncjax import plots  # after flag parsing: fast errors
   from ncjax.tasks import make_task
   from ncjax.train import NonFiniteLoss, rundir, train
-  from ncjax.train.config import validate
   from ncjax.train.mesh import is_writer
 
   if "runs" in config:
     _fail("this config describes a study of several runs: use `ncjax study`.")
   try:
-    validate(config)  # before any data are loaded
-    task = make_task(config)  # e.g. FileNotFoundError: a TFDS dataset not prepared
+    task = make_task(config)  # validates first; e.g. FileNotFoundError: TFDS not prepared
   except (ValueError, FileNotFoundError, ImportError) as e:
     _fail(str(e))
   try:

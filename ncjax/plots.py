@@ -1,8 +1,8 @@
 """PNG plots of logged metric trajectories (one seed, or the median and range of several).
 
 Used by the CLI and studies after training (:func:`run_figures`) and by ``ncjax analyze``;
-it imports neither JAX nor the rest of ncjax. The matplotlib backend is the caller's
-choice (the CLI selects Agg).
+of ncjax it imports only the key names (:mod:`ncjax.keys`), and no JAX. The matplotlib
+backend is the caller's choice (the CLI selects Agg).
 """
 
 from __future__ import annotations
@@ -12,6 +12,8 @@ import os
 import matplotlib.pyplot as plt
 import matplotlib.ticker
 import numpy as np
+
+from ncjax import keys
 
 
 def _save(fig, path: str, dpi: int) -> None:
@@ -39,23 +41,21 @@ def _band(ax, steps, values, label, **style) -> str:
   return line.get_color()
 
 
-REFERENCES = ("_null", "_null_std", "_etf")  # the evaluator's suffixes (ncjax.baselines)
-
-
 def _references(ax, records: list[dict], key: str, colour: str) -> None:
   """The chance level of ``key``: its mean (dash-dot) in a band of +- 2 std over the
   null's draws (median over seeds); and its simplex-ETF value (dashed); where logged."""
-  if f"{key}_null" in records[0]:
-    rows = [r for r in records if f"{key}_null" in r]
+  null, null_std, etf = (key + suffix for suffix in keys.REFERENCES)
+  if null in records[0]:
+    rows = [r for r in records if null in r]
     steps = [max(r["step"], 1) for r in rows]
     median = lambda name: np.array([np.median(r[name]) for r in rows])
-    mean, std = median(f"{key}_null"), median(f"{key}_null_std")
+    mean, std = median(null), median(null_std)
     ax.plot(steps, mean, color=colour, linestyle="-.", linewidth=0.8,
             label=f"{key} chance (+-2 sd)")
     ax.fill_between(steps, mean - 2 * std, mean + 2 * std, color=colour, alpha=0.25,
                     linewidth=0)
-  if f"{key}_etf" in records[-1]:
-    ax.axhline(np.median(records[-1][f"{key}_etf"]), color=colour, linestyle="--",
+  if etf in records[-1]:
+    ax.axhline(np.median(records[-1][etf]), color=colour, linestyle="--",
                linewidth=1, label=f"{key} simplex ETF")
 
 
@@ -64,18 +64,15 @@ def curves(records: list[dict], path: str, title: str = "") -> None:
   steps where train accuracy first reaches 100% and test accuracy 95% marked, each
   metric's chance band and simplex-ETF value where logged (:func:`_references`)."""
   steps = [max(r["step"], 1) for r in records]
-  panels = (("accuracy", ("train/accuracy", "test/accuracy"), "linear"),
-            ("collapse", ("collapse/nc1", "collapse/vci", "test_collapse/nc1",
-                          "test_collapse/vci"), "log"),
-            ("ratio", ("collapse/mir", "collapse/hdr", "sample/mir", "sample/hdr"), "linear"))
-  fig, axes = plt.subplots(len(panels), 1, figsize=(7, 8), sharex=True)
-  marks = {"train acc 100%": (first_step(records, "train/accuracy", 1.0), ":"),
-           "test acc >= 95%": (first_step(records, "test/accuracy", 0.95), "--")}
-  for ax, (label, keys, yscale) in zip(axes, panels, strict=True):
-    for key in keys:
+  fig, axes = plt.subplots(len(keys.CURVES), 1, figsize=(7, 8), sharex=True)
+  marks = {"train acc 100%": (first_step(records, keys.TRAIN_ACCURACY, 1.0), ":"),
+           "test acc >= 95%": (first_step(records, keys.TEST_ACCURACY, 0.95), "--")}
+  dotted = (keys.SAMPLE, keys.TEST_COLLAPSE)
+  for ax, (label, panel, yscale) in zip(axes, keys.CURVES, strict=True):
+    for key in panel:
       if key in records[0]:
         colour = _band(ax, steps, [r[key] for r in records], key,
-                       linestyle=":" if key.startswith(("sample", "test_")) else "-")
+                       linestyle=":" if key.startswith(dotted) else "-")
         _references(ax, records, key, colour)
     for step, style in marks.values():
       if step is not None:
@@ -92,9 +89,7 @@ def curves(records: list[dict], path: str, title: str = "") -> None:
   _save(fig, path, dpi=120)
 
 
-# Key prefix -> the split whose samples it measures (the scheme of ncjax.train.evaluate).
-SPLIT_OF = {"train": "train", "collapse": "train", "test": "test", "test_collapse": "test"}
-SPLIT_STYLE = {"train": dict(color="C0"), "test": dict(color="C1", linestyle="--"),
+SPLIT_STYLE = {keys.TRAIN: dict(color="C0"), keys.TEST: dict(color="C1", linestyle="--"),
                "": dict(color="C2")}
 
 
@@ -102,12 +97,13 @@ def _family(key: str) -> tuple[str, str]:
   """(family, split) of a key: ``test_collapse/nc1`` -> (``nc1``, ``test``); a key of no
   split (``fourier/key_fraction``) is its own family."""
   prefix, _, name = key.partition("/")
-  return (name, SPLIT_OF[prefix]) if prefix in SPLIT_OF and name else (key, "")
+  return (name, keys.SPLIT_OF[prefix]) if prefix in keys.SPLIT_OF and name else (key, "")
 
 
 def _is_reference(key: str, record: dict) -> bool:
-  """True for a chance level or ETF value logged beside a metric (``REFERENCES``)."""
-  return any(key.endswith(suffix) and key[:-len(suffix)] in record for suffix in REFERENCES)
+  """True for a chance level or ETF value logged beside a metric (``keys.REFERENCES``)."""
+  return any(key.endswith(suffix) and key[:-len(suffix)] in record
+             for suffix in keys.REFERENCES)
 
 
 def families(records: list[dict], path: str, title: str = "", columns: int = 4) -> None:
@@ -140,13 +136,13 @@ def families(records: list[dict], path: str, title: str = "", columns: int = 4) 
   _save(fig, path, dpi=110)
 
 
-def overlay(logs: dict[str, list[dict]], keys, path: str, title: str = "") -> None:
-  """One panel per key against step (log axis), one line (median and band over seeds)
+def overlay(logs: dict[str, list[dict]], shown, path: str, title: str = "") -> None:
+  """One panel per key of ``shown`` against step (log axis), one line (median and band over seeds)
   per run of ``logs`` (run name -> records), with its chance band and ETF value where
   logged; keys a run did not log are left out."""
-  fig, axes = plt.subplots(len(keys), 1, figsize=(7, 1.9 * len(keys) + 0.6), sharex=True,
+  fig, axes = plt.subplots(len(shown), 1, figsize=(7, 1.9 * len(shown) + 0.6), sharex=True,
                            squeeze=False)
-  for ax, key in zip(axes[:, 0], keys, strict=True):
+  for ax, key in zip(axes[:, 0], shown, strict=True):
     for name, records in logs.items():
       rows = [r for r in records if key in r]
       if rows:
@@ -190,9 +186,6 @@ def transfer(summary: dict, path: str, title: str = "") -> None:
   _save(fig, path, dpi=120)
 
 
-SWEEP_KEYS = ("test/accuracy", "collapse/mir", "collapse/hdr", "collapse/nc1", "collapse/vci")
-
-
 def _by_value(records: list[dict], key: str, values, seeds: int) -> dict[str, list[dict]]:
   """{"name=value": records of that value's seeds} of a swept run (value-major members)."""
   part = lambda x, v: x[v * seeds:(v + 1) * seeds] if isinstance(x, list) else x
@@ -202,11 +195,11 @@ def _by_value(records: list[dict], key: str, values, seeds: int) -> dict[str, li
 
 
 def sweep(records: list[dict], key: str, values, seeds: int, path: str, title: str = "") -> None:
-  """The final value of each of :data:`SWEEP_KEYS` against the swept value (median and
+  """The final value of each of :data:`ncjax.keys.SWEEP` against the swept value (median and
   min-max band over the seeds of each value)."""
-  fig, axes = plt.subplots(1, len(SWEEP_KEYS), figsize=(3.2 * len(SWEEP_KEYS), 3.2))
+  fig, axes = plt.subplots(1, len(keys.SWEEP), figsize=(3.2 * len(keys.SWEEP), 3.2))
   x = np.asarray(values, float)
-  for ax, metric in zip(axes, SWEEP_KEYS, strict=True):
+  for ax, metric in zip(axes, keys.SWEEP, strict=True):
     y = np.reshape(np.asarray(records[-1][metric], float), (len(x), seeds))
     ax.plot(x, np.median(y, 1), "o-")
     if seeds > 1:
@@ -238,28 +231,28 @@ def run_figures(records: list[dict], config, workdir: str) -> list[str]:
     return written
   key, values, seeds = config.sweep_key, config.sweep_values, config.num_seeds
   sweep(records, key, values, seeds, os.path.join(workdir, "sweep.png"), title=title)
-  overlay(_by_value(records, key, values, seeds), SWEEP_KEYS,
+  overlay(_by_value(records, key, values, seeds), keys.SWEEP,
           os.path.join(workdir, "sweep_curves.png"), title=title)
   return [*written, "sweep.png", "sweep_curves.png"]
 
 
-def points(rows: list[dict], x_name: str, keys, path: str, title: str = "") -> None:
-  """One panel per key against ``x_name`` (alpha on a path, sparsity), one line per
-  ``run`` of ``rows`` (dicts with ``run``, ``x_name`` and the keys)."""
+def points(rows: list[dict], x_name: str, shown, path: str, title: str = "") -> None:
+  """One panel per key of ``shown`` against ``x_name`` (alpha on a path, sparsity), one
+  line per ``run`` of ``rows`` (dicts with ``run``, ``x_name`` and the keys)."""
   runs = list(dict.fromkeys(r["run"] for r in rows))
   columns = 4
-  fig, axes = plt.subplots(-(-len(keys) // columns), columns, figsize=(13, 3 * -(-len(keys) // columns)),
-                           squeeze=False)
-  for ax, key in zip(axes.flat, keys, strict=False):
+  lines = -(-len(shown) // columns)
+  fig, axes = plt.subplots(lines, columns, figsize=(13, 3 * lines), squeeze=False)
+  for ax, key in zip(axes.flat, shown, strict=False):
     for run in runs:
       part = [r for r in rows if r["run"] == run]
       ax.plot([r[x_name] for r in part], [r[key] for r in part], "o-", label=run, markersize=3)
-    if key.endswith(("nc1", "vci")):
+    if key.endswith(keys.LOG_SCALE):
       ax.set_yscale("log")
     ax.set_title(key, fontsize=9)
     ax.set_xlabel(x_name)
     ax.grid(alpha=0.3)
-  for ax in list(axes.flat)[len(keys):]:
+  for ax in list(axes.flat)[len(shown):]:
     ax.axis("off")
   axes[0, 0].legend(fontsize=7)
   fig.suptitle(title, fontsize=10)
@@ -267,11 +260,13 @@ def points(rows: list[dict], x_name: str, keys, path: str, title: str = "") -> N
 
 
 def layers(records: list[dict], path: str, title: str = "", lines: int = 7) -> None:
-  """Each metric logged per layer (``layer<i>/<metric>``, the evaluator's LAYER_KEYS)
+  """Each metric logged per layer (``layer<i>/<metric>``, ``keys.LAYER_METRICS``)
   against depth (block 1, 2, ..., then the penultimate features, ``collapse/*``), one line
   per logged step (up to ``lines`` of them, log-spaced; median over seeds)."""
-  panels = [k.split("/", 1)[1] for k in records[-1] if k.startswith("layer1/")]
-  depth = sorted({int(k.split("/")[0][5:]) for k in records[-1] if k.startswith("layer")})
+  first = keys.key(keys.layer(1), "")
+  panels = [k.split("/", 1)[1] for k in records[-1] if k.startswith(first)]
+  depth = sorted({int(k.split("/")[0].removeprefix(keys.LAYER)) for k in records[-1]
+                  if k.startswith(keys.LAYER)})
   names = [f"block {i}" for i in depth] + ["features"]
   picks = sorted(set(np.unique(np.geomspace(1, len(records), lines).astype(int) - 1)))
   colours = plt.cm.viridis(np.linspace(0, 1, len(picks)))
@@ -279,9 +274,10 @@ def layers(records: list[dict], path: str, title: str = "", lines: int = 7) -> N
   for ax, metric in zip(axes, panels, strict=True):
     for colour, t in zip(colours, picks, strict=True):
       r = records[t]
-      y = [np.median(r[f"layer{i}/{metric}"]) for i in depth] + [np.median(r[f"collapse/{metric}"])]
+      y = [np.median(r[keys.key(keys.layer(i), metric)]) for i in depth]
+      y.append(np.median(r[keys.key(keys.COLLAPSE, metric)]))
       ax.plot(range(len(names)), y, "o-", color=colour, markersize=3, label=f"step {r['step']}")
-    if metric in ("nc1", "vci", "cdnv"):
+    if metric in keys.LOG_SCALE:
       ax.set_yscale("log")
     ax.set_xticks(range(len(names)), names, rotation=45, fontsize=7)
     ax.set_title(metric, fontsize=9)

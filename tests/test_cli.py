@@ -192,7 +192,7 @@ ON_FASHION_MNIST = ("cma_finetune", "info_regularizer")  # get_config(data)
 @pytest.mark.parametrize("name", EXPERIMENTS + [f"{n}:fashion_mnist" for n in ON_FASHION_MNIST])
 def test_every_experiment_config_is_valid(name):
   from ncjax.studies import validate_study
-  from ncjax.train.config import validate
+  from ncjax.tasks import validate
   from tests.runs import experiment_config
 
   config = experiment_config(name)

@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 
 from ncjax import studies
+from ncjax.studies import compare, transfer
 from tests.runs import study as _study
 from tests.runs import study_probe as _probe
 from tests.runs import study_run as _run
@@ -81,9 +82,9 @@ def test_recipe_interval_is_exact_when_the_seeds_of_each_recipe_agree():
   rho, unchanged (resampling rows or recipes would move it)."""
   x = np.repeat(np.arange(5.0)[:, None], 3, 1)
   y = np.repeat(np.array([1.0, 0.0, 3.0, 2.0, 4.0])[:, None], 3, 1)
-  rho = float(studies._spearman(x.mean(1), y.mean(1)))
+  rho = float(transfer._spearman(x.mean(1), y.mean(1)))
   assert rho == pytest.approx(0.8)
-  assert studies._spearman_interval(x, y) == pytest.approx((rho, rho))
+  assert transfer._spearman_interval(x, y) == pytest.approx((rho, rho))
 
 
 def test_recipe_interval_spans_the_rhos_reachable_by_one_recipes_seeds():
@@ -92,16 +93,16 @@ def test_recipe_interval_spans_the_rhos_reachable_by_one_recipes_seeds():
   is exactly [0.8, 1]."""
   x = np.repeat(np.arange(4.0)[:, None], 2, 1)
   y = np.array([[0.0, 0.0], [1.0, 1.0], [0.5, 3.5], [3.0, 3.0]])
-  assert studies._spearman(x.mean(1), y.mean(1)) == pytest.approx(1.0)
-  assert studies._spearman_interval(x, y) == pytest.approx((0.8, 1.0))
+  assert transfer._spearman(x.mean(1), y.mean(1)) == pytest.approx(1.0)
+  assert transfer._spearman_interval(x, y) == pytest.approx((0.8, 1.0))
 
 
 def test_probe_accuracy_is_invariant_to_feature_scale():
   rng = np.random.default_rng(0)
   y = np.repeat(np.arange(3), 40)
   x = rng.normal(size=(120, 5)) + 2.0 * y[:, None]
-  fit = lambda scale: studies.probe_accuracy((scale * x[::2], y[::2]), (scale * x[1::2], y[1::2]),
-                                             cs=(0.1, 1.0), folds=2, max_iter=200)
+  fit = lambda scale: transfer.probe_accuracy(
+      (scale * x[::2], y[::2]), (scale * x[1::2], y[1::2]), cs=(0.1, 1.0), folds=2, max_iter=200)
   assert 0.9 < fit(1.0) == fit(1e3)
 
 
@@ -125,8 +126,8 @@ def test_transfer_study_end_to_end(tmp_path):
 def test_steps_to_threshold_per_seed():
   records = [{"step": 0, "acc": [0.1, 0.2, 0.0]}, {"step": 50, "acc": [0.96, 0.5, 0.0]},
              {"step": 100, "acc": [0.9, 0.95, 0.0]}]
-  assert studies.steps_to(records, "acc", 0.95) == [50, 100, None]
-  assert studies.steps_to([{"step": 3, "acc": 0.97}], "acc", 0.95) == [3]  # one seed
+  assert compare.steps_to(records, "acc", 0.95) == [50, 100, None]
+  assert compare.steps_to([{"step": 3, "acc": 0.97}], "acc", 0.95) == [3]  # one seed
 
 
 @pytest.mark.slow

@@ -13,14 +13,13 @@ from collections.abc import Sequence
 import jax
 import numpy as np
 
-from ncjax import plots
+from ncjax import keys, plots
 from ncjax.analysis import trajectory
 from ncjax.models import head_weights
 from ncjax.tasks import make_task
 from ncjax.train import checkpoints, rundir
 from ncjax.train import mesh as meshes
 from ncjax.train.config import base_config, member_seeds
-from ncjax.train.evaluate import keyed
 from ncjax.train.loop import json_record
 from ncjax.train.state import abstract_states, variables
 from ncjax.train.watchdog import Watchdog
@@ -51,7 +50,7 @@ def analyze(workdir: str, metric_names: Sequence[str] | None = None, split: str 
     split: the samples whose features the named metrics see, ``train`` or ``test``.
     max_samples: named metrics of image tasks use the split's first examples only.
   """
-  if split not in ("train", "test"):
+  if split not in keys.SPLITS:
     raise ValueError(f"split must be 'train' or 'test', got {split!r}.")
   config = rundir.load_config(workdir)
   task = make_task(config)
@@ -60,7 +59,7 @@ def analyze(workdir: str, metric_names: Sequence[str] | None = None, split: str 
     evaluate = task.evaluate
   else:
     named = jax.jit(jax.vmap(_named_metrics(task, metric_names, split, max_samples)))
-    evaluate = lambda states, seed_index: keyed(split, named(states))
+    evaluate = lambda states, seed_index: keys.keyed(split, named(states))
   like = abstract_states(config, task.model, task.example_inputs, task.mesh)
   records = []
   seed_index = np.tile(np.arange(seeds), chunk_size)

@@ -5,6 +5,7 @@
     states = points.states_at(params, batch_stats, task.model, tx)
     states = points.recompute_batch_stats(states, inputs)
     metrics = task.evaluate(states)                      # the trainer's metrics, (K,) each
+    rows = points.measure(task, states, "run", "alpha", alphas)  # those, with fresh BN
 
 The points form the leading axis that seeds form in training, so the trainer's evaluator
 measures all K of them in one compiled pass. BatchNorm statistics are the training run's
@@ -25,6 +26,7 @@ import tqdm
 from jax.sharding import Mesh
 
 from ncjax.models.vision import BN_MOMENTUM
+from ncjax.train import checkpoints
 from ncjax.train import mesh as meshes
 from ncjax.train.state import LossFn, TrainState, make_train_step
 
@@ -147,3 +149,37 @@ def finetune(states: TrainState, masks: dict, stream, loss_fn: LossFn, steps: in
     states, _ = step_fn(states, batch)
     states = project(states)
   return states
+
+
+BATCH_STATS_SAMPLES = 4096  # train examples for the BatchNorm statistics at each point
+
+
+def final_weights(workdir: str, members: list[int]) -> tuple[dict, dict]:
+  """(params, batch_stats) of the given members of the run's newest checkpoint: leaves
+  (len(members), ...), host arrays."""
+  weights = checkpoints.restore_weights(workdir)
+  pick = lambda tree: jax.tree.map(lambda x: np.asarray(x)[members], tree)
+  return pick(weights["params"]), pick(weights["batch_stats"])
+
+
+def measure(task, states: TrainState, label: str, x_name: str, xs) -> list[dict]:
+  """The trainer's metrics (``task.evaluate``) of the K members of ``states``, their
+  BatchNorm statistics recomputed at each on the task's train examples: one row per
+  point, ``{"run": label, x_name: x, key: value, ...}``."""
+  inputs, _ = task.examples("train", BATCH_STATS_SAMPLES)
+  states = recompute_batch_stats(states, inputs)
+  values = meshes.fetch(task.evaluate(states, np.zeros(len(xs), int)))
+  return [{"run": label, x_name: float(x), **{k: float(v[i]) for k, v in values.items()}}
+          for i, x in enumerate(xs)]
+
+
+def barrier(xs: np.ndarray, ys) -> float:
+  """max over the path of y minus the straight line between its end values: xs (K,)
+  increasing positions, ys (K,) values.
+
+  >>> barrier(np.array([0.0, 0.5, 1.0]), [1.0, 3.0, 2.0])
+  1.5
+  """
+  ys = np.asarray(ys, float)
+  t = (xs - xs[0]) / (xs[-1] - xs[0])
+  return float(np.max(ys - ((1 - t) * ys[0] + t * ys[-1])))

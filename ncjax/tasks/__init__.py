@@ -1,27 +1,78 @@
-"""Tasks: what the trainer trains on. One module per task, chosen by ``config.task``.
+"""Tasks: what the trainer trains on. One module per task, named by ``config.task``.
 
-    task = ncjax.tasks.make_task(config)
+    task = ncjax.tasks.make_task(config)     # the config checked, data loaded, model built
     records = ncjax.train.train(task, workdir)
 
-A task provides ``config``, ``num_classes``, ``mesh`` (the device mesh it places its data
-on, :mod:`ncjax.train.mesh`), ``model`` (returning ``(logits, features)``),
-``example_inputs`` (1, ...) for initialisation, ``train_stream(step)`` (the members'
-training batches from ``step`` on: the data position is the step), ``evaluate(states)`` (the logged metrics, keys as in ``ncjax.train.evaluate``) and
-``examples(split, limit)`` (inputs and labels, for ``ncjax analyze --metrics``). The loss
-is the same for every task (``config.loss``, see ``ncjax.train.state.make_loss``).
+A task is any class with the shape of :class:`Task`. Adding one is a new module here and
+a line in :data:`TASKS`; its config keys sit in ``ncjax.train.config.base_config`` and it
+checks its own branch of them (:meth:`Task.validate_config`). The loss is the same for
+every task (``config.loss``, see ``ncjax.train.state.make_loss``).
 """
 
 from __future__ import annotations
 
+from typing import Protocol
+
+import flax.linen as nn
+import jax
 import ml_collections
+import numpy as np
+from jax.sharding import Mesh
+
+from ncjax.data import Batch
+from ncjax.tasks.classification import Classification
+from ncjax.tasks.grokking import Grokking
+from ncjax.train import config as config_lib
+from ncjax.train import mesh as meshes
 
 
-def make_task(config: ml_collections.ConfigDict):
-  """The task named by ``config.task`` (its data loaded, its model built)."""
-  if config.task == "grokking":
-    from ncjax.tasks.grokking import Grokking
-    return Grokking(config)
-  if config.task == "classification":
-    from ncjax.tasks.classification import Classification
-    return Classification(config)
-  raise ValueError(f"config.task must be grokking or classification, got {config.task!r}.")
+class Task(Protocol):
+  """What the trainer, the evaluator and ``ncjax analyze`` need of a task.
+
+  Attributes:
+    config: the run's config.
+    num_classes: C.
+    mesh: the device mesh its data live on (:mod:`ncjax.train.mesh`).
+    model: a Flax module returning ``(logits (n, C), features (n, d))``.
+    example_inputs: (1, ...) inputs for initialisation.
+  """
+
+  config: ml_collections.ConfigDict
+  num_classes: int
+  mesh: Mesh
+  model: nn.Module
+  example_inputs: jax.Array
+
+  @staticmethod
+  def validate_config(config: ml_collections.ConfigDict) -> None:
+    """Raises ValueError naming the first key of the task's branch with a bad value."""
+
+  def train_batch(self, step: int) -> Batch:
+    """Step ``step``'s batch of every member, (M, B, ...) over members x data."""
+
+  def train_stream(self, step: int) -> meshes.Prefetch:
+    """Training batches from ``step`` on: the data position is the step."""
+
+  def evaluate(self, states, seed_index: np.ndarray | None = None) -> dict:
+    """The logged metrics (:mod:`ncjax.keys`) of ``states`` (leading axis), (S,) each."""
+
+  def examples(self, split: str, limit: int) -> tuple[np.ndarray, np.ndarray]:
+    """(inputs, labels) of ``split``, its first ``limit`` examples (host)."""
+
+
+# config.task -> the task's class.
+TASKS: dict[str, type[Task]] = {"grokking": Grokking, "classification": Classification}
+
+
+def validate(config: ml_collections.ConfigDict) -> None:
+  """Checks the whole config: the trainer's keys, then the task's own branch."""
+  config_lib.validate(config)
+  config_lib.require(config, config.task in TASKS, "task", f"one of {sorted(TASKS)}")
+  TASKS[config.task].validate_config(config)
+
+
+def make_task(config: ml_collections.ConfigDict) -> Task:
+  """The task named by ``config.task`` (the config validated, its data loaded, its model
+  built)."""
+  validate(config)
+  return TASKS[config.task](config)

@@ -12,6 +12,7 @@ seeds, in padded batches split over the mesh's ``data`` axis.
 from __future__ import annotations
 
 import concurrent.futures
+import functools
 
 import jax.numpy as jnp
 import ml_collections
@@ -20,11 +21,24 @@ import numpy as np
 from ncjax.data import Batch, images
 from ncjax.models import make_model
 from ncjax.train import mesh as meshes
-from ncjax.train.config import member_seeds
+from ncjax.train.config import member_seeds, require
 from ncjax.train.evaluate import make_evaluator
 
 
 class Classification:
+  """Image classification (module docstring); ``config.data.name`` picks the dataset."""
+
+  @staticmethod
+  def validate_config(config: ml_collections.ConfigDict) -> None:
+    """Checks the batch size and ``config.data``'s image keys."""
+    need, d = functools.partial(require, config), config.data
+    need(config.batch_size is not None, "batch_size", "set for classification")
+    need(d.eval_batch_size >= 1, "data.eval_batch_size", ">= 1")
+    need(d.classes is None or (len(d.classes) >= 2 and len(set(d.classes)) == len(d.classes)
+                               and all(isinstance(c, int) and c >= 0 for c in d.classes)),
+         "data.classes", "None or >= 2 distinct labels")
+    need(d.train_per_class is None or d.train_per_class >= 1, "data.train_per_class",
+         "None or >= 1")
 
   def __init__(self, config: ml_collections.ConfigDict):
     self.config = config

@@ -17,12 +17,12 @@ import jax.numpy as jnp
 import ml_collections
 import numpy as np
 
-from ncjax import progress
-from ncjax.data import Batch, Split, algorithmic, num_classes
+from ncjax import keys, progress
+from ncjax.data import GROUPS, OPERATIONS, Batch, Split, algorithmic, num_classes
 from ncjax.models import make_model
 from ncjax.train import mesh as meshes
-from ncjax.train.config import member_seeds
-from ncjax.train.evaluate import keyed, make_evaluator
+from ncjax.train.config import member_seeds, require
+from ncjax.train.evaluate import make_evaluator
 from ncjax.train.state import variables
 
 
@@ -51,62 +51,82 @@ def _train_pairs(train: Split, p: int) -> np.ndarray:
   return mask
 
 
+def _row_drawer(mesh, n: int, batch: int | None):
+  """``draw(rows, seeds, t)``: each member's ``batch`` rows of its ``n``, permuted by
+  (seed, t), on ``mesh``."""
+
+  @functools.partial(jax.jit, out_shardings=meshes.batch_sharding(mesh))
+  @functools.partial(jax.vmap, in_axes=(0, 0, None))
+  def draw(rows, seed, t):
+    idx = jax.random.permutation(jax.random.fold_in(jax.random.key(seed), t), n)[:batch]
+    return jax.tree.map(lambda x: x[idx], rows)
+
+  return meshes.serialized(draw, mesh)
+
+
+def _fourier_pass(mesh, p: int, num_frequencies: int):
+  """``fourier(states, train_pairs)``: the Fourier progress measures of every member over
+  all p * p pairs (``train_pairs`` (M, p * p) bool), replicated."""
+  a, b = np.divmod(np.arange(p * p), p)
+  pairs = jnp.asarray(np.stack([a, b, np.full_like(a, p)], 1), jnp.int32)
+
+  @functools.partial(meshes.serialized, mesh=mesh)
+  @functools.partial(jax.jit, out_shardings=meshes.replicated(mesh))
+  @jax.vmap
+  def fourier(state, train_mask):
+    logits, _ = state.apply_fn(variables(state), pairs, train=False)
+    return keys.keyed(keys.FOURIER, progress.fourier_losses(logits, train_mask,
+                                                            num_frequencies=num_frequencies))
+
+  return fourier
+
+
 class Grokking:
   """The grokking task. Besides the shared metrics, for ``add`` it logs the Fourier
   progress measures (``fourier/restricted_loss``, ``fourier/excluded_loss``,
   ``fourier/key_fraction``; :func:`ncjax.progress.fourier_losses`) over all p * p pairs."""
 
+  @staticmethod
+  def validate_config(config: ml_collections.ConfigDict) -> None:
+    """Checks ``config.data``'s grokking keys."""
+    need, d = functools.partial(require, config), config.data
+    need(d.modulus >= 2, "data.modulus", ">= 2")
+    need(d.operation in (*OPERATIONS, *GROUPS), "data.operation",
+         f"one of {sorted([*OPERATIONS, *GROUPS])}")
+    need(d.operation != "add" or 1 <= d.key_frequencies <= d.modulus // 2,
+         "data.key_frequencies", "in [1, modulus // 2]")
+    need(0 < d.train_fraction < 1, "data.train_fraction", "in (0, 1)")
+
   def __init__(self, config: ml_collections.ConfigDict):
     self.config = config
-    c = num_classes(config.data.operation, config.data.modulus)
-    self.num_classes = c
+    self.num_classes = c = num_classes(config.data.operation, config.data.modulus)
     self.model = make_model(config.model.name, c, vocab_size=c + 1,
                             **config.model.kwargs.to_dict())
     self.example_inputs = jnp.zeros((1, 3), jnp.int32)
-    self.mesh = meshes.make_mesh(config)
-    train, test = seed_splits(config)
+    self.mesh = mesh = meshes.make_mesh(config)
+    train, test = self._splits = seed_splits(config)
     n = train.labels.shape[-1]
     self.full_batch = config.batch_size is None or config.batch_size >= n
-    if not self.full_batch and config.batch_size % meshes.data_size(self.mesh):
+    if not self.full_batch and config.batch_size % meshes.data_size(mesh):
       raise ValueError(f"config.batch_size = {config.batch_size} must be a multiple of the "
-                       f"{meshes.data_size(self.mesh)} devices of the mesh's data axis "
+                       f"{meshes.data_size(mesh)} devices of the mesh's data axis "
                        "(config.mesh.data).")
     on_mesh = lambda split: meshes.put(
-        _batch(split, meshes.padded_size(split.labels.shape[-1], self.mesh)),
-        meshes.batch_sharding(self.mesh))
+        _batch(split, meshes.padded_size(split.labels.shape[-1], mesh)),
+        meshes.batch_sharding(mesh))
     self.train, self.test = on_mesh(train), on_mesh(test)
-    self._seeds = meshes.put(np.asarray(member_seeds(config), np.uint32),
-                             meshes.members_sharding(self.mesh))
-    batch = config.batch_size
-
-    @functools.partial(jax.jit, out_shardings=meshes.batch_sharding(self.mesh))
-    @functools.partial(jax.vmap, in_axes=(0, 0, None))
-    def draw(batch_rows, seed, t):
-      idx = jax.random.permutation(jax.random.fold_in(jax.random.key(seed), t), n)[:batch]
-      return jax.tree.map(lambda x: x[idx], batch_rows)
-
-    self._draw = meshes.serialized(draw, self.mesh)
+    members = meshes.members_sharding(mesh)
+    self._seeds = meshes.put(np.asarray(member_seeds(config), np.uint32), members)
+    self._draw = _row_drawer(mesh, n, config.batch_size)
     self._pick = meshes.serialized(jax.jit(  # each state's own seed's splits
-        lambda data, index: jax.tree.map(lambda x: x[index], data)), self.mesh)
+        lambda data, index: jax.tree.map(lambda x: x[index], data)), mesh)
     self._sample = meshes.serialized(jax.jit(  # the first rows (padding masked)
-        lambda b: jax.tree.map(lambda x: x[:, :config.sample_size], b)), self.mesh)
-    self._evaluate = make_evaluator(c, self.mesh, data_axis=0)
+        lambda b: jax.tree.map(lambda x: x[:, :config.sample_size], b)), mesh)
+    self._evaluate = make_evaluator(c, mesh, data_axis=0)
     self._fourier = self._train_pairs = None
     if config.data.operation == "add":
-      a, b = np.divmod(np.arange(c * c), c)
-      pairs = jnp.asarray(np.stack([a, b, np.full_like(a, c)], 1), jnp.int32)
-      k = config.data.key_frequencies
-
-      @functools.partial(meshes.serialized, mesh=self.mesh)
-      @functools.partial(jax.jit, out_shardings=meshes.replicated(self.mesh))
-      @jax.vmap
-      def fourier(state, train_mask):
-        logits, _ = state.apply_fn(variables(state), pairs, train=False)
-        return keyed("fourier", progress.fourier_losses(logits, train_mask, num_frequencies=k))
-
-      self._fourier = fourier
-      self._train_pairs = meshes.put(_train_pairs(train, c), meshes.members_sharding(self.mesh))
-    self._splits = (train, test)
+      self._fourier = _fourier_pass(mesh, c, config.data.key_frequencies)
+      self._train_pairs = meshes.put(_train_pairs(train, c), members)
 
   def train_batch(self, step: int) -> Batch:
     """Step ``step``'s batch of every member: the whole split, or ``batch_size`` rows

@@ -2,7 +2,8 @@
 
 Experiment files (``experiments/*.py``) start from :func:`base_config` and override what
 they change; ``--config.KEY=VALUE`` overrides from the command line. An unknown key is an
-error (the config is locked), and :func:`validate` checks values before anything runs.
+error (the config is locked). :func:`validate` checks the keys every task shares; each task
+checks its own branch (``ncjax.tasks.validate`` runs both) before anything runs.
 """
 
 from __future__ import annotations
@@ -12,7 +13,6 @@ import functools
 import ml_collections
 import numpy as np
 
-from ncjax.data.algorithmic import GROUPS, OPERATIONS
 from ncjax.models import LAYERED
 
 placeholder = ml_collections.config_dict.placeholder
@@ -22,7 +22,7 @@ def base_config() -> ml_collections.ConfigDict:
   """Defaults for ``ncjax train`` (the grokking task)."""
   c = ml_collections.ConfigDict()
   c.name = ""  # title of the plots
-  c.task = "grokking"  # grokking | classification
+  c.task = "grokking"  # a key of ncjax.tasks.TASKS: grokking | classification
 
   # --- run: the same meaning in every task ---
   c.seed = 0  # seed of the first run: initialisation, data split and order
@@ -141,17 +141,19 @@ _POSITIVE_INTS = ("num_seeds", "steps", "metrics_every", "checkpoint_every",
                   "data.prefetch")
 
 
+def require(config: ml_collections.ConfigDict, ok: bool, key: str, rule: str) -> None:
+  """Raises ValueError ``config.<key> must be <rule>, got <value>`` unless ``ok``."""
+  if not ok:
+    value = functools.reduce(getattr, key.split("."), config)
+    raise ValueError(f"config.{key} must be {rule}, got {value!r}.")
+
+
 def validate(config: ml_collections.ConfigDict) -> None:
-  """Raises ValueError naming the first key with an invalid value."""
-
-  def need(ok: bool, key: str, rule: str):
-    if not ok:
-      value = functools.reduce(getattr, key.split("."), config)
-      raise ValueError(f"config.{key} must be {rule}, got {value!r}.")
-
+  """Raises ValueError naming the first key with an invalid value, of the keys every task
+  shares (a task's own branch: ``ncjax.tasks.validate``)."""
+  need = functools.partial(require, config)
   need(config.watchdog_floor >= 0, "watchdog_floor", ">= 0 seconds (0: no watchdog)")
   need(config.watchdog_multiple >= 1, "watchdog_multiple", ">= 1")
-  need(config.task in ("grokking", "classification"), "task", "grokking or classification")
   for key in _POSITIVE_INTS:
     value = functools.reduce(getattr, key.split("."), config)
     need(isinstance(value, int) and value >= 1, key, "an int >= 1")
@@ -193,19 +195,3 @@ def validate(config: ml_collections.ConfigDict) -> None:
       validate(member)
     except ValueError as e:
       raise ValueError(f"config.sweep_values: {value!r}: {e}") from e
-  if config.task == "grokking":
-    need(config.data.modulus >= 2, "data.modulus", ">= 2")
-    need(config.data.operation in (*OPERATIONS, *GROUPS), "data.operation",
-         f"one of {sorted([*OPERATIONS, *GROUPS])}")
-    need(config.data.operation != "add" or 1 <= config.data.key_frequencies
-         <= config.data.modulus // 2, "data.key_frequencies", "in [1, modulus // 2]")
-    need(0 < config.data.train_fraction < 1, "data.train_fraction", "in (0, 1)")
-  else:
-    need(config.batch_size is not None, "batch_size", "set for classification")
-    need(config.data.eval_batch_size >= 1, "data.eval_batch_size", ">= 1")
-    classes = config.data.classes
-    need(classes is None or (len(classes) >= 2 and len(set(classes)) == len(classes)
-                             and all(isinstance(c, int) and c >= 0 for c in classes)),
-         "data.classes", "None or >= 2 distinct labels")
-    need(config.data.train_per_class is None or config.data.train_per_class >= 1,
-         "data.train_per_class", "None or >= 1")

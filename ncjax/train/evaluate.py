@@ -1,6 +1,6 @@
 """Metrics over whole splits, streamed batch by batch on device, under one key scheme.
 
-Keys (defined here, used by every task, the logs, the plots and ``ncjax analyze``):
+Keys (named in :mod:`ncjax.keys`, used by every task, the logs, the plots and ``ncjax analyze``):
 
 - ``train/loss, train/accuracy, test/loss, test/accuracy``;
 - ``collapse/<name>`` for the train split, ``test_collapse/<name>`` for the test split,
@@ -10,14 +10,14 @@ Keys (defined here, used by every task, the logs, the plots and ``ncjax analyze`
 - ``weights/norm``: the global L2 norm of the parameters (a progress measure);
 - chance levels (:mod:`ncjax.baselines`) beside the metrics, ``<key>_null`` (mean over
   draws) and ``<key>_null_std``: under both collapse prefixes the head-vs-means metrics
-  of independent Gaussian head rows and means (``baselines.GAUSSIAN_KEYS``: mir, hdr,
+  of independent Gaussian head rows and means (``keys.GAUSSIAN_METRICS``: mir, hdr,
   entropies, mi, nc3, unc3) and the collapse metrics of the split's features with its
-  labels permuted within each batch (``baselines.PERMUTATION_KEYS``: nc1, vci, cdnv, NC2
+  labels permuted within each batch (``keys.PERMUTATION_METRICS``: nc1, vci, cdnv, NC2
   of the means, gnc2; :data:`NULL_DRAWS` permutations), and ``sample/<name>_null`` of
   Gaussian z_i and w_{y_i} with the sample's class counts; ``<key>_etf`` the value at a
-  simplex ETF (``baselines.ETF_KEYS``, C >= 3);
+  simplex ETF (``keys.ETF_METRICS``, C >= 3);
 - with layer metrics, ``layer<i>/<name>`` for the train split's features after block i
-  (1, 2, ...; pooled, see ``ncjax.models.vision``), ``<name>`` in :data:`LAYER_KEYS`;
+  (1, 2, ...; pooled, see ``ncjax.models.vision``), ``<name>`` in ``keys.LAYER_METRICS``;
 - a task may add its own (the grokking task's ``fourier/*``).
 
 A pass accumulates, per split, :class:`SplitSums` (ClassStats plus loss and accuracy
@@ -38,7 +38,7 @@ import jax.numpy as jnp
 import numpy as np
 from jax.sharding import Mesh
 
-from ncjax import baselines, collapse, info, losses, progress
+from ncjax import baselines, collapse, info, keys, losses, progress
 from ncjax.data import Batch
 from ncjax.models import head_weights
 from ncjax.models.vision import LAYERS
@@ -46,15 +46,6 @@ from ncjax.stats import ClassStats
 from ncjax.train import mesh as meshes
 from ncjax.train.state import TrainState, variables
 
-SPLITS = {"train": "collapse", "test": "test_collapse"}  # split -> collapse-key prefix
-
-
-def keyed(prefix: str, values: dict) -> dict:
-  """``{f"{prefix}/{name}": value}``: the one way keys are made."""
-  return {f"{prefix}/{name}": v for name, v in values.items()}
-
-
-LAYER_KEYS = ("nc1", "vci", "cdnv", "entropy_means", "effective_rank")
 NULL_DRAWS = 8  # label permutations per split, each a ClassStats beside the real one
 
 
@@ -110,9 +101,9 @@ class SplitSums:
     out |= baselines.summarize(jax.vmap(baselines.permutation_metrics)(self.null))
     for i, s in enumerate(self.layers):
       layer = collapse.collapse_metrics_from_stats(s)
-      out |= keyed(f"layer{i + 1}", {k: layer[k] for k in LAYER_KEYS})
-    return out | {"loss": self.loss / self.stats.total,
-                  "accuracy": self.correct / self.stats.total}
+      out |= keys.keyed(keys.layer(i + 1), {k: layer[k] for k in keys.LAYER_METRICS})
+    return out | {keys.LOSS: self.loss / self.stats.total,
+                  keys.ACCURACY: self.correct / self.stats.total}
 
 
 def _accumulate(state: TrainState, batch: Batch, sums: SplitSums) -> SplitSums:
@@ -134,9 +125,9 @@ def sample_metrics(state: TrainState, batch: Batch) -> dict:
   w, _ = head_weights(state.params)
   alive = batch.mask & jnp.any(z != 0, axis=1)  # all-zero ReLU features have no direction
   h_z, h_w, h_joint = info.label_entropies(z, w, batch.labels, mask=alive)
-  return keyed("sample", {"mir": info.mir_from_entropies(h_z, h_w, h_joint),
-                          "hdr": info.hdr_from_entropies(h_z, h_w),
-                          "entropy_features": h_z, "entropy_head": h_w})
+  values = (info.mir_from_entropies(h_z, h_w, h_joint), info.hdr_from_entropies(h_z, h_w),
+            h_z, h_w)
+  return keys.keyed(keys.SAMPLE, dict(zip(keys.SAMPLE_METRICS, values, strict=True)))
 
 
 def make_evaluator(num_classes: int, mesh: Mesh, data_axis: int | None, layers: bool = False):
@@ -184,18 +175,18 @@ def make_evaluator(num_classes: int, mesh: Mesh, data_axis: int | None, layers: 
     rows = ([counts(y, m) for y, m in zip(labels, mask, strict=True)] if data_axis == 0
             else [counts(labels, mask)] * size)
     per_state = [baselines.sample_null(counts=c, dim=dim) for c in rows]
-    out = keyed("sample", {k: np.array([r[k] for r in per_state]) for k in per_state[0]})
+    out = keys.keyed(keys.SAMPLE, {k: np.array([r[k] for r in per_state]) for k in per_state[0]})
     if num_classes >= 3:
       means = baselines.gaussian_null(num_classes=num_classes, dim=dim)
       means |= baselines.simplex_etf(num_classes)
-      for prefix in SPLITS.values():
-        out |= keyed(prefix, {k: np.full(size, v, np.float32) for k, v in means.items()})
+      for prefix in keys.SPLITS.values():
+        out |= keys.keyed(prefix, {k: np.full(size, v, np.float32) for k, v in means.items()})
     return meshes.put(jax.tree.map(np.float32, out), everywhere)
 
   def evaluate(states: TrainState, splits: dict[str, Callable[[], Iterable[Batch]]],
                sample: Batch) -> dict:
     out = {}
-    for split, prefix in SPLITS.items():
+    for split, prefix in keys.SPLITS.items():
       sums = None
       for batch in splits[split]():
         if sums is None:
@@ -206,11 +197,10 @@ def make_evaluator(num_classes: int, mesh: Mesh, data_axis: int | None, layers: 
       for batch in splits[split]():
         disagreements = count_nc4(states, batch, centres, disagreements)
       metrics = summarise(states, sums, disagreements)
-      loss, accuracy = metrics.pop("loss"), metrics.pop("accuracy")
-      by_layer = {k: metrics.pop(k) for k in list(metrics) if k.startswith("layer")}
-      out |= {f"{split}/loss": loss, f"{split}/accuracy": accuracy, **keyed(prefix, metrics),
-              **by_layer}
-    nulls = host_nulls(sample, sums.stats.dim, len(out["train/loss"]))
-    return out | samples(states, sample) | nulls | {"weights/norm": norms(states.params)}
+      split_keys = {keys.key(split, k): metrics.pop(k) for k in (keys.LOSS, keys.ACCURACY)}
+      by_layer = {k: metrics.pop(k) for k in list(metrics) if k.startswith(keys.LAYER)}
+      out |= {**split_keys, **keys.keyed(prefix, metrics), **by_layer}
+    nulls = host_nulls(sample, sums.stats.dim, len(out[keys.TRAIN_LOSS]))
+    return out | samples(states, sample) | nulls | {keys.WEIGHT_NORM: norms(states.params)}
 
   return evaluate

@@ -18,6 +18,7 @@ import jax.numpy as jnp
 import numpy as np
 import tqdm
 
+from ncjax import keys
 from ncjax.train import checkpoints, rundir, writers
 from ncjax.train import mesh as meshes
 from ncjax.train.config import member_seeds, swept_loss_options, validate
@@ -45,7 +46,7 @@ def _check_finite(losses: np.ndarray, first_step: int, record: dict, mngr) -> No
   every checkpoint holds parameters with a finite loss.
   """
   last_good = f"The last good checkpoint is step {mngr.latest_step()}."
-  evaluated = np.concatenate([losses, np.reshape(record["train/loss"], (1, -1))])
+  evaluated = np.concatenate([losses, np.reshape(record[keys.TRAIN_LOSS], (1, -1))])
   bad = np.argwhere(~np.isfinite(evaluated))  # (steps, S)
   if bad.size:
     step, seed = bad[0]
@@ -170,8 +171,7 @@ def train(task, workdir: str, *, overwrite: bool = False,
           records.append(record)
           log.write(record)
           bar.set_postfix({k.split("/")[0][:2] + "/" + k.split("/")[1][:3]:
-                           f"{np.median(record[k]):.3f}" for k in
-                           ("train/accuracy", "test/accuracy", "collapse/mir", "collapse/nc1")})
+                           f"{np.median(record[k]):.3f}" for k in keys.PROGRESS})
           if (saving or stopping) and not saved:
             with dog.phase("checkpoint save", step):
               checkpoints.save(mngr, step, state, record, force=stopping or last)

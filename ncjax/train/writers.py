@@ -21,9 +21,8 @@ from typing import TextIO
 
 import numpy as np
 
+from ncjax import keys
 from ncjax.train import rundir
-
-STEP_LOSS = "train/step_loss"
 
 
 def _tensorboard(logdir: str):
@@ -79,7 +78,7 @@ class MetricWriter:
       return
     for t, row in enumerate(np.asarray(losses, float)):
       value = float(row[0]) if len(row) == 1 else row.tolist()
-      record = {"step": first_step + t, STEP_LOSS: value}
+      record = {"step": first_step + t, keys.STEP_LOSS: value}
       self._losses.write(json.dumps(record) + "\n")
       self._scalars(first_step + t, record)
     self._losses.flush()
