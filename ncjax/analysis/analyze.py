@@ -59,7 +59,8 @@ def analyze(workdir: str, metric_names: Sequence[str] | None = None, split: str 
     evaluate = task.evaluate
   else:
     named = jax.jit(jax.vmap(_named_metrics(task, metric_names, split, max_samples)))
-    evaluate = lambda states, seed_index: keys.keyed(split, named(states))
+    def evaluate(states, seed_index=None) -> dict:  # every state's own seed: vmapped
+      return keys.keyed(split, named(states))
   like = abstract_states(config, task.model, task.example_inputs, task.mesh)
   records = []
   seed_index = np.tile(np.arange(seeds), chunk_size)

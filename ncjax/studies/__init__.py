@@ -63,7 +63,8 @@ def run_order(runs: ml_collections.ConfigDict) -> list[str]:
   Raises:
     ValueError: a run starts from an unknown run, or the references form a cycle.
   """
-  order, pending = [], list(runs.keys())
+  order: list[str] = []
+  pending = list(runs.keys())
   while pending:
     ready = [n for n in pending if _source(runs[n]) in (None, *order)]
     if not ready:
@@ -99,9 +100,10 @@ def run_study(study: ml_collections.ConfigDict, workdir: str) -> dict:
   logs = {}
   for name in order:
     config = study.runs[name]
-    if _source(config):
+    source = _source(config)
+    if source:
       with config.unlocked():
-        config.init_from = os.path.join(workdir, _source(config))
+        config.init_from = os.path.join(workdir, source)
     run_dir = os.path.join(workdir, name)
     print(f"study: run {name} in {run_dir}", flush=True)
     logs[name] = train(make_task(config), run_dir)

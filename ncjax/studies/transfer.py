@@ -14,8 +14,10 @@ from __future__ import annotations
 
 import dataclasses
 import os
+from typing import cast
 
 import jax
+import jax.numpy as jnp
 import ml_collections
 import numpy as np
 
@@ -25,6 +27,7 @@ from ncjax.collapse import vci
 from ncjax.data import images
 from ncjax.stats import class_stats
 from ncjax.tasks import make_task
+from ncjax.tasks.classification import Classification
 from ncjax.train import rundir
 from ncjax.train.config import member_seeds
 
@@ -38,22 +41,11 @@ NOT_FACTORS = frozenset({
     "data.prefetch", "data.eval_batch_size", "mesh.members", "mesh.data"})
 
 
-def _flat(tree: dict, prefix: str = "") -> dict:
-  """A nested dict as ``{dotted key: value}``."""
-  out = {}
-  for key, value in tree.items():
-    if isinstance(value, dict):
-      out |= _flat(value, f"{prefix}{key}.")
-    else:
-      out[prefix + key] = value
-  return out
-
-
 def recipe_factors(base: ml_collections.ConfigDict,
                    run: ml_collections.ConfigDict) -> dict[str, tuple]:
   """``{key: (base value, run value)}`` of the recipe keys (not :data:`NOT_FACTORS`) on
   which ``run`` differs from ``base``."""
-  a, b = _flat(base.to_dict()), _flat(run.to_dict())
+  a, b = rundir.flat(base.to_dict()), rundir.flat(run.to_dict())
   keys = sorted((set(a) | set(b)) - NOT_FACTORS)
   return {k: (a.get(k), b.get(k)) for k in keys if a.get(k) != b.get(k)}
 
@@ -188,13 +180,14 @@ def _extractor(task, weights: tuple[dict, dict]):
 def _vci(features: np.ndarray, labels: np.ndarray) -> list[float]:
   """VCI of each seed's features: (S, n, d) -> S floats."""
   num_classes = int(labels.max()) + 1
-  return [float(vci(class_stats(f, labels, num_classes=num_classes))) for f in features]
+  return [float(vci(class_stats(jnp.asarray(f), jnp.asarray(labels), num_classes=num_classes)))
+          for f in features]
 
 
 def _transfer_rows(study, name: str, workdir: str, targets: dict) -> list[dict]:
   """One row per seed of run ``name``: VCI of its features on the source splits and the
   targets, and its probe accuracy in every regime."""
-  task = make_task(study.runs[name])
+  task = cast(Classification, make_task(study.runs[name]))  # validated: image classifiers
   seeds = member_seeds(study.runs[name])
   features = _extractor(task, points.final_weights(os.path.join(workdir, name),
                                                    list(range(len(seeds)))))

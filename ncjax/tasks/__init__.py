@@ -20,6 +20,7 @@ import numpy as np
 from jax.sharding import Mesh
 
 from ncjax.data import Batch
+from ncjax.models import NNXModel
 from ncjax.tasks.classification import Classification
 from ncjax.tasks.grokking import Grokking
 from ncjax.train import config as config_lib
@@ -33,15 +34,18 @@ class Task(Protocol):
     config: the run's config.
     num_classes: C.
     mesh: the device mesh its data live on (:mod:`ncjax.train.mesh`).
-    model: a Flax module returning ``(logits (n, C), features (n, d))``.
+    model: a Flax linen module (or an adapted NNX one) returning ``(logits (n, C), features (n, d))``.
     example_inputs: (1, ...) inputs for initialisation.
   """
 
   config: ml_collections.ConfigDict
   num_classes: int
   mesh: Mesh
-  model: nn.Module
+  model: nn.Module | NNXModel
   example_inputs: jax.Array
+
+  def __init__(self, config: ml_collections.ConfigDict) -> None:
+    """Loads the data and builds the model of a validated ``config``."""
 
   @staticmethod
   def validate_config(config: ml_collections.ConfigDict) -> None:
