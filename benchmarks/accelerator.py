@@ -146,7 +146,7 @@ def resnet_rows(bench, batch, image):
       continue
     try:
       import torchvision  # noqa: F401
-    except Exception as e:  # a torchvision built for another torch fails on import
+    except Exception as e:  # noqa: BLE001 - a torchvision built for another torch fails so
       bench.row(what, dtype, t_ours, f"torchvision not importable ({type(e).__name__})",
                 note=note)
       continue
@@ -197,14 +197,14 @@ def main(argv=None):
     began = time.perf_counter()
     try:
       section(bench, *section_args)
-    except Exception as e:  # one section's failure must not lose the others' rows
+    except Exception as e:  # noqa: BLE001 - one section's failure must not lose the others' rows
       bench.row(name, "", note=f"failed: {type(e).__name__}: {str(e)[:200]}")
     print(f"({name}: {time.perf_counter() - began:.0f} s)", flush=True)
   print(f"\n{time.perf_counter() - start:.0f} s in all\n\n" + table(HEADER, bench.rows))
   if args.json:
     with open(args.json, "w") as f:
       json.dump({"jax": jax.__version__, "torch": torch_note, "device": bench.device,
-                 "small": args.small, "rows": [dict(zip(HEADER, r)) for r in bench.rows]},
+                 "small": args.small, "rows": [dict(zip(HEADER, r, strict=True)) for r in bench.rows]},
                 f, indent=1)
 
 

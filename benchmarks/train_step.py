@@ -13,11 +13,11 @@ import jax.numpy as jnp
 import numpy as np
 
 from benchmarks.timing import best_of, optional_torch, table
+from experiments.common import cifar_wrn_config, overridden
 from ncjax.data import Batch
 from ncjax.losses import cross_entropy
 from ncjax.models import make_model
 from ncjax.tasks import make_task
-from experiments.common import cifar_wrn_config, overridden
 from ncjax.train.config import base_config
 from ncjax.train.mesh import batch_sharding, make_mesh
 from ncjax.train.state import create_states, make_loss, make_train_step

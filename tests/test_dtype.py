@@ -33,7 +33,7 @@ def test_bfloat16_model_keeps_float32_params_and_outputs_close_to_float32(name, 
   assert {a.dtype for a in jax.tree.leaves(variables)} == {jnp.dtype(jnp.float32)}
   want = f32.apply(variables, inputs)
   got = bf16.apply(variables, inputs)
-  for g, w in zip(got, want):
+  for g, w in zip(got, want, strict=True):
     assert g.dtype == jnp.float32
     np.testing.assert_allclose(g, w, rtol=0.1, atol=0.05 * float(jnp.max(jnp.abs(w))))
 
