@@ -14,8 +14,9 @@ Rows, each with the device, the dtype and the ratio reference / ncjax (> 1: ncja
 
 Every section runs even if an earlier one failed (its row then says why); rows print as they
 finish, the largest C last. JAX allocates device memory on demand here (no preallocation),
-so that PyTorch and the job's process share the device. PyTorch is a benchmark-only dependency: without it its rows say "torch not
-installed". ``--small`` runs the same code at CPU sizes (small C, a short job) in <= 3 min.
+so that PyTorch and the job's process share the device. PyTorch is a benchmark-only
+dependency: without it its rows say "torch not installed". ``--small`` runs the same code
+at CPU sizes (small C, a short job) in <= 3 min on a quiet 2-core CPU.
 
   python -m benchmarks.accelerator [--small] [--json rows.json]
 """
@@ -38,14 +39,15 @@ from benchmarks import collapse, entropy, many_classes, train_step  # noqa: E402
 from benchmarks.timing import best_of, optional_torch, table  # noqa: E402
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+TINY_JOB = ("--config.data.modulus=23", "--config.model.kwargs.embed_dim=16",
+            "--config.model.kwargs.hidden_dim=32", "--config.steps=200",
+            "--config.metrics_every=100", "--config.snapshots=2", "--config.checkpoint_every=200",
+            "--config.sample_size=64")
 SIZES = {
     "full": dict(entropy=(2**20, 1024), dense_n=16_384, classes=(32_768, 262_144),
                  class_samples=2**20, resnet=(512, 32), job=()),
     "small": dict(entropy=(4096, 128), dense_n=1024, classes=(128, 512), class_samples=2**14,
-                  resnet=(4, 8), job=("--config.data.modulus=23", "--config.model.kwargs.embed_dim=16",
-                                      "--config.model.kwargs.hidden_dim=32", "--config.steps=200",
-                                      "--config.metrics_every=100", "--config.snapshots=2",
-                                      "--config.checkpoint_every=200", "--config.sample_size=64")),
+                  resnet=(4, 8), job=TINY_JOB),
 }
 HEADER = ["benchmark", "device", "dtype", "ncjax s", "reference", "reference s",
           "reference / ncjax", "peak memory", "note"]
@@ -204,7 +206,8 @@ def main(argv=None):
   if args.json:
     with open(args.json, "w") as f:
       json.dump({"jax": jax.__version__, "torch": torch_note, "device": bench.device,
-                 "small": args.small, "rows": [dict(zip(HEADER, r, strict=True)) for r in bench.rows]},
+                 "small": args.small,
+                 "rows": [dict(zip(HEADER, r, strict=True)) for r in bench.rows]},
                 f, indent=1)
 
 
