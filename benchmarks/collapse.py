@@ -19,10 +19,11 @@ one triangle of blocks as ClassStats computes it), and torch's X^T X.
 import jax
 import jax.numpy as jnp
 import numpy as np
-import torch
 
 import ncjax
-from benchmarks.timing import best_of, table
+from benchmarks.timing import best_of, optional_torch, table
+
+torch = optional_torch()
 
 N, D, C, BATCH = 50_000, 512, 100, 5_000
 

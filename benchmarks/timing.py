@@ -19,6 +19,15 @@ def best_of(fn, *args, repeats: int = 5) -> float:
   return min(times)
 
 
+def optional_torch():
+  """``torch`` if it is importable, else None (PyTorch is for the benchmarks only)."""
+  try:
+    import torch
+  except ImportError:
+    return None
+  return torch
+
+
 def table(header: list[str], rows: list[list]) -> str:
   """A Markdown table (pasteable into the README)."""
   lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]

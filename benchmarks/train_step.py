@@ -11,9 +11,8 @@ WRN-28-2 at batch 64 on synthetic inputs of CIFAR shape (the first paper's setti
 import jax
 import jax.numpy as jnp
 import numpy as np
-import torch
 
-from benchmarks.timing import best_of, table
+from benchmarks.timing import best_of, optional_torch, table
 from experiments.common import cifar_wrn_config, overridden
 from ncjax.data import Batch
 from ncjax.losses import cross_entropy
@@ -24,36 +23,44 @@ from ncjax.train.mesh import batch_sharding, make_mesh
 from ncjax.train.state import create_states, make_loss, make_train_step
 
 P, D_MODEL, HEADS, MLP = 113, 128, 4, 512
+torch = optional_torch()
 
 
-class TorchTransformer(torch.nn.Module):
+def torch_transformer():
   """One-layer transformer, readout at the last position (as in Nanda et al.'s code)."""
 
-  def __init__(self):
-    super().__init__()
-    self.embed = torch.nn.Embedding(P + 1, D_MODEL)
-    self.pos = torch.nn.Parameter(0.02 * torch.randn(3, D_MODEL))
-    self.attn = torch.nn.MultiheadAttention(D_MODEL, HEADS, batch_first=True)
-    self.mlp = torch.nn.Sequential(torch.nn.Linear(D_MODEL, MLP), torch.nn.ReLU(),
-                                   torch.nn.Linear(MLP, D_MODEL))
-    self.head = torch.nn.Linear(D_MODEL, P)
+  class TorchTransformer(torch.nn.Module):
 
-  def forward(self, tokens):
-    x = self.embed(tokens) + self.pos
-    x = x + self.attn(x, x, x, need_weights=False)[0]
-    x = x + self.mlp(x)
-    return self.head(x[:, -1])
+    def __init__(self):
+      super().__init__()
+      self.embed = torch.nn.Embedding(P + 1, D_MODEL)
+      self.pos = torch.nn.Parameter(0.02 * torch.randn(3, D_MODEL))
+      self.attn = torch.nn.MultiheadAttention(D_MODEL, HEADS, batch_first=True)
+      self.mlp = torch.nn.Sequential(torch.nn.Linear(D_MODEL, MLP), torch.nn.ReLU(),
+                                     torch.nn.Linear(MLP, D_MODEL))
+      self.head = torch.nn.Linear(D_MODEL, P)
+
+    def forward(self, tokens):
+      x = self.embed(tokens) + self.pos
+      x = x + self.attn(x, x, x, need_weights=False)[0]
+      x = x + self.mlp(x)
+      return self.head(x[:, -1])
+
+  return TorchTransformer()
 
 
-def wrn_step_ms(width: int = 2, batch: int = 64) -> float:
-  """Milliseconds of one jitted SGD step of a WRN-28-``width`` (BatchNorm) at ``batch``."""
-  config = cifar_wrn_config("cifar10", width)
-  model = make_model("wrn", 10, depth=28, width=width)
+def vision_step_seconds(name: str = "wrn", batch: int = 64, image: int = 32,
+                        dtype: str = "float32", **kwargs) -> float:
+  """Seconds of one jitted SGD step (the CIFAR recipe of ``cifar_wrn_config``) of model
+  ``name`` (BatchNorm) with ``kwargs``, computing in ``dtype``, at ``batch`` images of
+  ``image`` x ``image`` x 3, 10 classes."""
+  config = cifar_wrn_config("cifar10", 2)
+  model = make_model(name, 10, dtype, **kwargs)
   mesh = make_mesh(overridden(config, {"mesh.data": 1}))
-  state = create_states(config, model, jnp.zeros((1, 32, 32, 3)), mesh)
+  state = create_states(config, model, jnp.zeros((1, image, image, 3)), mesh)
   step = make_train_step(lambda logits, features, head, b: cross_entropy(logits, b.labels), mesh)
   key = jax.random.key(0)
-  data = jax.device_put(Batch(jax.random.normal(key, (1, batch, 32, 32, 3)),
+  data = jax.device_put(Batch(jax.random.normal(key, (1, batch, image, image, 3)),
                               jax.random.randint(key, (1, batch), 0, 10),
                               jnp.ones((1, batch), bool)), batch_sharding(mesh))
 
@@ -63,7 +70,34 @@ def wrn_step_ms(width: int = 2, batch: int = 64) -> float:
       state, loss = step(state, data)
     return loss
 
-  return best_of(run, 5, repeats=3) / 5 * 1e3
+  return best_of(run, 5, repeats=3) / 5
+
+
+def torchvision_resnet18_step_seconds(device: str, batch: int = 512, image: int = 32,
+                                      autocast: bool = False) -> float:
+  """Seconds of one SGD step of torchvision's ResNet-18 with the CIFAR stem (3x3 conv, no
+  max-pool) on ``device``, float32 or under ``torch.autocast`` bfloat16."""
+  import torchvision
+
+  net = torchvision.models.resnet18(num_classes=10)
+  net.conv1 = torch.nn.Conv2d(3, 64, 3, 1, 1, bias=False)
+  net.maxpool = torch.nn.Identity()
+  net = net.to(device).to(memory_format=torch.channels_last)
+  opt = torch.optim.SGD(net.parameters(), lr=0.03, momentum=0.9, nesterov=True,
+                        weight_decay=5e-4)
+  x = torch.randn(batch, 3, image, image, device=device).to(memory_format=torch.channels_last)
+  y = torch.randint(0, 10, (batch,), device=device)
+
+  def run(k):
+    for _ in range(k):
+      opt.zero_grad(set_to_none=True)
+      with torch.autocast(torch.device(device).type, torch.bfloat16, enabled=autocast):
+        loss = torch.nn.functional.cross_entropy(net(x), y)
+      loss.backward()
+      opt.step()
+    return loss.item()  # waits for the device
+
+  return best_of(run, 5, repeats=3) / 5
 
 
 def main():
@@ -85,7 +119,7 @@ def main():
   t_ours = best_of(run_steps, 20, repeats=3) / 20
   t_metrics = best_of(lambda: task.evaluate(state), repeats=3)
 
-  net = TorchTransformer()
+  net = torch_transformer()
   opt = torch.optim.AdamW(net.parameters(), lr=1e-3, betas=(0.9, 0.98), weight_decay=1.0)
   x, y = (torch.from_numpy(a.astype(np.int64)) for a in task.examples("train", P * P))
 
@@ -103,7 +137,8 @@ def main():
                "metrics every 100 steps"],
               [[f"{t_ours * 1e3:.1f}", f"{t_torch * 1e3:.1f}", f"{t_torch / t_ours:.2f}x",
                 f"{t_metrics * 1e3:.0f}", f"{t_metrics / (100 * t_ours + t_metrics):.1%}"]]))
-  print(f"WRN-28-2, batch 64, CIFAR-shaped inputs, SGD step: {wrn_step_ms():.0f} ms")
+  wrn_ms = vision_step_seconds("wrn", depth=28, width=2) * 1e3
+  print(f"WRN-28-2, batch 64, CIFAR-shaped inputs, SGD step: {wrn_ms:.0f} ms")
 
 
 if __name__ == "__main__":

@@ -31,10 +31,14 @@ def _imported(name: str):
     raise ValueError(f"model {name!r}: cannot import it ({e}).") from e
 
 
-def make_model(name: str, num_classes: int, **kwargs) -> nn.Module | NNXModel:
+def make_model(name: str, num_classes: int, dtype: str = "float32",
+               **kwargs) -> nn.Module | NNXModel:
   """The model called ``name`` (a key of MODELS, or ``"package.module:Name"``: a linen
   class, or an NNX class or factory called with ``num_classes``, ``rngs`` and ``kwargs``)
-  with ``num_classes`` outputs."""
+  with ``num_classes`` outputs, computing in ``dtype`` (float32 parameters). An imported
+  model is passed ``dtype`` only when it is not float32."""
+  if dtype != "float32":
+    kwargs["dtype"] = jnp.dtype(dtype)
   if ":" not in name:
     if name not in MODELS:
       raise ValueError(f"model must be one of {sorted(MODELS)} or 'package.module:Name', "

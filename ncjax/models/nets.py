@@ -1,12 +1,23 @@
 """Models for the algorithmic tasks (``train`` is accepted and ignored). Each returns
 ``(logits (n, C), features (n, d))`` where features are the penultimate representation
-and ``logits = features @ W^T + b``."""
+and ``logits = features @ W^T + b``. ``dtype`` is the compute dtype (parameters stay
+float32); logits and features are returned in float32 whatever it is."""
 
 from __future__ import annotations
+
+import functools
+from typing import Any
 
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
+
+Dtype = Any
+
+
+def float32_outputs(logits: jax.Array, features: jax.Array) -> tuple[jax.Array, jax.Array]:
+  """``(logits, features)`` cast to float32: the loss and the metrics never see bfloat16."""
+  return logits.astype(jnp.float32), features.astype(jnp.float32)
 
 
 class EmbedMLP(nn.Module):
@@ -16,12 +27,15 @@ class EmbedMLP(nn.Module):
   num_classes: int
   embed_dim: int = 128
   hidden_dim: int = 512
+  dtype: Dtype = jnp.float32
 
   @nn.compact
   def __call__(self, tokens: jax.Array, train: bool = False) -> tuple[jax.Array, jax.Array]:
-    x = nn.Embed(self.vocab_size, self.embed_dim)(tokens[:, :2]).reshape(tokens.shape[0], -1)
-    features = nn.relu(nn.Dense(self.hidden_dim)(x))
-    return nn.Dense(self.num_classes, name="head")(features), features
+    embed = nn.Embed(self.vocab_size, self.embed_dim, dtype=self.dtype)
+    x = embed(tokens[:, :2]).reshape(tokens.shape[0], -1)
+    features = nn.relu(nn.Dense(self.hidden_dim, dtype=self.dtype)(x))
+    return float32_outputs(nn.Dense(self.num_classes, dtype=self.dtype, name="head")(features),
+                           features)
 
 
 def _normal(std: float):
@@ -54,6 +68,7 @@ class Transformer(nn.Module):
   d_model: int = 128
   num_heads: int = 4
   mlp_dim: int = 512
+  dtype: Dtype = jnp.float32
 
   @nn.compact
   def __call__(self, tokens: jax.Array, train: bool = False) -> tuple[jax.Array, jax.Array]:
@@ -61,20 +76,22 @@ class Transformer(nn.Module):
     if d % h:
       raise ValueError(f"d_model ({d}) must be a multiple of num_heads ({h}).")
     scale = d**-0.5
-    x = self.param("embed", _normal(scale), (self.vocab_size, d))[tokens]
-    x = x + self.param("pos_embed", _normal(scale), (tokens.shape[1], d))
-    qkv = self.param("qkv", _normal(scale), (3, d, h, d // h))
+    param = lambda name, init, shape: self.param(name, init, shape).astype(self.dtype)
+    dense = functools.partial(nn.Dense, kernel_init=_normal(scale), dtype=self.dtype)
+    x = param("embed", _normal(scale), (self.vocab_size, d))[tokens]
+    x = x + param("pos_embed", _normal(scale), (tokens.shape[1], d))
+    qkv = param("qkv", _normal(scale), (3, d, h, d // h))
     q = jnp.einsum("nd,dhk->nhk", x[:, -1], qkv[0])
     k, v = (jnp.einsum("ntd,dhk->nthk", x, w) for w in qkv[1:])
     # The last position attends to every position: the causal mask removes nothing.
     attn = jax.nn.softmax(jnp.einsum("nhk,nthk->nht", q, k) * (d // h) ** -0.5, axis=-1)
     z = jnp.einsum("nht,nthk->nhk", attn, v)
-    resid = x[:, -1] + jnp.einsum("nhk,hkd->nd", z, self.param("out", _normal(scale), (h, d // h, d)))
-    hidden = nn.relu(nn.Dense(self.mlp_dim, kernel_init=_normal(scale), name="mlp_in")(resid))
-    features = resid + nn.Dense(d, kernel_init=_normal(scale), name="mlp_out")(hidden)
+    resid = x[:, -1] + jnp.einsum("nhk,hkd->nd", z, param("out", _normal(scale), (h, d // h, d)))
+    hidden = nn.relu(dense(self.mlp_dim, name="mlp_in")(resid))
+    features = resid + dense(d, name="mlp_out")(hidden)
     head = nn.Dense(self.num_classes, use_bias=False, kernel_init=_normal(self.vocab_size**-0.5),
-                    name="head")
-    return head(features), features
+                    dtype=self.dtype, name="head")
+    return float32_outputs(head(features), features)
 
 
 class FlaxTransformer(Transformer):
@@ -85,11 +102,14 @@ class FlaxTransformer(Transformer):
 
   @nn.compact
   def __call__(self, tokens: jax.Array, train: bool = False) -> tuple[jax.Array, jax.Array]:
-    x = nn.Embed(self.vocab_size, self.d_model)(tokens)
-    x = x + self.param("pos_embed", nn.initializers.normal(0.02), (tokens.shape[1], self.d_model))
+    x = nn.Embed(self.vocab_size, self.d_model, dtype=self.dtype)(tokens)
+    pos = self.param("pos_embed", nn.initializers.normal(0.02), (tokens.shape[1], self.d_model))
+    x = x + pos.astype(self.dtype)
     last = x[:, -1:]
-    attn = nn.MultiHeadDotProductAttention(num_heads=self.num_heads, name="attention")
+    attn = nn.MultiHeadDotProductAttention(num_heads=self.num_heads, dtype=self.dtype,
+                                           name="attention")
     h = last + attn(last, x)
-    h = h + nn.Dense(self.d_model)(nn.relu(nn.Dense(self.mlp_dim)(h)))
+    dense = functools.partial(nn.Dense, dtype=self.dtype)
+    h = h + dense(self.d_model)(nn.relu(dense(self.mlp_dim)(h)))
     features = h[:, 0]
-    return nn.Dense(self.num_classes, name="head")(features), features
+    return float32_outputs(dense(self.num_classes, name="head")(features), features)

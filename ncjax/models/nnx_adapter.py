@@ -5,7 +5,8 @@ linear head is the attribute ``head`` (an ``nnx.Linear``: kernel (d, C), as line
 ``Dense``) trains, checkpoints and is analysed like a linen model: its ``nnx.Param``
 state is ``params`` and its ``nnx.BatchStat`` state ``batch_stats``, as plain nested
 dicts. Train mode sets ``deterministic`` / ``use_running_average`` on its submodules.
-Other NNX state (e.g. dropout's ``Rngs``) is fixed at construction.
+Other NNX state (e.g. dropout's ``Rngs``) is fixed at construction. Logits and features
+are returned in float32 whatever the module computes in.
 """
 
 from __future__ import annotations
@@ -14,6 +15,8 @@ from collections.abc import Callable
 
 import jax
 from flax import nnx
+
+from ncjax.models.nets import float32_outputs
 
 
 class NNXModel:
@@ -43,7 +46,7 @@ class NNXModel:
     module = nnx.merge(self._graphdef, params, stats, self._rest)
     module.set_attributes(deterministic=not train, use_running_average=not train,
                           raise_if_not_found=False)
-    out = module(inputs)
+    out = float32_outputs(*module(inputs))
     if "batch_stats" in mutable:
       return out, {"batch_stats": nnx.to_pure_dict(nnx.state(module, nnx.BatchStat))}
     return out

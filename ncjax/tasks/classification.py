@@ -54,7 +54,8 @@ class Classification:
                        f"{meshes.data_size(self.mesh)} devices of the mesh's data axis "
                        "(config.mesh.data).")
     self.num_classes = self.data.num_classes
-    self.model = make_model(config.model.name, self.num_classes, **config.model.kwargs.to_dict())
+    self.model = make_model(config.model.name, self.num_classes, config.model.dtype,
+                            **config.model.kwargs.to_dict())
     self.example_inputs = jnp.zeros((1, *self.data.shape), jnp.float32)
     self._evaluate = make_evaluator(self.num_classes, self.mesh, data_axis=None,
                                     layers=config.layer_metrics)

@@ -100,7 +100,7 @@ class Grokking:
   def __init__(self, config: ml_collections.ConfigDict):
     self.config = config
     self.num_classes = c = num_classes(config.data.operation, config.data.modulus)
-    self.model = make_model(config.model.name, c, vocab_size=c + 1,
+    self.model = make_model(config.model.name, c, config.model.dtype, vocab_size=c + 1,
                             **config.model.kwargs.to_dict())
     self.example_inputs = jnp.zeros((1, 3), jnp.int32)
     self.mesh = mesh = meshes.make_mesh(config)

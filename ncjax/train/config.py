@@ -65,6 +65,8 @@ def base_config() -> ml_collections.ConfigDict:
   c.model.name = "mlp"  # a key of ncjax.models.MODELS: mlp, transformer, cnn, wrn, ...
   c.model.kwargs = ml_collections.ConfigDict({"embed_dim": 128, "hidden_dim": 512})
   c.model.init_scale = 1.0  # every initial parameter times this (Omnigrok's alpha)
+  c.model.dtype = "float32"  # compute dtype: float32 | bfloat16 (parameters stay float32;
+  # logits and features reach the loss and the metrics in float32)
 
   # --- optimiser ---
   c.optim = ml_collections.ConfigDict()
@@ -108,6 +110,8 @@ def base_config() -> ml_collections.ConfigDict:
   c.watchdog_multiple = 50.0
   return c
 
+
+DTYPES = ("float32", "bfloat16")  # compute dtypes of config.model.dtype
 
 # Config keys a vmapped sweep can vary: values that enter the loss's arithmetic only.
 SWEEPABLE = ("loss.temperature", "loss.label_smoothing")
@@ -165,6 +169,7 @@ def validate(config: ml_collections.ConfigDict) -> None:
   need(config.batch_size is None or config.batch_size >= 1, "batch_size", "None or >= 1")
   need(config.lr > 0, "lr", "> 0")
   need(config.model.init_scale > 0, "model.init_scale", "> 0")
+  need(config.model.dtype in DTYPES, "model.dtype", " or ".join(DTYPES))
   need(config.weight_decay >= 0, "weight_decay", ">= 0")
   need(config.optim.name in ("adamw", "sgd"), "optim.name", "adamw or sgd")
   need(config.optim.schedule in ("constant", "cosine", "step"), "optim.schedule",
