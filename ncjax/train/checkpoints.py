@@ -44,7 +44,7 @@ logging.getLogger("absl").addFilter(_QuietReadOnly())
 
 def snapshot_steps(steps: int, num_snapshots: int) -> list[int]:
   """Step 0 and ``num_snapshots`` log-spaced steps in [1, steps] (dense early)."""
-  logspaced = np.geomspace(1, steps, num_snapshots) if num_snapshots else []
+  logspaced = np.geomspace(1, steps, num_snapshots) if num_snapshots else np.zeros(0)
   return sorted({0, steps, *np.round(logspaced).astype(int).tolist()})
 
 

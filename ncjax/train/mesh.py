@@ -17,6 +17,7 @@ from __future__ import annotations
 import concurrent.futures
 import functools
 from collections.abc import Callable
+from typing import Any
 
 import jax
 import ml_collections
@@ -67,7 +68,7 @@ def serialized(fn: Callable, mesh: Mesh) -> Callable:
   the wrapped function (e.g. to ``.lower`` it).
   """
   if mesh.size == 1 or mesh.devices.flat[0].platform != "cpu":
-    wrapped = functools.partial(fn)
+    wrapped: Any = functools.partial(fn)
   else:
     wrapped = functools.wraps(fn)(lambda *args: jax.block_until_ready(fn(*args)))
   wrapped.jitted = fn
@@ -116,7 +117,7 @@ def assemble(sharding: NamedSharding, lead_shape: tuple[int, ...], load: Callabl
   """
   indices = sharding.addressable_devices_indices_map(lead_shape)
   key = lambda index: tuple(s.indices(n)[:2] for s, n in zip(index, lead_shape, strict=True))
-  parts = {}
+  parts: dict = {}
   for index in indices.values():
     parts.setdefault(key(index), index)
   parts = {k: load(index) for k, index in parts.items()}
@@ -129,7 +130,7 @@ def assemble(sharding: NamedSharding, lead_shape: tuple[int, ...], load: Callabl
     shards = [jax.device_put(np.asarray(part[i]), d) for part, d in zip(leaves, devices, strict=True)]
     return jax.make_array_from_single_device_arrays((*lead_shape, *trailing), sharding, shards)
 
-  return jax.tree.unflatten(treedef, [build(i) for i in range(treedef.num_leaves)])
+  return jax.tree.unflatten(treedef, [build(i) for i in range(len(leaves[0]))])
 
 
 def put(tree, sharding: NamedSharding):
@@ -181,13 +182,13 @@ class Prefetch:
     self.make, self.step, self.depth = make, start, depth
     self._pool = concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="ncjax-prefetch"
                                                        ) if depth else None
-    self._queue = [self._pool.submit(make, start + i) for i in range(depth)]
+    self._queue = [self._pool.submit(make, start + i) for i in range(depth)] if self._pool else []
 
   def __iter__(self):
     return self
 
   def __next__(self):
-    if self.depth:
+    if self._pool is not None:
       batch = self._queue.pop(0).result()
       self._queue.append(self._pool.submit(self.make, self.step + self.depth))
     else:
