@@ -79,13 +79,14 @@ class Grokking:
                              meshes.members_sharding(self.mesh))
     batch = config.batch_size
 
-    @functools.partial(jax.jit, out_shardings=meshes.batch_sharding(self.mesh))
     @functools.partial(jax.vmap, in_axes=(0, 0, None))
     def draw(batch_rows, seed, t):
       idx = jax.random.permutation(jax.random.fold_in(jax.random.key(seed), t), n)[:batch]
       return jax.tree.map(lambda x: x[idx], batch_rows)
 
-    self._draw = meshes.serialized(draw, self.mesh)
+    self._rows = draw  # traced (in the chunked train program)
+    self._draw = meshes.serialized(
+        jax.jit(draw, out_shardings=meshes.batch_sharding(self.mesh)), self.mesh)
     self._pick = meshes.serialized(jax.jit(  # each state's own seed's splits
         lambda data, index: jax.tree.map(lambda x: x[index], data)), self.mesh)
     self._sample = meshes.serialized(jax.jit(  # the first rows (padding masked)
@@ -116,6 +117,18 @@ class Grokking:
   def train_stream(self, step: int) -> meshes.Prefetch:
     """Training batches from step ``step`` on (drawn on device: no prefetch thread)."""
     return meshes.Prefetch(self.train_batch, step, 0)
+
+  chunk_limit = None  # steps per call of the chunked train program: any (drawn on device)
+
+  def train_feed(self, step: int) -> meshes.Prefetch:
+    """The data of each call of the chunked train program from step ``step`` on (see
+    :meth:`draw_batch`): every call, the train split (M, n, ...) and the seeds (M,)."""
+    return meshes.Prefetch(lambda _: (self.train, self._seeds), step, 0)
+
+  def draw_batch(self, data: tuple[Batch, jax.Array], t: jax.Array) -> Batch:
+    """Step ``t``'s batch (traced) from :meth:`train_feed`'s data: :meth:`train_batch`."""
+    train, seeds = data
+    return train if self.full_batch else self._rows(train, seeds, t)
 
   def examples(self, split: str, limit: int) -> tuple[np.ndarray, np.ndarray]:
     """(inputs, labels) of seed 0's ``split``, its first ``limit`` examples (host)."""
