@@ -6,8 +6,12 @@
 A task provides ``config``, ``num_classes``, ``mesh`` (the device mesh it places its data
 on, :mod:`ncjax.train.mesh`), ``model`` (returning ``(logits, features)``),
 ``example_inputs`` (1, ...) for initialisation, ``train_stream(step)`` (the members'
-training batches from ``step`` on: the data position is the step), ``evaluate(states)`` (the logged metrics, keys as in ``ncjax.train.evaluate``) and
-``examples(split, limit)`` (inputs and labels, for ``ncjax analyze --metrics``). The loss
+training batches from ``step`` on: the data position is the step), for the trainer's
+chunked program (``ncjax.train.state.make_train_chunk``) ``train_feed(step)`` (each
+call's data), ``draw_batch(data, t)`` (step t's batches, traced) and ``chunk_limit``
+(steps per call, None: any), ``evaluate(states)`` (the logged metrics, keys as in
+``ncjax.train.evaluate``) and ``examples(split, limit)`` (inputs and labels, for
+``ncjax analyze --metrics``). The loss
 is the same for every task (``config.loss``, see ``ncjax.train.state.make_loss``).
 """
 
