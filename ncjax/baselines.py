@@ -23,16 +23,19 @@ from __future__ import annotations
 import functools
 import math
 
+import flax.struct
 import jax
 import jax.numpy as jnp
 import numpy as np
 
 from ncjax import _validation as check
-from ncjax import collapse, info, keys
+from ncjax import collapse, info, keys, spectral
+from ncjax.kernels import matmul
 from ncjax.stats import ClassStats, class_stats
 
 __all__ = ["gaussian_null", "gaussian_draws", "sample_null", "permutation_null",
-           "permutation_metrics", "permuted_labels", "summarize", "simplex_etf"]
+           "permutation_metrics", "permuted_labels", "PermutedSums", "permuted_metrics",
+           "summarize", "simplex_etf"]
 
 DRAWS = 16  # Gaussian draws (cached: paid once per shape)
 
@@ -163,16 +166,79 @@ def permuted_labels(key: jax.Array, labels: jax.Array,
   return labels.at[in_order].set(labels[shuffled])
 
 
-def permutation_metrics(stats: ClassStats) -> dict[str, jax.Array]:
-  """:data:`ncjax.keys.PERMUTATION_METRICS` of ``stats`` (under jit the other metrics are
-  not computed).
+@flax.struct.dataclass
+class PermutedSums:
+  """Class sums of features under ``draws`` label permutations, streamed beside the
+  ClassStats of the true labels and in its frame (its ``shift`` and ``scale``): the
+  total scatter does not depend on the labels, so each draw needs only its class counts
+  (R, C), sums (R, C, d) and summed squared norms (R, C) of (h - shift) / scale, not
+  an n x d x d scatter of its own. ``empty`` / ``update`` / ``stats``.
+  """
+
+  counts: jax.Array
+  sums: jax.Array
+  squares: jax.Array
+  scale: jax.Array
+
+  @classmethod
+  def empty(cls, draws: int, num_classes: int, dim: int) -> PermutedSums:
+    zeros = lambda *shape: jnp.zeros(shape, jnp.float32)
+    return cls(zeros(draws, num_classes), zeros(draws, num_classes, dim),
+               zeros(draws, num_classes), jnp.ones((), jnp.float32))
+
+  def update(self, stats: ClassStats, features: jax.Array, labels: jax.Array,
+             mask: jax.Array) -> PermutedSums:
+    """Adds a batch: features (n, d), ``labels`` (R, n) one permutation per draw, mask (n,);
+    ``stats``: the true labels' ClassStats with this batch already added (the frame)."""
+    c = stats.num_classes
+    x = jnp.where(mask[:, None], (features - stats.shift) / stats.scale, 0.0)
+    ratio = jnp.where(jnp.sum(self.counts) > 0, self.scale / stats.scale, 0.0)  # exact
+    per_class = lambda v, y: jax.ops.segment_sum(v, y, c)
+    draw = lambda y: (per_class(mask.astype(x.dtype), y), per_class(x, y),
+                      per_class(jnp.sum(x**2, axis=1), y))
+    counts, sums, squares = jax.vmap(draw)(jnp.where(mask, labels, 0))
+    return PermutedSums(self.counts + counts, self.sums * ratio + sums,
+                        self.squares * ratio**2 + squares, stats.scale)
+
+  def stats(self, stats: ClassStats) -> ClassStats:
+    """The (R,)-stacked ClassStats of the draws, from these sums and the true labels'
+    ``stats`` (its total scatter, which every permutation shares)."""
+    global_mean = stats.scaled_global_mean
+    between = lambda n, means: matmul(((means - global_mean) * n[:, None]).T,
+                                      means - global_mean)
+    total = stats.scaled_within + between(stats.counts, stats.scaled_means)
+
+    def one(counts, sums, squares):
+      means = sums / jnp.maximum(counts, 1)[:, None]
+      return ClassStats(counts=counts, shift=stats.shift, scale=stats.scale,
+                        scaled_means=jnp.where(counts[:, None] > 0, means, 0.0),
+                        scaled_within=total - between(counts, means),
+                        scaled_spread=squares - counts * jnp.sum(means**2, axis=1))
+
+    return jax.vmap(one)(self.counts, self.sums, self.squares)
+
+
+def permuted_metrics(stats: ClassStats, sums: PermutedSums,
+                     sigma_t: tuple[jax.Array, jax.Array] | None = None) -> dict[str, jax.Array]:
+  """:data:`ncjax.keys.PERMUTATION_METRICS` of every draw of ``sums`` (``(R,)`` each), the true labels'
+  ``stats`` beside them; one eigendecomposition of Sigma_T serves all draws (``sigma_t``:
+  ``spectral.psd_eigh_core(stats.scaled_sigma_t)`` if already computed)."""
+  if sigma_t is None:
+    sigma_t = spectral.psd_eigh_core(stats.scaled_sigma_t)
+  return jax.vmap(lambda s: permutation_metrics(s, sigma_t))(sums.stats(stats))
+
+
+def permutation_metrics(stats: ClassStats,
+                        sigma_t: tuple[jax.Array, jax.Array] | None = None) -> dict[str, jax.Array]:
+  """:data:`ncjax.keys.PERMUTATION_METRICS` of ``stats`` (under jit the other metrics are not computed);
+  ``sigma_t``: its Sigma_T's eigendecomposition if known (``ncjax.collapse_metrics_from_stats``).
 
   >>> import jax.numpy as jnp
   >>> h = jnp.array([[1.0, 0.0], [3.0, 0.0], [0.0, 1.0], [0.0, 3.0]])
   >>> round(float(permutation_metrics(class_stats(h, jnp.array([0, 0, 1, 1]), num_classes=2))["nc1"]), 4)
   0.125
   """
-  out = collapse.collapse_metrics_from_stats(stats)
+  out = collapse.collapse_metrics_from_stats(stats, sigma_t=sigma_t)
   return {k: out[k] for k in keys.PERMUTATION_METRICS}
 
 

@@ -225,9 +225,10 @@ def vci(stats: ClassStats) -> jax.Array:
   return _vci(s, _MeansFactor.of(s))
 
 
-def _vci(s: ClassStats, means: _MeansFactor) -> jax.Array:
+def _vci(s: ClassStats, means: _MeansFactor,
+         sigma_t: tuple[jax.Array, jax.Array] | None = None) -> jax.Array:
   mw = s.scaled_weighted_means  # Sigma_B = mw^T mw (in units of scale^2)
-  lam, v = spectral.psd_eigh_core(s.scaled_sigma_t)
+  lam, v = spectral.psd_eigh_core(s.scaled_sigma_t) if sigma_t is None else sigma_t
   inverse = spectral.pinv_eigenvalues(lam, max_rank=s.total - 1)
   explained = jnp.sum(jnp.sum(matmul(mw, v) ** 2, axis=0) * inverse)
   condition = lam[-1] * jnp.max(inverse)
@@ -447,6 +448,7 @@ def _effective_rank(stats: ClassStats) -> jax.Array:
 def collapse_metrics_from_stats(
     stats: ClassStats, *, head: jax.Array | None = None, kernel: jax.Array | None = None,
     tile_size: int = TILE, joint_entropy: bool = True, mesh=None, precision=_tiling.HIGHEST,
+    sigma_t: tuple[jax.Array, jax.Array] | None = None,
 ) -> dict[str, jax.Array]:
   """All metrics computable from class statistics (everything but NC4), each spectrum
   and each tiled pass over the class pairs computed once.
@@ -471,6 +473,9 @@ def collapse_metrics_from_stats(
       ``BF16_BF16_F32_X3`` / ``TF32_TF32_F32_X3`` (3 tensor-core passes; within 1e-5 of
       HIGHEST, docs/scale.md); one the backend refuses falls back to HIGHEST with a
       warning (XLA:CPU refuses TF32 and runs the BF16 presets in float32).
+    sigma_t: optional ``spectral.psd_eigh_core(stats.scaled_sigma_t)`` ((d,), (d, d)),
+      when already known: Sigma_T does not depend on the labels, so statistics of the
+      same features with permuted labels share one (:mod:`ncjax.baselines`).
   Returns:
     Dict with keys ``nc1, cdnv, vci, effective_rank, equinorm_means, equiangular_means,
     maxangle_means, gnc2, entropy_means``; with a head also ``nc3, unc3``, the head NC2
@@ -491,7 +496,7 @@ def collapse_metrics_from_stats(
   options = _pair_options(mesh, precision)
   pairs = _mean_pairs(stats, tile_size, *options)
   means = _MeansFactor.of(stats)
-  out = {"nc1": _nc1(stats, means), "vci": _vci(stats, means), "cdnv": pairs["cdnv"],
+  out = {"nc1": _nc1(stats, means), "vci": _vci(stats, means, sigma_t), "cdnv": pairs["cdnv"],
          "gnc2": pairs["gnc2"]}
   out["effective_rank"] = _effective_rank(stats)
   m, present = stats.scaled_centred_means, stats.present

@@ -121,6 +121,34 @@ class PermutationNullTest(chex.TestCase):
     assert got["nc1_null"] > 10 * ref.nc1(h[mask], y[mask], c)
 
 
+def test_permuted_sums_streamed_equal_class_stats_of_the_permuted_labels():
+  """Two batches, the second's scale 64x the first's (the frame grows) and one padded
+  row: the draws' statistics built from class sums and the true labels' total scatter
+  give the metrics of ClassStats of the permuted labels themselves."""
+  from ncjax.stats import ClassStats
+
+  rng = np.random.default_rng(0)
+  c, d, draws = 5, 7, 3
+  batches = []
+  for n, size in ((40, 1.0), (30, 64.0)):
+    y = np.arange(n) % c
+    h = np.float32(size * (rng.normal(size=(c, d))[y] + rng.normal(size=(n, d))) + 3.0)
+    batches.append((h, y, np.arange(n) < n - 1))
+  keys = jax.random.split(jax.random.key(0), draws)
+  stats, sums = ClassStats.empty(num_classes=c, dim=d), baselines.PermutedSums.empty(draws, c, d)
+  direct = jax.tree.map(lambda x: np.broadcast_to(x, (draws, *x.shape)),
+                        ClassStats.empty(num_classes=c, dim=d))
+  for h, y, mask in batches:
+    permuted = jax.vmap(baselines.permuted_labels, in_axes=(0, None, None))(keys, y, mask)
+    stats = stats.update(h, y, mask)
+    sums = sums.update(stats, h, permuted, mask)
+    direct = jax.vmap(lambda s, yp, h=h, mask=mask: s.update(h, yp, mask))(direct, permuted)
+  got = jax.jit(baselines.permuted_metrics)(stats, sums)
+  want = jax.jit(jax.vmap(baselines.permutation_metrics))(direct)
+  for k in keys.PERMUTATION_METRICS:
+    np.testing.assert_allclose(got[k], want[k], rtol=1e-4, atol=1e-6, err_msg=k)
+
+
 @pytest.mark.parametrize("fn, kwargs, name", [
     (baselines.gaussian_null, dict(num_classes=2, dim=4), "num_classes"),
     (baselines.gaussian_null, dict(num_classes=4, dim=0), "dim"),

@@ -188,3 +188,35 @@ def test_bad_sweeps_are_refused_naming_the_key(overrides, match):
 
   with pytest.raises(ValueError, match=match):
     validate(overridden(_tiny_classification(), overrides))
+
+
+def test_chunked_steps_compile_once_and_follow_the_single_steps():
+  """Chunks of 3, 1 and 2 minibatch steps (batches drawn inside the program, from (seed,
+  step)) trace the program once and track make_train_step over the same batches."""
+  import chex
+  import jax
+
+  from ncjax.tasks import make_task
+  from ncjax.train.state import create_states, make_loss, make_train_chunk, make_train_step
+
+  config = base_config()
+  config.update_from_flattened_dict({"data.modulus": 11, "model.kwargs.embed_dim": 8,
+                                     "model.kwargs.hidden_dim": 16, "batch_size": 16,
+                                     "num_seeds": 2})
+  task = make_task(config)
+  fresh = lambda: create_states(config, task.model, task.example_inputs, task.mesh)
+  run = make_train_chunk(make_loss(config), task.mesh,
+                         chex.assert_max_traces(task.draw_batch, n=1), 4)
+  step = make_train_step(make_loss(config), task.mesh)
+  chunked, feed, losses = fresh(), task.train_feed(0), []
+  for first, count in ((0, 3), (3, 1), (4, 2)):
+    chunked, loss = run(chunked, next(feed), first, count)
+    assert np.isnan(np.asarray(loss)[count:]).all()
+    losses.append(np.asarray(loss)[:count])
+  stepped, stream, want = fresh(), task.train_stream(0), []
+  for _ in range(6):
+    stepped, loss = step(stepped, next(stream))
+    want.append(np.asarray(loss))
+  np.testing.assert_allclose(np.concatenate(losses), np.stack(want), rtol=1e-5)
+  jax.tree.map(lambda a, b: np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-6),
+               jax.device_get(chunked.params), jax.device_get(stepped.params))

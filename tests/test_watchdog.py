@@ -13,22 +13,22 @@ import pytest
 from ncjax.train.watchdog import EXIT_STALLED, Watchdog
 from tests.runs import ROOT, TINY_GROKKING, ncjax_cmd, read_log
 
-# Runs the CLI with the train step of step STALL_AT stalled (a sleep), as a hung device
-# program would stall it.
+# Runs the CLI with the chunk of train steps that starts at step STALL_AT stalled (a
+# sleep), as a hung device program would stall it.
 STALLING_CLI = """
 import sys, time
 import ncjax.train.loop as loop
 from ncjax import cli
 
-make = loop.make_train_step
+make = loop.make_train_chunk
 def stalling(*args, **kwargs):
-  step_fn, calls = make(*args, **kwargs), iter(range(10**9))
-  def step(state, batch):
-    if next(calls) == {stall_at}:
+  run = make(*args, **kwargs)
+  def chunk(state, data, first, count):
+    if first == {stall_at}:
       time.sleep(600)
-    return step_fn(state, batch)
-  return step
-loop.make_train_step = stalling
+    return run(state, data, first, count)
+  return chunk
+loop.make_train_chunk = stalling
 sys.argv = ["ncjax", *sys.argv[1:]]
 cli.main()
 """
@@ -75,11 +75,11 @@ def test_a_stalled_run_exits_then_resumes_cleanly(tmp_path):
   args = ncjax_cmd(workdir, "--config.watchdog_floor=60", "--config.steps=40",
                    "--config.checkpoint_every=10", "--config.metrics_every=10",
                    tiny=[a for a in TINY_GROKKING if "steps" not in a and "every" not in a])[3:]
-  stalled = subprocess.run([sys.executable, "-c", STALLING_CLI.format(stall_at=25), *args],
+  stalled = subprocess.run([sys.executable, "-c", STALLING_CLI.format(stall_at=20), *args],
                            capture_output=True, text=True, timeout=400, cwd=ROOT)
   assert stalled.returncode == EXIT_STALLED, stalled.stderr[-2000:]
   line = stalled.stderr.strip().splitlines()[-1]
-  assert "stalled in train step at step 25" in line and "--config.watchdog_floor=60" in line
+  assert "stalled in train step at step 20" in line and "--config.watchdog_floor=60" in line
   assert glob.glob(str(workdir / "stall-*.txt"))
   assert max(r["step"] for r in read_log(workdir)) == 20  # stalled before step 30's metrics
   resumed = subprocess.run([sys.executable, "-m", "ncjax", *args], capture_output=True,

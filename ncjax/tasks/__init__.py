@@ -34,7 +34,8 @@ class Task(Protocol):
     config: the run's config.
     num_classes: C.
     mesh: the device mesh its data live on (:mod:`ncjax.train.mesh`).
-    model: a Flax linen module (or an adapted NNX one) returning ``(logits (n, C), features (n, d))``.
+    model: a Flax linen module (or an adapted NNX one) returning ``(logits (n, C),
+      features (n, d))``.
     example_inputs: (1, ...) inputs for initialisation.
   """
 
@@ -56,6 +57,16 @@ class Task(Protocol):
 
   def train_stream(self, step: int) -> meshes.Prefetch:
     """Training batches from ``step`` on: the data position is the step."""
+
+  chunk_limit: int | None
+  """Steps per call of the chunked train program (None: any; 1: one step per call)."""
+
+  def train_feed(self, step: int) -> meshes.Prefetch:
+    """Each call's data for the chunked train program from ``step`` on
+    (``ncjax.train.state.make_train_chunk``)."""
+
+  def draw_batch(self, data, t: jax.Array) -> Batch:
+    """Step ``t``'s batch (traced) from one item of :meth:`train_feed`."""
 
   def evaluate(self, states, seed_index: np.ndarray | None = None) -> dict:
     """The logged metrics (:mod:`ncjax.keys`) of ``states`` (leading axis), (S,) each."""

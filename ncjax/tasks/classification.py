@@ -93,6 +93,18 @@ class Classification:
     """Training batches from step ``step`` on, built ahead on a background thread."""
     return meshes.Prefetch(self.train_batch, step, self.config.data.prefetch)
 
+  chunk_limit = 1  # steps per call of the chunked train program: the batches come from the host
+
+  def train_feed(self, step: int) -> meshes.Prefetch:
+    """The data of each (one-step) call of the chunked train program from step ``step``
+    on: its batches (:meth:`train_stream`)."""
+    return self.train_stream(step)
+
+  @staticmethod
+  def draw_batch(data: Batch, t) -> Batch:
+    """Step ``t``'s batches from :meth:`train_feed`'s data (theirs)."""
+    return data
+
   def examples(self, split: str, limit: int) -> tuple[np.ndarray, np.ndarray]:
     """(inputs, labels) of ``split`` (normalised), its first ``limit`` examples (host)."""
     batch = next(images.eval_batches(self.data, split, limit, limit=limit))

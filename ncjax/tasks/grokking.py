@@ -51,17 +51,16 @@ def _train_pairs(train: Split, p: int) -> np.ndarray:
   return mask
 
 
-def _row_drawer(mesh, n: int, batch: int | None):
-  """``draw(rows, seeds, t)``: each member's ``batch`` rows of its ``n``, permuted by
-  (seed, t), on ``mesh``."""
+def _row_drawer(n: int, batch: int | None):
+  """``draw(rows, seeds, t)`` (traceable): each member's ``batch`` rows of its ``n``,
+  permuted by (seed, t)."""
 
-  @functools.partial(jax.jit, out_shardings=meshes.batch_sharding(mesh))
   @functools.partial(jax.vmap, in_axes=(0, 0, None))
   def draw(rows, seed, t):
     idx = jax.random.permutation(jax.random.fold_in(jax.random.key(seed), t), n)[:batch]
     return jax.tree.map(lambda x: x[idx], rows)
 
-  return meshes.serialized(draw, mesh)
+  return draw
 
 
 def _fourier_pass(mesh, p: int, num_frequencies: int):
@@ -117,7 +116,9 @@ class Grokking:
     self.train, self.test = on_mesh(train), on_mesh(test)
     members = meshes.members_sharding(mesh)
     self._seeds = meshes.put(np.asarray(member_seeds(config), np.uint32), members)
-    self._draw = _row_drawer(mesh, n, config.batch_size)
+    self._rows = _row_drawer(n, config.batch_size)  # traced (in the chunked train program)
+    self._draw = meshes.serialized(
+        jax.jit(self._rows, out_shardings=meshes.batch_sharding(mesh)), mesh)
     self._pick = meshes.serialized(jax.jit(  # each state's own seed's splits
         lambda data, index: jax.tree.map(lambda x: x[index], data)), mesh)
     self._sample = meshes.serialized(jax.jit(  # the first rows (padding masked)
@@ -136,6 +137,18 @@ class Grokking:
   def train_stream(self, step: int) -> meshes.Prefetch:
     """Training batches from step ``step`` on (drawn on device: no prefetch thread)."""
     return meshes.Prefetch(self.train_batch, step, 0)
+
+  chunk_limit = None  # steps per call of the chunked train program: any (drawn on device)
+
+  def train_feed(self, step: int) -> meshes.Prefetch:
+    """The data of each call of the chunked train program from step ``step`` on (see
+    :meth:`draw_batch`): every call, the train split (M, n, ...) and the seeds (M,)."""
+    return meshes.Prefetch(lambda _: (self.train, self._seeds), step, 0)
+
+  def draw_batch(self, data: tuple[Batch, jax.Array], t: jax.Array) -> Batch:
+    """Step ``t``'s batch (traced) from :meth:`train_feed`'s data: :meth:`train_batch`."""
+    train, seeds = data
+    return train if self.full_batch else self._rows(train, seeds, t)
 
   def examples(self, split: str, limit: int) -> tuple[np.ndarray, np.ndarray]:
     """(inputs, labels) of seed 0's ``split``, its first ``limit`` examples (host)."""

@@ -38,7 +38,7 @@ import jax.numpy as jnp
 import numpy as np
 from jax.sharding import Mesh
 
-from ncjax import baselines, collapse, info, keys, losses, progress
+from ncjax import baselines, collapse, info, keys, losses, progress, spectral
 from ncjax.data import Batch
 from ncjax.models import head_weights
 from ncjax.models.vision import LAYERS
@@ -46,7 +46,7 @@ from ncjax.stats import ClassStats
 from ncjax.train import mesh as meshes
 from ncjax.train.state import TrainState, variables
 
-NULL_DRAWS = 8  # label permutations per split, each a ClassStats beside the real one
+NULL_DRAWS = 8  # label permutations per split (class sums beside the real ClassStats)
 
 
 def _forward(state: TrainState, inputs: jax.Array):
@@ -64,41 +64,45 @@ def _forward_layers(state: TrainState, inputs: jax.Array):
 class SplitSums:
   """A split's running sums, per state: ClassStats of the features (and of each
   layer's pooled output, an empty tuple when layers are not measured), the summed loss,
-  the count of correct predictions, and (NULL_DRAWS,)-stacked ClassStats of the features
-  with permuted labels. ``empty`` / ``update`` / ``compute``."""
+  the count of correct predictions, and the class sums of the features under NULL_DRAWS
+  label permutations (:class:`ncjax.baselines.PermutedSums`). ``empty`` / ``update`` /
+  ``compute``."""
 
   stats: ClassStats
   loss: jax.Array
   correct: jax.Array
-  null: ClassStats
+  null: baselines.PermutedSums
   layers: tuple[ClassStats, ...] = ()
 
   @classmethod
   def empty(cls, num_classes: int, dim: int, layer_dims: tuple[int, ...] = ()) -> SplitSums:
     empty = lambda d: ClassStats.empty(num_classes=num_classes, dim=d)
-    null = jax.tree.map(lambda x: jnp.broadcast_to(x, (NULL_DRAWS, *x.shape)), empty(dim))
+    null = baselines.PermutedSums.empty(NULL_DRAWS, num_classes, dim)
     return cls(empty(dim), jnp.float32(0), jnp.float32(0), null, tuple(map(empty, layer_dims)))
 
   def update(self, batch: Batch, logits, features, layers=()) -> SplitSums:
     """Adds one batch's forward pass: logits (n, C), features (n, d), layers (n, d_i).
     Draw r permutes the labels within the batch by key r (the same every batch)."""
     n = jnp.sum(batch.mask)
-    permuted = lambda key, s: s.update(
-        features, baselines.permuted_labels(key, batch.labels, batch.mask), batch.mask)
+    stats = self.stats.update(features, batch.labels, batch.mask)
+    keys = jax.random.split(jax.random.key(0), NULL_DRAWS)
+    permuted = jax.vmap(baselines.permuted_labels, in_axes=(0, None, None))(
+        keys, batch.labels, batch.mask)  # (R, n)
     return SplitSums(
-        stats=self.stats.update(features, batch.labels, batch.mask),
+        stats=stats,
         loss=self.loss + losses.cross_entropy(logits, batch.labels, mask=batch.mask) * n,
         correct=self.correct + jnp.sum((jnp.argmax(logits, -1) == batch.labels) & batch.mask),
-        null=jax.vmap(permuted)(jax.random.split(jax.random.key(0), NULL_DRAWS), self.null),
+        null=self.null.update(stats, features, permuted, batch.mask),
         layers=tuple(s.update(x, batch.labels, batch.mask)
                      for s, x in zip(self.layers, layers, strict=True)))
 
   def compute(self, head: jax.Array, disagreements: jax.Array) -> dict:
     """The split's metrics (unprefixed collapse keys, ``layer<i>/*``, ``loss``,
     ``accuracy``) given the head (C, d) and the NC4 disagreement count."""
-    out = collapse.collapse_metrics_from_stats(self.stats, head=head)
+    sigma_t = spectral.psd_eigh_core(self.stats.scaled_sigma_t)  # label-free: nulls share it
+    out = collapse.collapse_metrics_from_stats(self.stats, head=head, sigma_t=sigma_t)
     out["nc4"] = disagreements / self.stats.total
-    out |= baselines.summarize(jax.vmap(baselines.permutation_metrics)(self.null))
+    out |= baselines.summarize(baselines.permuted_metrics(self.stats, self.null, sigma_t))
     for i, s in enumerate(self.layers):
       layer = collapse.collapse_metrics_from_stats(s)
       out |= keys.keyed(keys.layer(i + 1), {k: layer[k] for k in keys.LAYER_METRICS})

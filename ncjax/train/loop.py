@@ -14,7 +14,6 @@ import sys
 import time
 
 import jax
-import jax.numpy as jnp
 import numpy as np
 import tqdm
 
@@ -22,7 +21,7 @@ from ncjax import keys
 from ncjax.train import checkpoints, rundir, writers
 from ncjax.train import mesh as meshes
 from ncjax.train.config import member_seeds, swept_loss_options, validate
-from ncjax.train.state import create_states, make_loss, make_train_step, transplant
+from ncjax.train.state import create_states, make_loss, make_train_chunk, transplant
 from ncjax.train.watchdog import Watchdog
 
 
@@ -102,6 +101,14 @@ def _repaired_log(path: str, mngr, start: int) -> list[dict]:
   return [records[s] for s in sorted(records)]
 
 
+def _chunk(step: int, config, saves, length: int) -> int:
+  """Steps from ``step`` to the next one that is evaluated (a multiple of
+  ``config.metrics_every``, one that ``saves``, the last), at most ``length``."""
+  end = min(config.steps, (step // config.metrics_every + 1) * config.metrics_every,
+            step + length)
+  return next((s for s in range(step + 1, end) if saves(s)), end) - step
+
+
 def train(task, workdir: str, *, overwrite: bool = False,
           allow_changes: tuple[str, ...] = ()) -> list[dict]:
   """Trains ``task`` (see ``ncjax.tasks``; its ``config``) in ``workdir``; resumes from
@@ -138,24 +145,26 @@ def train(task, workdir: str, *, overwrite: bool = False,
   if writer:
     rundir.write_jsonl(log_path, records)
 
-  stream = task.train_stream(start)  # the data position is the step
-  step_fn = make_train_step(make_loss(config), task.mesh,
-                            train_mode=config.freeze != "backbone",
-                            loss_options=swept_loss_options(config))
+  feed = task.train_feed(start)  # the data position is the step
+  length = min(config.metrics_every, task.chunk_limit or config.metrics_every)
+  run_steps = make_train_chunk(make_loss(config), task.mesh, task.draw_batch, length,
+                               train_mode=config.freeze != "backbone",
+                               loss_options=swept_loss_options(config))
   members = len(member_seeds(config))
   saved_steps = set(mngr.all_steps())
+  saves = lambda s: s not in saved_steps and (mngr.should_save(s) or s == config.steps)
   pending, pending_from = [], start
   bar = tqdm.tqdm(total=config.steps, initial=start, desc="train", dynamic_ncols=True,
                   disable=None if writer else True)
   progress = writers.ProgressLog(start, config.steps, enabled=writer and bar.disable)
   log = writers.MetricWriter(workdir, start, enabled=writer)
   dog = Watchdog(workdir, floor=config.watchdog_floor, multiple=config.watchdog_multiple)
+  step = start
   try:
     with _StopRequest() as stop, dog:
-      for step in range(start, config.steps + 1):
+      while True:
         last = step == config.steps
-        saved = step in saved_steps
-        saving = not saved and (mngr.should_save(step) or last)
+        saving = saves(step)
         with dog.phase("agreeing to stop", step):
           stopping = meshes.any_process(stop.requested)  # all processes stop at one step
         if step == start or stopping or saving or step % config.metrics_every == 0:
@@ -163,7 +172,7 @@ def train(task, workdir: str, *, overwrite: bool = False,
             jax.block_until_ready(state)
           with dog.phase("evaluation", step):
             record = json_record(step, task.evaluate(state), members)
-          losses = (np.asarray(meshes.fetch(jnp.stack(pending))) if pending
+          losses = (np.concatenate(meshes.fetch(pending)) if pending
                     else np.zeros((0, members)))  # (T, M)
           log.write_losses(pending_from, losses)
           _check_finite(losses, pending_from, record, mngr)
@@ -172,7 +181,7 @@ def train(task, workdir: str, *, overwrite: bool = False,
           log.write(record)
           bar.set_postfix({k.split("/")[0][:2] + "/" + k.split("/")[1][:3]:
                            f"{np.median(record[k]):.3f}" for k in keys.PROGRESS})
-          if (saving or stopping) and not saved:
+          if saving or (stopping and step not in saved_steps):
             with dog.phase("checkpoint save", step):
               checkpoints.save(mngr, step, state, record, force=stopping or last)
             saved_steps.add(step)
@@ -181,17 +190,19 @@ def train(task, workdir: str, *, overwrite: bool = False,
             raise KeyboardInterrupt(f"interrupted: saved step {step} in {workdir}")
         if last:
           break
+        count = _chunk(step, config, saves, length)
         with dog.phase("train step", step):
-          state, loss = step_fn(state, next(stream))
-        pending.append(loss)
-        bar.update(1)
-        progress.update(step + 1)
+          state, losses = run_steps(state, next(feed), step, count)
+        pending.append(losses[:count])
+        step += count
+        bar.update(count)
+        progress.update(step)
       with dog.phase("checkpoint save", config.steps):
         mngr.wait_until_finished()
   finally:
     bar.close()
     log.close()
-    stream.close()
+    feed.close()
     mngr.wait_until_finished()
     mngr.close()
     if writer:

@@ -7,6 +7,7 @@ import functools
 from collections.abc import Callable
 
 import jax
+import jax.numpy as jnp
 import ml_collections
 import numpy as np
 import optax
@@ -148,23 +149,8 @@ def make_loss(config: ml_collections.ConfigDict) -> LossFn:
       logits, batch.labels, features, head, mask=batch.mask, **(options | swept))
 
 
-def make_train_step(loss_fn: LossFn, mesh: Mesh, *, train_mode: bool = True,
-                    loss_options: dict[str, jax.Array] | None = None):
-  """A jitted ``step(states, batches) -> (states, loss (M,))`` vmapped over members, SPMD
-  over ``mesh`` (:mod:`ncjax.train.mesh`): states sharded over ``members``, batches
-  (M, B, ...) over ``members`` x ``data``; the gradient is that of the global batch
-  (BatchNorm statistics too), the loss comes back replicated.
-
-  ``loss_fn(logits, features, head, batch, **options) -> scalar`` (``head``: the (C, d)
-  head rows). States and batches carry a leading member axis; ``loss_options``: optional
-  ``{name: (M,) array}``, each member's own value of those loss options (a vmapped sweep,
-  :func:`ncjax.train.config.swept_loss_options`). ``train_mode``: the model runs in train
-  mode (BatchNorm batch statistics, updated in the state); False (a frozen backbone, a
-  linear probe) keeps the running averages and differentiates the head only. ``states``
-  is donated.
-  """
-  loss_options = meshes.put({k: np.asarray(v) for k, v in (loss_options or {}).items()},
-                            meshes.members_sharding(mesh))
+def _member_step(loss_fn: LossFn, train_mode: bool):
+  """``step(options, state, batch) -> (state, loss)`` of one member (unjitted)."""
 
   def step(options: dict, state: TrainState, batch: Batch):
     def objective(params):
@@ -184,7 +170,64 @@ def make_train_step(loss_fn: LossFn, mesh: Mesh, *, train_mode: bool = True,
       state = state.replace(batch_stats=updates["batch_stats"])
     return state, loss
 
+  return step
+
+
+def _members_options(loss_options: dict | None, mesh: Mesh) -> dict:
+  return meshes.put({k: np.asarray(v) for k, v in (loss_options or {}).items()},
+                    meshes.members_sharding(mesh))
+
+
+def make_train_step(loss_fn: LossFn, mesh: Mesh, *, train_mode: bool = True,
+                    loss_options: dict[str, jax.Array] | None = None):
+  """A jitted ``step(states, batches) -> (states, loss (M,))`` vmapped over members, SPMD
+  over ``mesh`` (:mod:`ncjax.train.mesh`): states sharded over ``members``, batches
+  (M, B, ...) over ``members`` x ``data``; the gradient is that of the global batch
+  (BatchNorm statistics too), the loss comes back replicated.
+
+  ``loss_fn(logits, features, head, batch, **options) -> scalar`` (``head``: the (C, d)
+  head rows). States and batches carry a leading member axis; ``loss_options``: optional
+  ``{name: (M,) array}``, each member's own value of those loss options (a vmapped sweep,
+  :func:`ncjax.train.config.swept_loss_options`). ``train_mode``: the model runs in train
+  mode (BatchNorm batch statistics, updated in the state); False (a frozen backbone, a
+  linear probe) keeps the running averages and differentiates the head only. ``states``
+  is donated.
+  """
   members = meshes.members_sharding(mesh)
-  jitted = jax.jit(jax.vmap(step), in_shardings=(members, members, meshes.batch_sharding(mesh)),
+  jitted = jax.jit(jax.vmap(_member_step(loss_fn, train_mode)),
+                   in_shardings=(members, members, meshes.batch_sharding(mesh)),
                    out_shardings=(members, meshes.replicated(mesh)), donate_argnums=1)
-  return meshes.serialized(functools.partial(jitted, loss_options), mesh)  # (states, batches)
+  options = _members_options(loss_options, mesh)
+  return meshes.serialized(functools.partial(jitted, options), mesh)  # (states, batches)
+
+
+def make_train_chunk(loss_fn: LossFn, mesh: Mesh, draw: Callable[[object, jax.Array], Batch],
+                     length: int, *, train_mode: bool = True,
+                     loss_options: dict[str, jax.Array] | None = None):
+  """``run(states, data, first, count) -> (states, losses (length, M))``: ``count`` <=
+  ``length`` consecutive train steps ``first, first + 1, ...`` in one jitted program (a
+  ``lax.fori_loop`` on device: no host round-trip between steps), the step as in
+  :func:`make_train_step` (same arguments). Step t's batches (M, B, ...) are
+  ``draw(data, t)``, traced (``data``: a pytree of global arrays, the task's). Row i of
+  ``losses`` is step ``first + i``'s loss (M,), rows from ``count`` on are NaN.
+
+  ``first`` and ``count`` (ints) are traced: the program compiles once for every chunk
+  (and draws compile with it). ``states`` is donated.
+  """
+  step = jax.vmap(_member_step(loss_fn, train_mode))
+  batch_sharding = meshes.batch_sharding(mesh)
+
+  def run(options: dict, states: TrainState, data, first: jax.Array, count: jax.Array):
+    def body(i, carry):
+      states, losses = carry
+      batch = jax.lax.with_sharding_constraint(draw(data, first + i), batch_sharding)
+      states, loss = step(options, states, batch)
+      return states, losses.at[i].set(loss)
+
+    losses = jnp.full((length, states.step.shape[0]), jnp.nan, jnp.float32)
+    return jax.lax.fori_loop(0, count, body, (states, losses))
+
+  jitted = jax.jit(run, out_shardings=(meshes.members_sharding(mesh), meshes.replicated(mesh)),
+                   donate_argnums=1)
+  options = _members_options(loss_options, mesh)
+  return meshes.serialized(functools.partial(jitted, options), mesh)
