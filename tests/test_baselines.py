@@ -6,7 +6,7 @@ import jax
 import numpy as np
 import pytest
 
-from ncjax import baselines
+from ncjax import baselines, keys
 from tests import reference as ref
 
 
@@ -134,12 +134,12 @@ def test_permuted_sums_streamed_equal_class_stats_of_the_permuted_labels():
     y = np.arange(n) % c
     h = np.float32(size * (rng.normal(size=(c, d))[y] + rng.normal(size=(n, d))) + 3.0)
     batches.append((h, y, np.arange(n) < n - 1))
-  keys = jax.random.split(jax.random.key(0), draws)
+  draw_keys = jax.random.split(jax.random.key(0), draws)
   stats, sums = ClassStats.empty(num_classes=c, dim=d), baselines.PermutedSums.empty(draws, c, d)
   direct = jax.tree.map(lambda x: np.broadcast_to(x, (draws, *x.shape)),
                         ClassStats.empty(num_classes=c, dim=d))
   for h, y, mask in batches:
-    permuted = jax.vmap(baselines.permuted_labels, in_axes=(0, None, None))(keys, y, mask)
+    permuted = jax.vmap(baselines.permuted_labels, in_axes=(0, None, None))(draw_keys, y, mask)
     stats = stats.update(h, y, mask)
     sums = sums.update(stats, h, permuted, mask)
     direct = jax.vmap(lambda s, yp, h=h, mask=mask: s.update(h, yp, mask))(direct, permuted)

@@ -25,6 +25,7 @@ import optax
 import tqdm
 from jax.sharding import Mesh
 
+from ncjax.models import NNXModel
 from ncjax.models.vision import BN_MOMENTUM
 from ncjax.train import checkpoints
 from ncjax.train import mesh as meshes
@@ -94,7 +95,7 @@ def magnitude_prune(params: dict, sparsities: Sequence[float] | np.ndarray
   return jax.tree.map(lambda x, m: np.asarray(x)[None] * m, params, masks), masks
 
 
-def states_at(params: dict, batch_stats: dict, model: nn.Module,
+def states_at(params: dict, batch_stats: dict, model: nn.Module | NNXModel,
               tx: optax.GradientTransformation) -> TrainState:
   """A TrainState whose K members are the parameter points (leaves (K, ...)) with
   ``batch_stats`` (leaves (K, ...); {} if the model has none) and a fresh ``tx`` state."""

@@ -15,7 +15,7 @@ import dataclasses
 import gzip
 import os
 from collections.abc import Iterator, Sequence
-from typing import NamedTuple, cast
+from typing import Any, NamedTuple, cast
 
 import grain
 import numpy as np
@@ -25,11 +25,12 @@ FASHION_MNIST_IDX = "/usr/share/datasets/fashion-mnist"  # Debian's dataset-fash
 
 
 class Batch(NamedTuple):
-  """One batch: inputs (B, ...), labels (B,) int32, mask (B,) bool (False on padding)."""
+  """One batch: inputs (B, ...), labels (B,) int32, mask (B,) bool (False on padding):
+  NumPy arrays on the host, jax.Arrays once on device (hence typed Any)."""
 
-  inputs: np.ndarray
-  labels: np.ndarray
-  mask: np.ndarray
+  inputs: Any
+  labels: Any
+  mask: Any
 
 
 class ArraySource(Sequence):

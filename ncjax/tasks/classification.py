@@ -93,7 +93,7 @@ class Classification:
     """Training batches from step ``step`` on, built ahead on a background thread."""
     return meshes.Prefetch(self.train_batch, step, self.config.data.prefetch)
 
-  chunk_limit = 1  # steps per call of the chunked train program: the batches come from the host
+  chunk_limit: int | None = 1  # steps per call of the chunked train program: the batches come from the host
 
   def train_feed(self, step: int) -> meshes.Prefetch:
     """The data of each (one-step) call of the chunked train program from step ``step``

@@ -138,7 +138,7 @@ class Grokking:
     """Training batches from step ``step`` on (drawn on device: no prefetch thread)."""
     return meshes.Prefetch(self.train_batch, step, 0)
 
-  chunk_limit = None  # steps per call of the chunked train program: any (drawn on device)
+  chunk_limit: int | None = None  # steps per call of the chunked train program: any (drawn on device)
 
   def train_feed(self, step: int) -> meshes.Prefetch:
     """The data of each call of the chunked train program from step ``step`` on (see

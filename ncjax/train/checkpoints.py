@@ -14,6 +14,7 @@ import hashlib
 import logging
 import os
 import sys
+from typing import Any
 
 import jax
 import numpy as np
@@ -168,7 +169,7 @@ def restore_meta(mngr: ocp.CheckpointManager, step: int) -> dict:
     raise _corrupt(step, e) from e
 
 
-def restore(mngr: ocp.CheckpointManager, step: int, like) -> tuple[object, dict]:
+def restore(mngr: ocp.CheckpointManager, step: int, like) -> tuple[Any, dict]:
   """(state, meta) saved at ``step``, restored onto the structure/sharding of ``like``
   (a TrainState or its ``jax.eval_shape``) and checked against the saved checksum.
 

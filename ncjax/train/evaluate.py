@@ -189,13 +189,15 @@ def make_evaluator(num_classes: int, mesh: Mesh, data_axis: int | None, layers: 
 
   def evaluate(states: TrainState, splits: dict[str, Callable[[], Iterable[Batch]]],
                sample: Batch) -> dict:
-    out = {}
+    out: dict = {}
     for split, prefix in keys.SPLITS.items():
       sums = None
       for batch in splits[split]():
         if sums is None:
           sums, disagreements = start(states, batch, layers and split == "train")
         sums = accumulate(states, batch, sums)
+      if sums is None:
+        raise ValueError(f"the {split} split has no batches.")
       if split == "train":
         centres = sums.stats  # NC4 of every split: against the training class means
       for batch in splits[split]():
@@ -204,7 +206,7 @@ def make_evaluator(num_classes: int, mesh: Mesh, data_axis: int | None, layers: 
       split_keys = {keys.key(split, k): metrics.pop(k) for k in (keys.LOSS, keys.ACCURACY)}
       by_layer = {k: metrics.pop(k) for k in list(metrics) if k.startswith(keys.LAYER)}
       out |= {**split_keys, **keys.keyed(prefix, metrics), **by_layer}
-    nulls = host_nulls(sample, sums.stats.dim, len(out[keys.TRAIN_LOSS]))
+    nulls = host_nulls(sample, centres.dim, len(out[keys.TRAIN_LOSS]))
     return out | samples(states, sample) | nulls | {keys.WEIGHT_NORM: norms(states.params)}
 
   return evaluate

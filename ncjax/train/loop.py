@@ -21,7 +21,7 @@ from ncjax import keys
 from ncjax.train import checkpoints, rundir, writers
 from ncjax.train import mesh as meshes
 from ncjax.train.config import member_seeds, swept_loss_options, validate
-from ncjax.train.state import create_states, make_loss, make_train_chunk, transplant
+from ncjax.train.state import TrainState, create_states, make_loss, make_train_chunk, transplant
 from ncjax.train.watchdog import Watchdog
 
 
@@ -70,7 +70,7 @@ class _StopRequest:
     signal.signal(signal.SIGINT, self._previous)
 
 
-def _resume(mngr, like, workdir: str) -> tuple[int, object]:
+def _resume(mngr, like: TrainState, workdir: str) -> tuple[int, TrainState]:
   """(step, state) of the newest intact checkpoint, restored onto the shardings of
   ``like``; (0, like) if none. Corrupt checkpoints are named on stderr and moved to
   ``workdir/corrupt/`` (by process 0; every process reaches the same verdict)."""
@@ -153,7 +153,8 @@ def train(task, workdir: str, *, overwrite: bool = False,
   members = len(member_seeds(config))
   saved_steps = set(mngr.all_steps())
   saves = lambda s: s not in saved_steps and (mngr.should_save(s) or s == config.steps)
-  pending, pending_from = [], start
+  pending: list[jax.Array] = []
+  pending_from = start
   bar = tqdm.tqdm(total=config.steps, initial=start, desc="train", dynamic_ncols=True,
                   disable=None if writer else True)
   progress = writers.ProgressLog(start, config.steps, enabled=writer and bar.disable)

@@ -4,7 +4,7 @@ config, and the jitted train step with the loss injected by the task."""
 from __future__ import annotations
 
 import functools
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 
 import jax
 import jax.numpy as jnp
@@ -116,7 +116,7 @@ def transplant(states: TrainState, source: dict, mesh: Mesh) -> TrainState:
   Raises:
     ValueError: the backbones differ (structure or shapes), or the seed counts.
   """
-  seeds = states.step.shape[0]
+  seeds = jnp.shape(states.step)[0]
 
   def take(new, old):
     old = np.asarray(old, new.dtype)
@@ -173,13 +173,13 @@ def _member_step(loss_fn: LossFn, train_mode: bool):
   return step
 
 
-def _members_options(loss_options: dict | None, mesh: Mesh) -> dict:
+def _members_options(loss_options: Mapping | None, mesh: Mesh) -> dict:
   return meshes.put({k: np.asarray(v) for k, v in (loss_options or {}).items()},
                     meshes.members_sharding(mesh))
 
 
 def make_train_step(loss_fn: LossFn, mesh: Mesh, *, train_mode: bool = True,
-                    loss_options: dict[str, jax.Array] | None = None):
+                    loss_options: Mapping[str, jax.typing.ArrayLike] | None = None):
   """A jitted ``step(states, batches) -> (states, loss (M,))`` vmapped over members, SPMD
   over ``mesh`` (:mod:`ncjax.train.mesh`): states sharded over ``members``, batches
   (M, B, ...) over ``members`` x ``data``; the gradient is that of the global batch
@@ -203,7 +203,7 @@ def make_train_step(loss_fn: LossFn, mesh: Mesh, *, train_mode: bool = True,
 
 def make_train_chunk(loss_fn: LossFn, mesh: Mesh, draw: Callable[[object, jax.Array], Batch],
                      length: int, *, train_mode: bool = True,
-                     loss_options: dict[str, jax.Array] | None = None):
+                     loss_options: Mapping[str, jax.typing.ArrayLike] | None = None):
   """``run(states, data, first, count) -> (states, losses (length, M))``: ``count`` <=
   ``length`` consecutive train steps ``first, first + 1, ...`` in one jitted program (a
   ``lax.fori_loop`` on device: no host round-trip between steps), the step as in
@@ -224,7 +224,7 @@ def make_train_chunk(loss_fn: LossFn, mesh: Mesh, draw: Callable[[object, jax.Ar
       states, loss = step(options, states, batch)
       return states, losses.at[i].set(loss)
 
-    losses = jnp.full((length, states.step.shape[0]), jnp.nan, jnp.float32)
+    losses = jnp.full((length, jnp.shape(states.step)[0]), jnp.nan, jnp.float32)
     return jax.lax.fori_loop(0, count, body, (states, losses))
 
   jitted = jax.jit(run, out_shardings=(meshes.members_sharding(mesh), meshes.replicated(mesh)),
