@@ -34,8 +34,7 @@ from ncjax.kernels import matmul
 from ncjax.stats import ClassStats, class_stats
 
 __all__ = ["gaussian_null", "gaussian_draws", "sample_null", "permutation_null",
-           "permutation_metrics", "permuted_labels", "PermutedSums", "permuted_metrics",
-           "summarize", "simplex_etf"]
+           "permutation_metrics", "permuted_labels", "summarize", "simplex_etf"]
 
 DRAWS = 16  # Gaussian draws (cached: paid once per shape)
 

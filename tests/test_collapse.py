@@ -401,6 +401,7 @@ class TransformTest(chex.TestCase):
       for key in single:
         np.testing.assert_allclose(batched[key][i], single[key], rtol=1e-4, atol=1e-6)
 
+  @pytest.mark.slow
   def test_grad_finite(self):
     h, y, head, _ = dataset(seed=10)
     for name in STATS_METRICS + ("effective_rank",):

@@ -24,7 +24,14 @@ SMALL = [("mlp", TOKENS, {"vocab_size": 6, "embed_dim": 8, "hidden_dim": 16}),
          ("wrn", IMAGES, {"depth": 10, "width": 1})]
 
 
-@pytest.mark.parametrize("name, inputs, kwargs", SMALL, ids=[s[0] for s in SMALL])
+# The fast tier keeps the small token and image models; the residual networks and the
+# transformers (the same casts, longer compiles) run in the full suite.
+SLOW_MODELS = ("transformer", "flax_transformer", "resnet18", "wrn")
+
+
+@pytest.mark.parametrize("name, inputs, kwargs", [
+    pytest.param(*s, marks=pytest.mark.slow) if s[0] in SLOW_MODELS else s for s in SMALL],
+    ids=[s[0] for s in SMALL])
 def test_bfloat16_model_keeps_float32_params_and_outputs_close_to_float32(name, inputs, kwargs):
   f32, bf16 = (make_model(name, 5, dtype, **kwargs) for dtype in ("float32", "bfloat16"))
   variables = f32.init(jax.random.key(0), inputs)
@@ -45,6 +52,7 @@ def test_other_dtypes_are_a_config_error():
     validate(config)
 
 
+@pytest.mark.slow
 def test_bfloat16_digits_run_trains_and_logs_finite_metrics(tmp_path):
   config = digits_config(steps=30, metrics_every=15, checkpoint_every=15)
   config.model.dtype = "bfloat16"

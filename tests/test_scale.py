@@ -88,7 +88,8 @@ def test_sample_sharded_metrics_equal_single_device(mesh):
   check(ncjax.vci(stats), ncjax.vci(single))
 
 
-@pytest.mark.parametrize("tile_size", [4, pytest.param(64, marks=pytest.mark.slow)])  # 37 classes: 10 tiles padded to 16; 1 to 8
+@pytest.mark.slow
+@pytest.mark.parametrize("tile_size", [4, 64])  # 37 classes: 10 tiles padded to 16; 1 to 8
 def test_class_tiles_split_across_devices_equal_single_device(mesh, tile_size):
   rng = np.random.default_rng(3)
   c, d, n = 37, 6, 900
@@ -140,6 +141,7 @@ def test_shard_classes_needs_whole_blocks(mesh):
     sharding.shard_classes(mesh, stats)
 
 
+@pytest.mark.slow
 def test_collapse_metrics_of_sharded_stats_on_their_mesh_equal_single_device(mesh):
   """Statistics from ``class_stats(..., mesh=)`` live on the mesh; their pair tiles split
   over the same mesh (raised JAX's "Context mesh ... should match" before)."""

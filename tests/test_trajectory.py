@@ -139,7 +139,8 @@ def linear_problem(snapshots=10, n=60, d_in=12, d=8, classes=4):
   return params, features_fn, labels, classes
 
 
-@pytest.mark.parametrize("chunk_size", [1, *(pytest.param(n, marks=pytest.mark.slow) for n in (4, 16))])
+@pytest.mark.slow
+@pytest.mark.parametrize("chunk_size", [1, 4, 16])
 def test_trajectory_metrics_match_per_snapshot_calls(chunk_size):
   params, features_fn, labels, classes = linear_problem()
   names = ("nc1", "cdnv", "vci", "hdr", "matrix_entropy", "collapse_metrics")
