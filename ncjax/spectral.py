@@ -141,8 +141,9 @@ def _eigenvalues(k: jax.Array) -> jax.Array:
   """Eigenvalues of a symmetric matrix without eigenvectors where the platform allows.
 
   ``jnp.linalg.eigvalsh`` computes eigenvectors too (LAPACK syevd with vectors); on CPU a
-  Householder tridiagonalisation plus bisection gives the values alone, 1.6x faster at
-  n = 512 and 3x at n = 97 on this machine, to float32 accuracy. Elsewhere eigvalsh.
+  Householder tridiagonalisation plus bisection gives the values alone, faster (timed
+  against eigvalsh by ``python -m benchmarks.entropy``), to float32 accuracy. Elsewhere
+  eigvalsh.
   The JVP (grad) uses the eigenvectors: d(lambda_i) = v_i^T dK v_i.
   """
 
