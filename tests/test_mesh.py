@@ -64,9 +64,9 @@ def _assert_logs_match(got, want, first_rtol, rtol):
 
 def test_mesh_uses_every_device_and_refuses_splits_that_do_not_fit():
   mesh = meshes.make_mesh(base_config())
-  assert dict(mesh.shape) == {"members": 1, "data": 8}
+  assert dict(mesh.shape) == {"members": 1, "samples": 8}
   assert dict(meshes.make_mesh(overridden(base_config(), {"num_seeds": 2, "mesh.members": 2}))
-              .shape) == {"members": 2, "data": 4}
+              .shape) == {"members": 2, "samples": 4}
   with pytest.raises(ValueError, match="mesh.members = 3 must divide the 8 devices"):
     meshes.make_mesh(overridden(base_config(), {"mesh.members": 3, "num_seeds": 3}))
   with pytest.raises(ValueError, match="must divide the 1 members"):
@@ -84,7 +84,7 @@ def test_train_step_is_partitioned_over_eight_devices_and_compiles_once():
   step = make_train_step(make_loss(config), task.mesh)
   stream = task.train_stream(0)
   batch = next(stream)
-  assert batch.inputs.sharding.spec == jax.sharding.PartitionSpec("members", "data")
+  assert batch.inputs.sharding.spec == jax.sharding.PartitionSpec("members", "samples")
   partial = step.jitted
   text = partial.func.lower(*partial.args, state, batch).compile().as_text()
   assert "num_partitions=8" in text

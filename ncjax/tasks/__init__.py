@@ -53,7 +53,7 @@ class Task(Protocol):
     """Raises ValueError naming the first key of the task's branch with a bad value."""
 
   def train_batch(self, step: int) -> Batch:
-    """Step ``step``'s batch of every member, (M, B, ...) over members x data."""
+    """Step ``step``'s batch of every member, (M, B, ...) over members x samples."""
 
   def train_stream(self, step: int) -> meshes.Prefetch:
     """Training batches from ``step`` on: the data position is the step."""

@@ -51,7 +51,7 @@ class Classification:
                        f"{len(self.data.train)} training examples.")
     if config.batch_size % meshes.data_size(self.mesh):
       raise ValueError(f"config.batch_size = {config.batch_size} must be a multiple of the "
-                       f"{meshes.data_size(self.mesh)} devices of the mesh's data axis "
+                       f"{meshes.data_size(self.mesh)} devices of the mesh's samples axis "
                        "(config.mesh.data).")
     self.num_classes = self.data.num_classes
     self.model = make_model(config.model.name, self.num_classes, config.model.dtype,
@@ -72,13 +72,13 @@ class Classification:
     self._sample = self._rows("train", sample, min(config.sample_size, len(self.data.train)))
 
   def _rows(self, split: str, indices: np.ndarray, n: int | None = None) -> Batch:
-    """Rows ``indices`` of ``split`` as a Batch split over the data axis (each process
+    """Rows ``indices`` of ``split`` as a Batch split over the samples axis (each process
     reads its own rows)."""
     return meshes.assemble(meshes.shared_sharding(self.mesh), (len(indices),),
                            lambda index: images.split_rows(self.data, split, indices[index], n))
 
   def train_batch(self, step: int) -> Batch:
-    """Step ``step``'s batches of every member, (M, B, ...) over members x data."""
+    """Step ``step``'s batches of every member, (M, B, ...) over members x samples."""
     size = self.config.batch_size
 
     def load(index):

@@ -2,8 +2,8 @@
 S5), every split on device.
 
 Each member of the state (seed i, ``config.seed + i``, for each swept value) has its
-seed's own train/test split, (M, n, ...) over the mesh's members x data axes (rows padded
-to a multiple of the data axis, masked). Full batch when ``batch_size`` is None, else
+seed's own train/test split, (M, n, ...) over the mesh's members x samples axes (rows padded
+to a multiple of the samples axis, masked). Full batch when ``batch_size`` is None, else
 batch t is drawn from (seed, t) alone, so the data position is the step and a resumed
 run is exact on any number of devices.
 """
@@ -108,7 +108,7 @@ class Grokking:
     self.full_batch = config.batch_size is None or config.batch_size >= n
     if not self.full_batch and config.batch_size % meshes.data_size(mesh):
       raise ValueError(f"config.batch_size = {config.batch_size} must be a multiple of the "
-                       f"{meshes.data_size(mesh)} devices of the mesh's data axis "
+                       f"{meshes.data_size(mesh)} devices of the mesh's samples axis "
                        "(config.mesh.data).")
     on_mesh = lambda split: meshes.put(
         _batch(split, meshes.padded_size(split.labels.shape[-1], mesh)),

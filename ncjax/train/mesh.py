@@ -25,9 +25,8 @@ import numpy as np
 from jax.experimental import multihost_utils
 from jax.sharding import AxisType, Mesh, NamedSharding, PartitionSpec
 
+from ncjax.sharding import MEMBERS, SAMPLES
 from ncjax.train.config import member_seeds
-
-MEMBERS, DATA = "members", "data"
 
 
 def make_mesh(config: ml_collections.ConfigDict) -> Mesh:
@@ -53,7 +52,7 @@ def make_mesh(config: ml_collections.ConfigDict) -> Mesh:
   if members % groups:
     raise ValueError(f"config.mesh.members = {groups} must divide the {members} members "
                      "(num_seeds x len(sweep_values)).")
-  return jax.make_mesh((groups, per_group), (MEMBERS, DATA), devices=devices[:used],
+  return jax.make_mesh((groups, per_group), (MEMBERS, SAMPLES), devices=devices[:used],
                        axis_types=(AxisType.Auto, AxisType.Auto))
 
 
@@ -82,12 +81,12 @@ def members_sharding(mesh: Mesh) -> NamedSharding:
 
 def batch_sharding(mesh: Mesh) -> NamedSharding:
   """(M, B, ...) over ``members`` x ``data``: each member's own batch."""
-  return NamedSharding(mesh, PartitionSpec(MEMBERS, DATA))
+  return NamedSharding(mesh, PartitionSpec(MEMBERS, SAMPLES))
 
 
 def shared_sharding(mesh: Mesh) -> NamedSharding:
   """(B, ...) over ``data``, replicated over ``members``: a batch every member sees."""
-  return NamedSharding(mesh, PartitionSpec(DATA))
+  return NamedSharding(mesh, PartitionSpec(SAMPLES))
 
 
 def replicated(mesh: Mesh) -> NamedSharding:
@@ -96,11 +95,11 @@ def replicated(mesh: Mesh) -> NamedSharding:
 
 
 def data_size(mesh: Mesh) -> int:
-  return mesh.shape[DATA]
+  return mesh.shape[SAMPLES]
 
 
 def padded_size(n: int, mesh: Mesh) -> int:
-  """``n`` rounded up to a multiple of the data axis (rows of a masked, sharded batch)."""
+  """``n`` rounded up to a multiple of the samples axis (rows of a masked, sharded batch)."""
   return -(-n // data_size(mesh)) * data_size(mesh)
 
 
