@@ -174,6 +174,7 @@ def test_analyze_refuses_two_different_run_directories(tmp_path):
   assert result.returncode == 2 and "usage: ncjax" in result.stderr
 
 
+@pytest.mark.slow
 def test_study_and_train_refuse_each_others_configs(tmp_path):
   study = run("study", "--config", os.path.join(ROOT, "experiments", "grokking.py"),
               "--workdir", str(tmp_path / "s"))

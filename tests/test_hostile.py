@@ -130,6 +130,7 @@ def test_joint_entropy_slq_is_exact_when_the_deflation_holds_the_kernel(d1, d2, 
   assert stderr == 0
 
 
+@pytest.mark.slow
 def test_joint_entropy_slq_estimate_is_finite_with_its_error():
   z1 = RNG.normal(size=(300, 40)).astype(np.float32)
   z2 = RNG.normal(size=(300, 20)).astype(np.float32)

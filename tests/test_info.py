@@ -168,6 +168,7 @@ class TransformTest(chex.TestCase):
       grad = jax.grad(fn if name == "matrix_entropy" else lambda a, fn=fn: fn(a, a[:, ::-1] + a))(z)
       self.assertTrue(bool(jnp.all(jnp.isfinite(grad))), name)
 
+  @pytest.mark.slow
   def test_grad_matches_finite_differences(self):
     with jax.enable_x64(True):
       z1 = jnp.asarray(features("random", 20, 4))

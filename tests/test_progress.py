@@ -82,6 +82,7 @@ def test_fourier_network_closed_form():
   np.testing.assert_allclose(got["key_fraction"], 1.0, rtol=1e-5)
 
 
+@pytest.mark.slow
 def test_fourier_losses_compile_once_and_vmap():
   p = 11
   logits = jax.random.normal(jax.random.key(0), (3, p * p, p))
