@@ -156,6 +156,9 @@ def _config_and_workdir():
   return _CONFIG.value, _WORKDIR.value
 
 
+CACHE_BYTES = 4 * 2**30  # the persistent compilation cache's bound (least recently used out)
+
+
 def _process_settings() -> None:
   """XLA:CPU: a jitted vmap of the metrics intermittently never returns with the
   concurrency-optimized scheduler (jaxlib 0.10.2); GPU/TPU ignore the flag. JAX's
@@ -165,11 +168,16 @@ def _process_settings() -> None:
     os.environ["XLA_FLAGS"] = f"{xla} --{FLAG}=false".strip()
   # Compiled programs are kept across processes (runs of a study, resumed runs, analyze):
   # most of a short run's time is XLA compiling the same train step and metrics pass.
+  # A size bound makes JAX take a file lock around every cache read and write: without
+  # it, a process can read an entry another is still writing (several processes of one
+  # run, two runs at once) and crash deserialising it.
   import jax
   if not jax.config.values["jax_compilation_cache_dir"]:
     jax.config.update("jax_compilation_cache_dir",
                       os.path.join(os.path.expanduser("~"), ".cache", "ncjax", "xla"))
     jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.1)
+  if jax.config.values["jax_compilation_cache_max_size"] == -1:
+    jax.config.update("jax_compilation_cache_max_size", CACHE_BYTES)
   import matplotlib
   matplotlib.use("Agg")
 
