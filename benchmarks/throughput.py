@@ -23,7 +23,7 @@ from ncjax.data import Batch
 from ncjax.losses import cross_entropy
 from ncjax.models import make_model
 from ncjax.tasks import make_task
-from ncjax.train import mesh as meshes
+from ncjax.train import meshes
 from ncjax.train.state import create_states, make_train_step
 
 MODELS = {  # name: (model kwargs, input shape)

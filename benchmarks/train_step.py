@@ -19,7 +19,7 @@ from ncjax.losses import cross_entropy
 from ncjax.models import make_model
 from ncjax.tasks import make_task
 from ncjax.train.config import base_config
-from ncjax.train.mesh import batch_sharding, make_mesh
+from ncjax.train.meshes import batch_sharding, make_mesh
 from ncjax.train.state import create_states, make_loss, make_train_step
 
 P, D_MODEL, HEADS, MLP = 113, 128, 4, 512

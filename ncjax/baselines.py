@@ -261,7 +261,8 @@ def permutation_null(features: jax.Array, labels: jax.Array, *, num_classes: int
   >>> import jax
   >>> z = jax.random.normal(jax.random.key(1), (64, 4))
   >>> y = jax.numpy.arange(64) % 4
-  >>> null = permutation_null(z, y, num_classes=4, key=jax.random.key(0))
+  >>> null_jit = jax.jit(permutation_null, static_argnames=("num_classes", "draws"))
+  >>> null = null_jit(z, y, num_classes=4, key=jax.random.key(0))
   >>> bool(null["vci_null"] > 0.9)  # permuted labels explain almost none of the variance
   True
   """

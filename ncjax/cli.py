@@ -209,7 +209,7 @@ def _train() -> None:
   from ncjax import plots  # after flag parsing: fast errors
   from ncjax.tasks import make_task
   from ncjax.train import NonFiniteLoss, rundir, train
-  from ncjax.train.mesh import is_writer
+  from ncjax.train.meshes import is_writer
 
   if "runs" in config:
     _fail("this config describes a study of several runs: use `ncjax study`.")

@@ -1,7 +1,7 @@
 """Process settings for the tests, before JAX starts its backend: eight fake CPU devices
 for the sharding and mesh tests (this process only: the CLI subprocesses see one device,
 as on a real CPU machine, unless a test asks for more with ``tests.runs.device_env``;
-the trainer in-process uses one of them outside tests/test_mesh.py), the XLA:CPU
+the trainer in-process uses one of them outside tests/test_meshes.py), the XLA:CPU
 scheduler flag the CLI sets (see ncjax.cli),
 matplotlib's Agg backend, and a persistent compilation cache private to this session
 (inherited by the CLI subprocesses), so the many tiny runs that compile the same train
@@ -40,9 +40,9 @@ def _one_device_trainer(request, monkeypatch):
   """The trainer and analysis run on one device (mesh.data=1 unless a config sets it)
   except in the mesh tests: XLA:CPU programs with collectives over 8 fake devices on 2
   cores can hang (docs/scale.md), and one device is what a CPU user gets by default."""
-  if request.module.__name__.endswith("test_mesh"):
+  if request.module.__name__.endswith("test_meshes"):
     return
-  from ncjax.train import mesh as meshes
+  from ncjax.train import meshes
 
   make_mesh = meshes.make_mesh
 

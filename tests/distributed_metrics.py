@@ -1,4 +1,4 @@
-"""Run by tests/test_mesh.py as each of two processes (``python tests/distributed_metrics.py
+"""Run by tests/test_meshes.py as each of two processes (``python tests/distributed_metrics.py
 PORT PROCESS_ID OUT``): ncjax's metrics on global arrays whose rows are split between the
 processes (process 0 holds rows [0, 120), process 1 the rest); process 0 writes the values
 as JSON to OUT. The data are tests/distributed_metrics.py's own seeded draw."""

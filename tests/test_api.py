@@ -292,10 +292,12 @@ def _attempt(fn):
     return ("error" if _own_error(e) else "internal error"), f"{type(e).__name__}: {e}"
 
 
+@functools.cache
 def eager_outcome(name: str, case: str) -> tuple[str, object]:
   """'error' (ncjax's), 'internal error', 'NaN' (non-finite value), 'propagated' (a
   non-finite value of a non-finite input, where documented), 'wrong' (not the float64
-  value), or 'value' (equal to float64); with the value or the message."""
+  value), or 'value' (equal to float64); with the value or the message. Cached: the
+  jitted sweep compares with the eager sweep's outcome (one file, one worker)."""
   call, b = CALLS[name], CASES[case](BASE)
   kind, out = _attempt(lambda: call(b))
   if kind != "value":

@@ -1,7 +1,6 @@
 """Chance levels against float64 NumPy references on the same draws, the numbers of
 issue 38, and the simplex-ETF closed forms."""
 
-import chex
 import jax
 import numpy as np
 import pytest
@@ -93,56 +92,70 @@ def test_permuted_labels_shuffle_kept_rows_only():
   assert np.mean(y[mask] != labels[mask]) > 0.5
 
 
-class PermutationNullTest(chex.TestCase):
+def _check_permutation_null(null) -> None:
+  """``null`` (permutation_null, jitted or not) against float64 metrics of the permuted
+  labels, and far from the true labels' NC1."""
+  rng = np.random.default_rng(0)
+  n, d, c = 90, 6, 4
+  y = np.arange(n) % c
+  h = np.float32(2 * rng.normal(size=(c, d))[y] + rng.normal(size=(n, d)))
+  mask = np.arange(n) < 84
+  key = jax.random.key(1)
+  got = null(h, y, num_classes=c, key=key, draws=8, mask=mask)
+  rows = []
+  for k in jax.random.split(key, 8):
+    yp = np.asarray(baselines.permuted_labels(k, y, mask))[mask]
+    hp = h[mask]
+    rows.append({"nc1": ref.nc1(hp, yp, c), "vci": ref.vci(hp, yp, c),
+                 "cdnv": ref.cdnv(hp, yp, c), "gnc2": ref.gnc2(hp, yp, c),
+                 **{k: v for k, v in ref.nc2(hp, yp, c, np.eye(c, d)).items()
+                    if k.endswith("_means")}})
+  want = _summary(rows)
+  assert set(got) == set(want)
+  for key_, value in want.items():
+    np.testing.assert_allclose(got[key_], value, rtol=2e-4, atol=1e-6, err_msg=key_)
+  # permuted labels leave the features uncollapsed: far from the true labels' NC1
+  assert got["nc1_null"] > 10 * ref.nc1(h[mask], y[mask], c)
 
-  @chex.variants(with_jit=True, without_jit=True)
-  def test_equals_float64_metrics_of_the_permuted_labels(self):
-    rng = np.random.default_rng(0)
-    n, d, c = 90, 6, 4
-    y = np.arange(n) % c
-    h = np.float32(2 * rng.normal(size=(c, d))[y] + rng.normal(size=(n, d)))
-    mask = np.arange(n) < 84
-    key = jax.random.key(1)
-    null = self.variant(baselines.permutation_null, static_argnames=("num_classes", "draws"))
-    got = null(h, y, num_classes=c, key=key, draws=8, mask=mask)
-    rows = []
-    for k in jax.random.split(key, 8):
-      yp = np.asarray(baselines.permuted_labels(k, y, mask))[mask]
-      hp = h[mask]
-      rows.append({"nc1": ref.nc1(hp, yp, c), "vci": ref.vci(hp, yp, c),
-                   "cdnv": ref.cdnv(hp, yp, c), "gnc2": ref.gnc2(hp, yp, c),
-                   **{k: v for k, v in ref.nc2(hp, yp, c, np.eye(c, d)).items()
-                      if k.endswith("_means")}})
-    want = _summary(rows)
-    assert set(got) == set(want)
-    for key_, value in want.items():
-      np.testing.assert_allclose(got[key_], value, rtol=2e-4, atol=1e-6, err_msg=key_)
-    # permuted labels leave the features uncollapsed: far from the true labels' NC1
-    assert got["nc1_null"] > 10 * ref.nc1(h[mask], y[mask], c)
+
+def test_jitted_permutation_null_equals_float64_metrics_of_the_permuted_labels():
+  _check_permutation_null(jax.jit(baselines.permutation_null,
+                                  static_argnames=("num_classes", "draws")))
+
+
+@pytest.mark.slow
+def test_eager_permutation_null_equals_float64_metrics_of_the_permuted_labels():
+  _check_permutation_null(baselines.permutation_null)
 
 
 def test_permuted_sums_streamed_equal_class_stats_of_the_permuted_labels():
-  """Two batches, the second's scale 64x the first's (the frame grows) and one padded
-  row: the draws' statistics built from class sums and the true labels' total scatter
+  """Two batches, the second's scale 64x the first's (the frame grows), padded rows in
+  both: the draws' statistics built from class sums and the true labels' total scatter
   give the metrics of ClassStats of the permuted labels themselves."""
   from ncjax.stats import ClassStats
 
   rng = np.random.default_rng(0)
   c, d, draws = 5, 7, 3
   batches = []
-  for n, size in ((40, 1.0), (30, 64.0)):
+  n = 40
+  for size, kept in ((1.0, n - 1), (64.0, 30)):
     y = np.arange(n) % c
     h = np.float32(size * (rng.normal(size=(c, d))[y] + rng.normal(size=(n, d))) + 3.0)
-    batches.append((h, y, np.arange(n) < n - 1))
+    batches.append((h, y, np.arange(n) < kept))
   draw_keys = jax.random.split(jax.random.key(0), draws)
+
+  @jax.jit  # one program for both batches (the same shapes)
+  def update(stats, sums, direct, h, y, mask):
+    permuted = jax.vmap(baselines.permuted_labels, in_axes=(0, None, None))(draw_keys, y, mask)
+    stats = stats.update(h, y, mask)
+    return (stats, sums.update(stats, h, permuted, mask),
+            jax.vmap(lambda s, yp: s.update(h, yp, mask))(direct, permuted))
+
   stats, sums = ClassStats.empty(num_classes=c, dim=d), baselines.PermutedSums.empty(draws, c, d)
   direct = jax.tree.map(lambda x: np.broadcast_to(x, (draws, *x.shape)),
                         ClassStats.empty(num_classes=c, dim=d))
   for h, y, mask in batches:
-    permuted = jax.vmap(baselines.permuted_labels, in_axes=(0, None, None))(draw_keys, y, mask)
-    stats = stats.update(h, y, mask)
-    sums = sums.update(stats, h, permuted, mask)
-    direct = jax.vmap(lambda s, yp, h=h, mask=mask: s.update(h, yp, mask))(direct, permuted)
+    stats, sums, direct = update(stats, sums, direct, h, y, mask)
   got = jax.jit(baselines.permuted_metrics)(stats, sums)
   want = jax.jit(jax.vmap(baselines.permutation_metrics))(direct)
   for k in keys.PERMUTATION_METRICS:

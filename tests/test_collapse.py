@@ -665,6 +665,7 @@ class NearlyDependentMeansTest(parameterized.TestCase):
       warnings.simplefilter("error", ncjax.ConditioningWarning)
       ncjax.collapse_metrics_from_stats(ncjax.class_stats(jnp.float32(h), y, num_classes=5))
 
+  @pytest.mark.slow
   def test_grad_of_nc1_finite_at_the_simplex_etf(self):
     """Repeated singular values (the ETF) break eigenvector derivatives; the
     pseudo-inverse's derivative has no gaps."""

@@ -8,7 +8,7 @@ import pytest
 
 from ncjax import baselines
 from ncjax.data.images import Batch
-from ncjax.train import mesh as meshes
+from ncjax.train import meshes
 from ncjax.train.config import base_config
 from ncjax.train.evaluate import NULL_DRAWS, make_evaluator
 from ncjax.train.state import TrainState

@@ -161,6 +161,7 @@ class TransformTest(chex.TestCase):
       ("etf", ref.simplex_etf(6, 8)),  # repeated eigenvalue and an exact zero
       ("duplicated", np.r_[np.eye(3, 8), np.eye(3, 8)]),  # rank-deficient Gram
   )
+  @pytest.mark.slow
   def test_grad_finite_at_repeated_eigenvalues(self, _, z):
     z = jnp.float32(z)
     for name in ("matrix_entropy", "joint_entropy", "mutual_information", "mir"):
@@ -185,6 +186,7 @@ class TransformTest(chex.TestCase):
       self.assertEqual(got.dtype, jnp.float64)
       np.testing.assert_allclose(got, ref.matrix_entropy(z), rtol=1e-10)
 
+  @pytest.mark.slow
   def test_masked_grad_is_finite_and_zero_on_padding(self):
     z = jnp.float32(np.r_[features("random", 10, 4), np.zeros((3, 4))])
     mask = jnp.arange(13) < 10

@@ -12,7 +12,7 @@ import pytest
 from ncjax.analysis import points
 from ncjax.models.vision import BN_MOMENTUM
 from ncjax.train.config import base_config
-from ncjax.train.mesh import make_mesh
+from ncjax.train.meshes import make_mesh
 
 
 def _tree(seed):

@@ -80,7 +80,7 @@ def _tiny_classification(**overrides):
 
 def test_transplant_takes_the_backbone_keeps_a_new_head_and_checks_shapes():
   from ncjax.models import make_model
-  from ncjax.train.mesh import make_mesh
+  from ncjax.train.meshes import make_mesh
   from ncjax.train.state import create_states, transplant
 
   x = jnp.zeros((1, 8, 8, 3))

@@ -17,8 +17,7 @@ from ncjax import keys, plots
 from ncjax.analysis import trajectory
 from ncjax.models import head_weights
 from ncjax.tasks import make_task
-from ncjax.train import checkpoints, rundir
-from ncjax.train import mesh as meshes
+from ncjax.train import checkpoints, meshes, rundir
 from ncjax.train.config import base_config, member_seeds
 from ncjax.train.loop import json_record
 from ncjax.train.state import abstract_states, variables

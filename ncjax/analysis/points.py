@@ -27,8 +27,7 @@ from jax.sharding import Mesh
 
 from ncjax.models import NNXModel
 from ncjax.models.vision import BN_MOMENTUM
-from ncjax.train import checkpoints
-from ncjax.train import mesh as meshes
+from ncjax.train import checkpoints, meshes
 from ncjax.train.state import LossFn, TrainState, make_train_step
 
 

@@ -24,7 +24,7 @@ from ncjax.models import NNXModel
 from ncjax.tasks.classification import Classification
 from ncjax.tasks.grokking import Grokking
 from ncjax.train import config as config_lib
-from ncjax.train import mesh as meshes
+from ncjax.train import meshes
 
 
 class Task(Protocol):
@@ -33,7 +33,7 @@ class Task(Protocol):
   Attributes:
     config: the run's config.
     num_classes: C.
-    mesh: the device mesh its data live on (:mod:`ncjax.train.mesh`).
+    mesh: the device mesh its data live on (:mod:`ncjax.train.meshes`).
     model: a Flax linen module (or an adapted NNX one) returning ``(logits (n, C),
       features (n, d))``.
     example_inputs: (1, ...) inputs for initialisation.

@@ -20,7 +20,7 @@ import numpy as np
 
 from ncjax.data import Batch, images
 from ncjax.models import make_model
-from ncjax.train import mesh as meshes
+from ncjax.train import meshes
 from ncjax.train.config import member_seeds, require
 from ncjax.train.evaluate import make_evaluator
 

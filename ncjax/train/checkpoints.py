@@ -20,7 +20,7 @@ import jax
 import numpy as np
 import orbax.checkpoint as ocp
 
-from ncjax.train import mesh as meshes
+from ncjax.train import meshes
 
 policies = ocp.checkpoint_managers
 

@@ -54,7 +54,7 @@ def base_config() -> ml_collections.ConfigDict:
   c.data.read_threads = 4  # classification: threads reading a batch's records
   c.data.prefetch = 2  # batches built ahead on a background thread (double buffering)
 
-  # --- devices: one mesh over every device of every process (ncjax.train.mesh) ---
+  # --- devices: one mesh over every device of every process (ncjax.train.meshes) ---
   c.mesh = ml_collections.ConfigDict()
   c.mesh.members = 1  # device groups the members (seeds x swept values) are split over
   c.mesh.data = placeholder(int)  # devices per group, over which each batch is split

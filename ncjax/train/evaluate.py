@@ -43,7 +43,7 @@ from ncjax.data import Batch
 from ncjax.models import head_weights
 from ncjax.models.vision import LAYERS
 from ncjax.stats import ClassStats
-from ncjax.train import mesh as meshes
+from ncjax.train import meshes
 from ncjax.train.state import TrainState, variables
 
 NULL_DRAWS = 8  # label permutations per split (class sums beside the real ClassStats)
@@ -136,7 +136,7 @@ def sample_metrics(state: TrainState, batch: Batch) -> dict:
 
 def make_evaluator(num_classes: int, mesh: Mesh, data_axis: int | None, layers: bool = False):
   """``evaluate(states, splits, sample) -> dict of (S,) arrays`` for states with a leading
-  axis S, on ``mesh`` (:mod:`ncjax.train.mesh`). ``splits``: ``{"train": batches, "test":
+  axis S, on ``mesh`` (:mod:`ncjax.train.meshes`). ``splits``: ``{"train": batches, "test":
   batches}`` where ``batches()`` returns a fresh iterable of :class:`Batch` (global arrays,
   rows over the mesh's ``data`` axis); ``sample``: the Batch for :func:`sample_metrics`.
   ``data_axis``: 0 when every state has its own data (a leading S axis on each batch),

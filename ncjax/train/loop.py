@@ -18,8 +18,7 @@ import numpy as np
 import tqdm
 
 from ncjax import keys
-from ncjax.train import checkpoints, rundir, writers
-from ncjax.train import mesh as meshes
+from ncjax.train import checkpoints, meshes, rundir, writers
 from ncjax.train.config import member_seeds, swept_loss_options, validate
 from ncjax.train.state import TrainState, create_states, make_loss, make_train_chunk, transplant
 from ncjax.train.watchdog import Watchdog
@@ -120,7 +119,7 @@ def train(task, workdir: str, *, overwrite: bool = False,
   ``allow_changes``). Without a terminal, progress is logged as lines on stderr. Returns
   the logged records.
 
-  On the task's mesh (``task.mesh``, :mod:`ncjax.train.mesh`), from one process or
+  On the task's mesh (``task.mesh``, :mod:`ncjax.train.meshes`), from one process or
   several: every process runs this same function (the same jitted calls, every save and
   restore); process 0 alone writes the log and shows the progress bar.
   """

@@ -16,8 +16,7 @@ import shutil
 
 import ml_collections
 
-from ncjax.train import checkpoints
-from ncjax.train import mesh as meshes
+from ncjax.train import checkpoints, meshes
 from ncjax.train.config import RESUMABLE_CHANGES, base_config
 
 OUTPUTS = ("config.json", "schedule.json", "metrics.jsonl", "curves.png", "checkpoints",

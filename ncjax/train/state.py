@@ -18,7 +18,7 @@ from ncjax import losses, optim
 from ncjax.data import Batch
 from ncjax.models import head_weights
 from ncjax.models.nnx_adapter import as_model
-from ncjax.train import mesh as meshes
+from ncjax.train import meshes
 from ncjax.train.config import member_seeds
 
 
@@ -181,7 +181,7 @@ def _members_options(loss_options: Mapping | None, mesh: Mesh) -> dict:
 def make_train_step(loss_fn: LossFn, mesh: Mesh, *, train_mode: bool = True,
                     loss_options: Mapping[str, jax.typing.ArrayLike] | None = None):
   """A jitted ``step(states, batches) -> (states, loss (M,))`` vmapped over members, SPMD
-  over ``mesh`` (:mod:`ncjax.train.mesh`): states sharded over ``members``, batches
+  over ``mesh`` (:mod:`ncjax.train.meshes`): states sharded over ``members``, batches
   (M, B, ...) over ``members`` x ``data``; the gradient is that of the global batch
   (BatchNorm statistics too), the loss comes back replicated.
 

@@ -16,8 +16,7 @@ import pytest
 
 from experiments.common import overridden
 from ncjax.tasks import make_task
-from ncjax.train import mesh as meshes
-from ncjax.train import train
+from ncjax.train import meshes, train
 from ncjax.train.config import base_config
 from ncjax.train.state import create_states, make_loss, make_train_step
 from tests.runs import (
