@@ -65,3 +65,12 @@ def fashion_mnist_dir():
     pytest.skip(f"Fashion-MNIST IDX files absent from {images.FASHION_MNIST_IDX}: "
                 "`apt-get install dataset-fashion-mnist` (as .ci/run does)")
   return images.FASHION_MNIST_IDX
+
+
+def pytest_collection_modifyitems(items):
+  """chex's ``without_jit`` variants (op-by-op dispatch, seconds each) run in the full
+  suite; the fast tier runs their ``with_jit`` twins, and tests/test_api.py calls every
+  public callable eagerly against float64."""
+  for item in items:
+    if item.name.endswith("__without_jit"):
+      item.add_marker(pytest.mark.slow)

@@ -82,6 +82,7 @@ class ReferenceTest(chex.TestCase):
     for key, value in want.items():
       np.testing.assert_allclose(got[key], value, rtol=1e-4, atol=1e-6, err_msg=key)
 
+  @pytest.mark.slow
   def test_absent_class_drops_out(self):
     """C=7 with classes 5 and 6 absent equals C=5 on the same data."""
     h, y, head, bias = dataset(seed=2)

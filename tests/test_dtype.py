@@ -26,7 +26,7 @@ SMALL = [("mlp", TOKENS, {"vocab_size": 6, "embed_dim": 8, "hidden_dim": 16}),
 
 # The fast tier keeps the small token and image models; the residual networks and the
 # transformers (the same casts, longer compiles) run in the full suite.
-SLOW_MODELS = ("transformer", "flax_transformer", "resnet18", "wrn")
+SLOW_MODELS = ("transformer", "flax_transformer", "resnet18", "wrn", "cnn")
 
 
 @pytest.mark.parametrize("name, inputs, kwargs", [

@@ -432,6 +432,7 @@ def _assert_same_metrics(got, want, rtol=1e-5):
     np.testing.assert_allclose(got[key], want[key], rtol=rtol, atol=1e-6, err_msg=key)
 
 
+@pytest.mark.slow
 def test_jitted_entry_points_take_static_options():
   want = collapse.collapse_metrics(JZ, JY, num_classes=4, head=JHEAD, joint_entropy=False)
   got = collapse.collapse_metrics_jit(JZ, JY, num_classes=4, head=JHEAD, joint_entropy=False)

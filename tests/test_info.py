@@ -129,6 +129,7 @@ class ClosedFormTest(chex.TestCase):
       moved = (jnp.float32(scale * z1 @ rot),) + args[1:]
       np.testing.assert_allclose(fn(*moved), fn(*args), rtol=1e-4, err_msg=name)
 
+  @pytest.mark.slow
   def test_mir_symmetric_and_ratios_in_unit_interval(self):
     for seed in range(10):
       kind = KINDS[seed % 3]

@@ -84,6 +84,7 @@ class TestInfoRegularizer(chex.TestCase):
     got = losses.info_regularizer(3 * head[labels], labels, head, lam=0.7, lam2=5.0)
     np.testing.assert_allclose(got, -0.7 * np.log(5), rtol=1e-5)
 
+  @pytest.mark.slow
   def test_grad_matches_finite_differences(self):
     f, labels, mask, head = self.batch
     mask = _kept(f, mask)  # the dead rows are a kink: finite differences would revive them
@@ -122,6 +123,7 @@ class TestCMALoss(chex.TestCase):
     np.testing.assert_allclose(cma(orthogonal, np.array([0]), t, num_classes=4),
                                1.0, rtol=1e-5)
 
+  @pytest.mark.slow
   def test_grad_matches_finite_differences_and_is_zero_on_padding(self):
     f, labels, mask, head = self.batch
     mask = _kept(f, mask)  # the dead rows are a kink: finite differences would revive them

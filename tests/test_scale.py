@@ -253,7 +253,8 @@ def assert_slq_close(z1, z2, exact, mask=None, seeds=3):
     assert error <= 4 * float(stderr) + 2e-4 * exact
 
 
-@pytest.mark.parametrize("kind", [pytest.param("isotropic", marks=pytest.mark.slow), "structured",
+@pytest.mark.parametrize("kind", [pytest.param("isotropic", marks=pytest.mark.slow),
+                                  pytest.param("structured", marks=pytest.mark.slow),
                                   pytest.param("grokking", marks=pytest.mark.slow)])
 def test_slq_within_2_percent_and_covered_by_its_error(kind):
   n = 2048

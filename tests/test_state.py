@@ -78,6 +78,7 @@ def _tiny_classification(**overrides):
   return c
 
 
+@pytest.mark.slow
 def test_transplant_takes_the_backbone_keeps_a_new_head_and_checks_shapes():
   from ncjax.models import make_model
   from ncjax.train.meshes import make_mesh
@@ -158,6 +159,7 @@ def test_each_member_of_a_vmapped_sweep_trains_exactly_as_its_own_run(key, value
   assert not np.allclose(jax.tree.leaves(got)[0][0], jax.tree.leaves(got)[0][2])
 
 
+@pytest.mark.slow
 def test_init_seed_starts_every_member_from_one_initialisation():
   import jax
 
