@@ -1,5 +1,9 @@
 """ClassStats: streaming, mergeable per-class first and second moments.
 
+Two jobs, two classes: :class:`ClassMoments` holds the moments and derives what the
+metrics read (means, Sigma_W, Sigma_T, ...); :class:`ClassStats` is a ClassMoments that
+accumulates (``empty``, ``update``, ``merge``, ``psum``).
+
 The moments are kept about a reference point ``shift`` (shifted data) and in units of a
 power of two ``scale``: a batch's features are first mapped to (h - shift) / scale, so a
 common offset of 1e4 or 1e5 never enters a mean or a scatter in float32 (centred class
@@ -26,7 +30,7 @@ from ncjax import _tiling
 from ncjax import _validation as check
 from ncjax.kernels import gram, matmul, power_of_two
 
-__all__ = ["ClassStats", "class_stats"]
+__all__ = ["ClassMoments", "ClassStats", "class_stats"]
 
 
 def _or_one(scale: jax.Array) -> jax.Array:
@@ -35,8 +39,10 @@ def _or_one(scale: jax.Array) -> jax.Array:
 
 
 @flax.struct.dataclass
-class ClassStats:
-  """Per-class counts, means and scatter of features h (d-dim) with labels in [0, C).
+class ClassMoments:
+  """Per-class counts, means and scatter of features h (d-dim) with labels in [0, C), and
+  every quantity derived from them: what the metrics read. Accumulated by
+  :class:`ClassStats`.
 
   Attributes:
     counts: (C,) samples per class (float).
@@ -45,6 +51,146 @@ class ClassStats:
     scaled_means: (C, d) (mu_c - shift) / scale (0 for absent classes).
     scaled_within: (d, d) pooled within-class scatter sum_i (h_i - mu_{y_i})(...)^T / scale^2.
     scaled_spread: (C,) per-class sum of ||h_i - mu_c||^2 / scale^2.
+
+  >>> import jax.numpy as jnp
+  >>> stats = class_stats(jnp.array([[0.0], [2.0], [5.0]]), jnp.array([0, 0, 1]), num_classes=2)
+  >>> stats.num_present.item(), stats.global_mean.tolist(), stats.sigma_w.tolist()
+  (2, [2.3333332538604736], [[0.6666666865348755]])
+  """
+
+  counts: jax.Array
+  shift: jax.Array
+  scale: jax.Array
+  scaled_means: jax.Array
+  scaled_within: jax.Array
+  scaled_spread: jax.Array
+
+  @property
+  def num_classes(self) -> int:
+    return self.counts.shape[-1]
+
+  @property
+  def dim(self) -> int:
+    return self.shift.shape[-1]
+
+  @property
+  def present(self) -> jax.Array:
+    """(C,) bool: classes with at least one sample."""
+    return self.counts > 0
+
+  @property
+  def num_present(self) -> jax.Array:
+    """Number of classes present (used wherever C appears in a metric)."""
+    return jnp.sum(self.present)
+
+  @property
+  def total(self) -> jax.Array:
+    return jnp.sum(self.counts, axis=-1)
+
+  # --- in units of ``scale`` about ``shift``: what the (invariant) metrics use ---
+
+  @property
+  def scaled_global_mean(self) -> jax.Array:
+    """(d,) (mu_G - shift) / scale."""
+    return matmul(self.counts, self.scaled_means) / jnp.maximum(self.total, 1)
+
+  @property
+  def scaled_centred_means(self) -> jax.Array:
+    """(C, d) (mu_c - mu_G) / scale; zero rows for absent classes."""
+    m = self.scaled_means - self.scaled_global_mean
+    return jnp.where(self.present[:, None], m, 0.0)
+
+  @property
+  def centred_means_roundoff(self) -> jax.Array:
+    """() bound on the Frobenius norm of the round-off in ``scaled_centred_means``.
+
+    The corrected two-pass leaves each mean entry within a few eps of the larger of
+    the mean itself and its standard error, in units of scale (about the shift, so an
+    offset adds nothing). The errors of nearly equal means are correlated (constant
+    features), so the bound is the Frobenius norm over the C_present x d entries, not
+    a random-matrix one. Singular values of the centred means at or below it are
+    indistinguishable from 0 (``ncjax.spectral.factor_pinv``).
+    """
+    a = jnp.where(self.present[:, None], jnp.abs(self.scaled_means), 0.0)
+    stderr = jnp.sqrt(self.scaled_class_variances / jnp.maximum(self.counts, 1))
+    entry = 4 * jnp.finfo(a.dtype).eps * (jnp.max(a) + jnp.max(stderr))
+    return entry * jnp.sqrt(self.num_present * self.dim).astype(a.dtype)
+
+  def _samples(self, what: str) -> jax.Array:
+    """The sample count N; eagerly raises when it is 0 (``what`` is then 0/0)."""
+    total = check.reduced(lambda xp, c: xp.sum(c), self.counts)
+    if total is not None and total == 0:
+      raise ValueError(f"{what} of an empty ClassStats (no samples) is 0/0.")
+    return self.total
+
+  @property
+  def scaled_sigma_w(self) -> jax.Array:
+    """(d, d) Sigma_W / scale^2."""
+    return self.scaled_within / self._samples("Sigma_W")
+
+  @property
+  def scaled_class_variances(self) -> jax.Array:
+    """(C,) v_c / scale^2."""
+    return self.scaled_spread / jnp.maximum(self.counts, 1)
+
+  @property
+  def scaled_weighted_means(self) -> jax.Array:
+    """(C, d) sqrt(n_c / N) (mu_c - mu_G) / scale: Sigma_B (weighted) / scale^2 = its Gram."""
+    total = self._samples("Sigma_B (weighted)")
+    return self.scaled_centred_means * jnp.sqrt(self.counts / total)[:, None]
+
+  @property
+  def scaled_sigma_t(self) -> jax.Array:
+    """(d, d) Sigma_T / scale^2 = (Sigma_W + weighted Sigma_B) / scale^2."""
+    mw = self.scaled_weighted_means
+    return self.scaled_sigma_w + matmul(mw.T, mw)
+
+  # --- in the features' own units ---
+
+  @property
+  def means(self) -> jax.Array:
+    """(C, d) class means mu_c (0 for absent classes)."""
+    return jnp.where(self.present[:, None], self.shift + self.scale * self.scaled_means, 0.0)
+
+  @property
+  def global_mean(self) -> jax.Array:
+    """(d,) mean of all samples, mu_G."""
+    return self.shift + self.scale * self.scaled_global_mean
+
+  @property
+  def centred_means(self) -> jax.Array:
+    """(C, d) M_c = mu_c - mu_G; zero rows for absent classes."""
+    return self.scale * self.scaled_centred_means
+
+  def _unscaled(self, scaled: jax.Array, what: str) -> jax.Array:
+    """``scale^2 * scaled`` (a second moment in the features' units); eagerly raises
+    when that leaves the dtype's range (features of 1e30 or 1e-30 in float32), where
+    the scaled moments and every metric still hold."""
+    out = self.scale**2 * scaled
+    bad = check.reduced(lambda xp, s, o: xp.any(~xp.isfinite(o) | ((o == 0) & (s != 0))),
+                        scaled, out)
+    if bad is not None and bad:
+      raise ValueError(f"{what} over- or underflows {out.dtype} at scale {float(self.scale):.3g} "
+                       f"(use the scaled_* moments, in units of scale, or float64 features).")
+    return out
+
+  @property
+  def sigma_w(self) -> jax.Array:
+    """(d, d) within-class covariance, averaged over all samples."""
+    return self._unscaled(self.scaled_sigma_w, "sigma_w")
+
+  @property
+  def sigma_b(self) -> jax.Array:
+    """(d, d) Papyan's between-class covariance, unweighted over present classes."""
+    m = self.scaled_centred_means
+    self._samples("Sigma_B")
+    return self._unscaled(matmul(m.T, m) / self.num_present, "sigma_b")
+
+
+@flax.struct.dataclass
+class ClassStats(ClassMoments):
+  """Streaming class statistics: :class:`ClassMoments` (the fields and the derived
+  quantities) that accumulate.
 
   Build them with :func:`class_stats` or :meth:`update`; :meth:`merge` combines two
   (Chan et al.'s parallel update), so batches, devices and processes reduce exactly.
@@ -56,13 +202,6 @@ class ClassStats:
   >>> s.means.tolist(), s.sigma_w.tolist()  # within-class variance (1 + 4) / 2
   ([[1.0], [4.0]], [[2.5]])
   """
-
-  counts: jax.Array
-  shift: jax.Array
-  scale: jax.Array
-  scaled_means: jax.Array
-  scaled_within: jax.Array
-  scaled_spread: jax.Array
 
   @classmethod
   def empty(cls, *, num_classes: int, dim: int, dtype=jnp.float32) -> ClassStats:
@@ -238,128 +377,6 @@ class ClassStats:
         scaled_spread=jax.lax.psum(
             local.scaled_spread + weight[:, 0] * jnp.sum(delta**2, axis=1), axis_name),
     )
-
-  @property
-  def num_classes(self) -> int:
-    return self.counts.shape[-1]
-
-  @property
-  def dim(self) -> int:
-    return self.shift.shape[-1]
-
-  @property
-  def present(self) -> jax.Array:
-    """(C,) bool: classes with at least one sample."""
-    return self.counts > 0
-
-  @property
-  def num_present(self) -> jax.Array:
-    """Number of classes present (used wherever C appears in a metric)."""
-    return jnp.sum(self.present)
-
-  @property
-  def total(self) -> jax.Array:
-    return jnp.sum(self.counts, axis=-1)
-
-  # --- in units of ``scale`` about ``shift``: what the (invariant) metrics use ---
-
-  @property
-  def scaled_global_mean(self) -> jax.Array:
-    """(d,) (mu_G - shift) / scale."""
-    return matmul(self.counts, self.scaled_means) / jnp.maximum(self.total, 1)
-
-  @property
-  def scaled_centred_means(self) -> jax.Array:
-    """(C, d) (mu_c - mu_G) / scale; zero rows for absent classes."""
-    m = self.scaled_means - self.scaled_global_mean
-    return jnp.where(self.present[:, None], m, 0.0)
-
-  @property
-  def centred_means_roundoff(self) -> jax.Array:
-    """() bound on the Frobenius norm of the round-off in ``scaled_centred_means``.
-
-    The corrected two-pass leaves each mean entry within a few eps of the larger of
-    the mean itself and its standard error, in units of scale (about the shift, so an
-    offset adds nothing). The errors of nearly equal means are correlated (constant
-    features), so the bound is the Frobenius norm over the C_present x d entries, not
-    a random-matrix one. Singular values of the centred means at or below it are
-    indistinguishable from 0 (``ncjax.spectral.factor_pinv``).
-    """
-    a = jnp.where(self.present[:, None], jnp.abs(self.scaled_means), 0.0)
-    stderr = jnp.sqrt(self.scaled_class_variances / jnp.maximum(self.counts, 1))
-    entry = 4 * jnp.finfo(a.dtype).eps * (jnp.max(a) + jnp.max(stderr))
-    return entry * jnp.sqrt(self.num_present * self.dim).astype(a.dtype)
-
-  def _samples(self, what: str) -> jax.Array:
-    """The sample count N; eagerly raises when it is 0 (``what`` is then 0/0)."""
-    total = check.reduced(lambda xp, c: xp.sum(c), self.counts)
-    if total is not None and total == 0:
-      raise ValueError(f"{what} of an empty ClassStats (no samples) is 0/0.")
-    return self.total
-
-  @property
-  def scaled_sigma_w(self) -> jax.Array:
-    """(d, d) Sigma_W / scale^2."""
-    return self.scaled_within / self._samples("Sigma_W")
-
-  @property
-  def scaled_class_variances(self) -> jax.Array:
-    """(C,) v_c / scale^2."""
-    return self.scaled_spread / jnp.maximum(self.counts, 1)
-
-  @property
-  def scaled_weighted_means(self) -> jax.Array:
-    """(C, d) sqrt(n_c / N) (mu_c - mu_G) / scale: Sigma_B (weighted) / scale^2 = its Gram."""
-    total = self._samples("Sigma_B (weighted)")
-    return self.scaled_centred_means * jnp.sqrt(self.counts / total)[:, None]
-
-  @property
-  def scaled_sigma_t(self) -> jax.Array:
-    """(d, d) Sigma_T / scale^2 = (Sigma_W + weighted Sigma_B) / scale^2."""
-    mw = self.scaled_weighted_means
-    return self.scaled_sigma_w + matmul(mw.T, mw)
-
-  # --- in the features' own units ---
-
-  @property
-  def means(self) -> jax.Array:
-    """(C, d) class means mu_c (0 for absent classes)."""
-    return jnp.where(self.present[:, None], self.shift + self.scale * self.scaled_means, 0.0)
-
-  @property
-  def global_mean(self) -> jax.Array:
-    """(d,) mean of all samples, mu_G."""
-    return self.shift + self.scale * self.scaled_global_mean
-
-  @property
-  def centred_means(self) -> jax.Array:
-    """(C, d) M_c = mu_c - mu_G; zero rows for absent classes."""
-    return self.scale * self.scaled_centred_means
-
-  def _unscaled(self, scaled: jax.Array, what: str) -> jax.Array:
-    """``scale^2 * scaled`` (a second moment in the features' units); eagerly raises
-    when that leaves the dtype's range (features of 1e30 or 1e-30 in float32), where
-    the scaled moments and every metric still hold."""
-    out = self.scale**2 * scaled
-    bad = check.reduced(lambda xp, s, o: xp.any(~xp.isfinite(o) | ((o == 0) & (s != 0))),
-                        scaled, out)
-    if bad is not None and bad:
-      raise ValueError(f"{what} over- or underflows {out.dtype} at scale {float(self.scale):.3g} "
-                       f"(use the scaled_* moments, in units of scale, or float64 features).")
-    return out
-
-  @property
-  def sigma_w(self) -> jax.Array:
-    """(d, d) within-class covariance, averaged over all samples."""
-    return self._unscaled(self.scaled_sigma_w, "sigma_w")
-
-  @property
-  def sigma_b(self) -> jax.Array:
-    """(d, d) Papyan's between-class covariance, unweighted over present classes."""
-    m = self.scaled_centred_means
-    self._samples("Sigma_B")
-    return self._unscaled(matmul(m.T, m) / self.num_present, "sigma_b")
-
 
 def class_stats(
     features: jax.Array,
