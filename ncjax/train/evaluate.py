@@ -149,7 +149,7 @@ def _resident_metrics(state: TrainState, splits: dict[str, Batch], sample: Batch
                                                        layers and split == "train"))
           for split, batch in splits.items()}
   centres = sums["train"].stats
-  out = {}
+  out: dict = {}
   for split, batch in splits.items():
     out |= _split_keys(split, sums[split].compute(head, _nc4_count(state, batch, centres)))
   return out | sample_metrics(state, sample) | {keys.WEIGHT_NORM: progress.weight_norm(state.params)}
