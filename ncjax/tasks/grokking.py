@@ -161,7 +161,7 @@ class Grokking:
     data = (self.train, self.test, self._train_pairs)
     train, test, pairs = data if seed_index is None else self._pick(data, seed_index)
     sample = self._sample(train)
-    out = self._evaluate(states, {"train": train, "test": test}, sample)
+    out = self._evaluate(states, {"train": lambda: [train], "test": lambda: [test]}, sample)
     if self._fourier is not None:
       out |= self._fourier(states, pairs)
     return out

@@ -23,9 +23,7 @@ Keys (named in :mod:`ncjax.keys`, used by every task, the logs, the plots and ``
 A pass accumulates, per split, :class:`SplitSums` (ClassStats plus loss and accuracy
 sums); a second pass counts the NC4 disagreements against the TRAIN split's class means
 (Papyan et al.: the network's decision against the nearest training class centre; for
-the test split too). Streamed splits run them as one jitted program per batch; splits
-held whole on device (the grokking task's) run the whole evaluation, every split and
-the sample metrics, as one program. Everything is vmapped over the leading axis of the
+the test split too). Both are jitted per batch and vmapped over the leading axis of the
 states (seeds, or snapshots x seeds).
 """
 
@@ -118,41 +116,11 @@ def _accumulate(state: TrainState, batch: Batch, sums: SplitSums) -> SplitSums:
   return sums.update(batch, *_forward(state, batch.inputs))
 
 
-def _empty_sums(state: TrainState, inputs: jax.Array, num_classes: int,
-                layers: bool) -> SplitSums:
-  """Empty sums shaped by the model's features (and its blocks' outputs with ``layers``)."""
-  shapes = jax.eval_shape(_forward_layers if layers else _forward, state, inputs)
-  return SplitSums.empty(num_classes, shapes[1].shape[-1],
-                         tuple(x.shape[-1] for x in shapes[2]) if layers else ())
-
-
-def _split_keys(split: str, metrics: dict) -> dict:
-  """A split's metrics (:meth:`SplitSums.compute`) under their logged keys."""
-  out = {keys.key(split, k): metrics.pop(k) for k in (keys.LOSS, keys.ACCURACY)}
-  by_layer = {k: metrics.pop(k) for k in list(metrics) if k.startswith(keys.LAYER)}
-  return out | keys.keyed(keys.SPLITS[split], metrics) | by_layer
-
-
 def _nc4_count(state: TrainState, batch: Batch, stats: ClassStats) -> jax.Array:
   """NC4 disagreements in a batch against the class means of ``stats`` (the train
   split's), the network's predictions from its own logits."""
   logits, features = _forward(state, batch.inputs)
   return collapse.nc4(stats, features, logits=logits, mask=batch.mask) * jnp.sum(batch.mask)
-
-
-def _resident_metrics(state: TrainState, splits: dict[str, Batch], sample: Batch,
-                      num_classes: int, layers: bool) -> dict:
-  """Every device metric of one state whose splits are each one resident Batch: the
-  passes of the streamed evaluation, composed into one program."""
-  head = head_weights(state.params)[0]
-  sums = {split: _accumulate(state, batch, _empty_sums(state, batch.inputs, num_classes,
-                                                       layers and split == "train"))
-          for split, batch in splits.items()}
-  centres = sums["train"].stats
-  out: dict = {}
-  for split, batch in splits.items():
-    out |= _split_keys(split, sums[split].compute(head, _nc4_count(state, batch, centres)))
-  return out | sample_metrics(state, sample) | {keys.WEIGHT_NORM: progress.weight_norm(state.params)}
 
 
 def sample_metrics(state: TrainState, batch: Batch) -> dict:
@@ -168,32 +136,41 @@ def sample_metrics(state: TrainState, batch: Batch) -> dict:
 
 def make_evaluator(num_classes: int, mesh: Mesh, data_axis: int | None, layers: bool = False):
   """``evaluate(states, splits, sample) -> dict of (S,) arrays`` for states with a leading
-  axis S, on ``mesh`` (:mod:`ncjax.train.meshes`). ``splits``: ``{"train": ..., "test":
-  ...}``, each either one :class:`Batch` holding the whole split on device (resident:
-  the whole evaluation is then one jitted program) or a callable returning a fresh
-  iterable of Batches (streamed: one program per batch and pass, one for the metrics);
-  global arrays, rows over the mesh's ``samples`` axis. ``sample``: the Batch for
-  :func:`sample_metrics`. ``data_axis``: 0 when every state has its own data (a leading
-  S axis on each batch), None when the data are shared. ``layers``: also the
-  ``layer<i>/*`` metrics of the train split (a model in ``ncjax.models.LAYERED``). The
-  metrics come back replicated: every process can read them.
+  axis S, on ``mesh`` (:mod:`ncjax.train.meshes`). ``splits``: ``{"train": batches, "test":
+  batches}`` where ``batches()`` returns a fresh iterable of :class:`Batch` (global arrays,
+  rows over the mesh's ``data`` axis); ``sample``: the Batch for :func:`sample_metrics`.
+  ``data_axis``: 0 when every state has its own data (a leading S axis on each batch),
+  None when the data are shared. ``layers``: also the ``layer<i>/*`` metrics of the
+  train split (a model in ``ncjax.models.LAYERED``). The metrics come back replicated:
+  every process can read them.
   """
   axes = (0, data_axis)
   members, everywhere = meshes.members_sharding(mesh), meshes.replicated(mesh)
-  program = lambda fn, out, **kw: meshes.serialized(jax.jit(fn, out_shardings=out, **kw), mesh)
-  accumulate = program(jax.vmap(_accumulate, in_axes=(*axes, 0)), members)
-  count_nc4 = program(jax.vmap(lambda state, batch, stats, total: total + (
-      _nc4_count(state, batch, stats)), in_axes=(*axes, 0, 0)), members)
-  samples = program(jax.vmap(sample_metrics, in_axes=axes), everywhere)
-  norms = program(jax.vmap(progress.weight_norm), everywhere)
-  summarise = program(jax.vmap(lambda state, sums, disagreements: sums.compute(
-      head_weights(state.params)[0], disagreements)), everywhere)
-  start = program(jax.vmap(lambda state, batch, with_layers: (
-      _empty_sums(state, batch.inputs, num_classes, with_layers), jnp.float32(0)),
-      in_axes=(*axes, None)), members, static_argnums=2)
-  resident = program(jax.vmap(functools.partial(_resident_metrics, num_classes=num_classes,
-                                                layers=layers), in_axes=(0, data_axis, data_axis)),
-                     everywhere)
+  accumulate = meshes.serialized(jax.jit(jax.vmap(_accumulate, in_axes=(*axes, 0)),
+                                          out_shardings=members), mesh)
+  count_nc4 = meshes.serialized(jax.jit(jax.vmap(lambda state, batch, stats, total: total + (
+      _nc4_count(state, batch, stats)), in_axes=(*axes, 0, 0)), out_shardings=members), mesh)
+  samples = meshes.serialized(jax.jit(jax.vmap(sample_metrics, in_axes=axes),
+                                       out_shardings=everywhere), mesh)
+  norms = meshes.serialized(jax.jit(jax.vmap(progress.weight_norm), out_shardings=everywhere),
+                            mesh)
+
+  @functools.partial(meshes.serialized, mesh=mesh)
+  @functools.partial(jax.jit, out_shardings=everywhere)
+  @jax.vmap
+  def summarise(state, sums: SplitSums, disagreements):
+    return sums.compute(head_weights(state.params)[0], disagreements)
+
+  @functools.partial(meshes.serialized, mesh=mesh)
+  @functools.partial(jax.jit, static_argnums=2, out_shardings=members)
+  def start(states, batch, with_layers: bool):
+    """Empty sums (and a zero NC4 count) per state, shaped by the model's features."""
+    size = jax.tree.leaves(states.params)[0].shape[0]
+    forward = _forward_layers if with_layers else _forward
+    shapes = jax.eval_shape(jax.vmap(forward, in_axes=axes), states, batch.inputs)
+    sums = SplitSums.empty(num_classes, shapes[1].shape[-1],
+                           tuple(x.shape[-1] for x in shapes[2]) if with_layers else ())
+    return jax.tree.map(lambda x: jnp.broadcast_to(x, (size, *x.shape)), (sums, jnp.float32(0)))
 
   def host_nulls(sample: Batch, dim: int, size: int) -> dict:
     """The shape-only chance levels (cached per shape) and ETF values, (size,) each."""
@@ -210,9 +187,10 @@ def make_evaluator(num_classes: int, mesh: Mesh, data_axis: int | None, layers: 
         out |= keys.keyed(prefix, {k: np.full(size, v, np.float32) for k, v in means.items()})
     return meshes.put(jax.tree.map(np.float32, out), everywhere)
 
-  def streamed(states: TrainState, splits: dict, sample: Batch) -> dict:
+  def evaluate(states: TrainState, splits: dict[str, Callable[[], Iterable[Batch]]],
+               sample: Batch) -> dict:
     out: dict = {}
-    for split in keys.SPLITS:
+    for split, prefix in keys.SPLITS.items():
       sums = None
       for batch in splits[split]():
         if sums is None:
@@ -224,16 +202,11 @@ def make_evaluator(num_classes: int, mesh: Mesh, data_axis: int | None, layers: 
         centres = sums.stats  # NC4 of every split: against the training class means
       for batch in splits[split]():
         disagreements = count_nc4(states, batch, centres, disagreements)
-      out |= _split_keys(split, summarise(states, sums, disagreements))
-    return out | samples(states, sample) | {keys.WEIGHT_NORM: norms(states.params)}
-
-  def evaluate(states: TrainState, splits: dict[str, Batch | Callable[[], Iterable[Batch]]],
-               sample: Batch) -> dict:
-    if all(isinstance(splits[split], Batch) for split in keys.SPLITS):
-      out = resident(states, {split: splits[split] for split in keys.SPLITS}, sample)
-    else:
-      out = streamed(states, splits, sample)
-    dim = head_weights(states.params)[0].shape[-1]  # (S, C, d): the features' d
-    return out | host_nulls(sample, dim, len(out[keys.TRAIN_LOSS]))
+      metrics = summarise(states, sums, disagreements)
+      split_keys = {keys.key(split, k): metrics.pop(k) for k in (keys.LOSS, keys.ACCURACY)}
+      by_layer = {k: metrics.pop(k) for k in list(metrics) if k.startswith(keys.LAYER)}
+      out |= {**split_keys, **keys.keyed(prefix, metrics), **by_layer}
+    nulls = host_nulls(sample, centres.dim, len(out[keys.TRAIN_LOSS]))
+    return out | samples(states, sample) | nulls | {keys.WEIGHT_NORM: norms(states.params)}
 
   return evaluate
