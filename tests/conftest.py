@@ -27,9 +27,11 @@ os.environ["JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS"] = "0.1"
 # Bounded, so JAX locks the cache around each read and write: the workers and the CLI
 # processes share it, and an entry read while another process writes it crashed XLA.
 os.environ["JAX_COMPILATION_CACHE_MAX_SIZE"] = str(cli.CACHE_BYTES)
-# This process (8 fake devices) never reads the cache: an executable written by a CLI
-# subprocess (1 device) crashed XLA here when deserialised. The subprocesses share it.
-jax.config.update("jax_compilation_cache_dir", None)
+# This process (8 fake devices) never reads the shared cache: an executable written by a
+# CLI subprocess (1 device) crashed XLA here when deserialised. It gets a private one, so
+# that an in-process `ncjax` call (cli._process_settings) does not switch it to the
+# user's ~/.cache/ncjax/xla either. The subprocesses share the session's.
+jax.config.update("jax_compilation_cache_dir", tempfile.mkdtemp(prefix="ncjax-tests-own-xla-"))
 jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.1)
 jax.config.update("jax_compilation_cache_max_size", cli.CACHE_BYTES)
 matplotlib.use("Agg")
