@@ -3,9 +3,9 @@ for the sharding and mesh tests (this process only: the CLI subprocesses see one
 as on a real CPU machine, unless a test asks for more with ``tests.runs.device_env``;
 the trainer in-process uses one of them outside tests/test_meshes.py), the XLA:CPU
 scheduler flag the CLI sets (see ncjax.cli),
-matplotlib's Agg backend, and a persistent compilation cache private to this session
-(inherited by the CLI subprocesses), so the many tiny runs that compile the same train
-step and metrics programs compile them once (shared by the pytest-xdist workers)."""
+matplotlib's Agg backend, and a persistent compilation cache for the CLI subprocesses
+(one per session), so the many tiny runs that compile the same train step and metrics
+programs compile them once; this process itself uses none."""
 
 import os
 import tempfile
@@ -27,13 +27,12 @@ os.environ["JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS"] = "0.1"
 # Bounded, so JAX locks the cache around each read and write: the workers and the CLI
 # processes share it, and an entry read while another process writes it crashed XLA.
 os.environ["JAX_COMPILATION_CACHE_MAX_SIZE"] = str(cli.CACHE_BYTES)
-# This process (8 fake devices) never reads the shared cache: an executable written by a
-# CLI subprocess (1 device) crashed XLA here when deserialised. It gets a private one, so
-# that an in-process `ncjax` call (cli._process_settings) does not switch it to the
-# user's ~/.cache/ncjax/xla either. The subprocesses share the session's.
-jax.config.update("jax_compilation_cache_dir", tempfile.mkdtemp(prefix="ncjax-tests-own-xla-"))
-jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.1)
-jax.config.update("jax_compilation_cache_max_size", cli.CACHE_BYTES)
+# This process (8 fake devices) never uses a persistent cache, not even one of its own:
+# with one, XLA:CPU here crashed (segfaults and aborts while compiling or deserialising,
+# late in the full suite) in four CI runs; with none, the suite ran clean. Disabled, not
+# just unset, so that an in-process `ncjax` call (cli._process_settings) cannot turn it on.
+# The CLI subprocesses share the session's cache.
+jax.config.update("jax_enable_compilation_cache", False)
 matplotlib.use("Agg")
 
 
