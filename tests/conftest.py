@@ -36,6 +36,15 @@ jax.config.update("jax_enable_compilation_cache", False)
 matplotlib.use("Agg")
 
 
+@pytest.fixture(autouse=True, scope="module")
+def _fresh_compile_caches():
+  """Each test file starts with JAX's in-memory caches empty (compiled programs, traces):
+  a worker that had compiled thousands of programs aborted or segfaulted inside XLA:CPU's
+  compiler, at random, late in the full suite, with no persistent cache in use."""
+  yield
+  jax.clear_caches()
+
+
 @pytest.fixture(autouse=True)
 def _one_device_trainer(request, monkeypatch):
   """The trainer and analysis run on one device (mesh.data=1 unless a config sets it)
