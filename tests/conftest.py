@@ -27,11 +27,10 @@ os.environ["JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS"] = "0.1"
 # Bounded, so JAX locks the cache around each read and write: the workers and the CLI
 # processes share it, and an entry read while another process writes it crashed XLA.
 os.environ["JAX_COMPILATION_CACHE_MAX_SIZE"] = str(cli.CACHE_BYTES)
-# This process (8 fake devices) never uses a persistent cache, not even one of its own:
-# with one, XLA:CPU here crashed (segfaults and aborts while compiling or deserialising,
-# late in the full suite) in four CI runs; with none, the suite ran clean. Disabled, not
-# just unset, so that an in-process `ncjax` call (cli._process_settings) cannot turn it on.
-# The CLI subprocesses share the session's cache.
+# This process (8 fake devices) uses no persistent cache: its executables are not the CLI
+# subprocesses' (1 device), and XLA:CPU crashed here reading them. Disabled, not just
+# unset, so that an in-process `ncjax` call (cli._process_settings) cannot turn it on.
+# (Rare aborts inside XLA:CPU's compiler late in the full suite happened with it off too.)
 jax.config.update("jax_enable_compilation_cache", False)
 matplotlib.use("Agg")
 
